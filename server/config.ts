@@ -1,0 +1,57 @@
+/**
+ * Configuration from the environment, validated once at start. Every value has a default, so
+ * `npm start` runs with nothing set. See the README's configuration table.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
+
+export const configSchema = z.object({
+  /** HTTP + socket.io listen address. */
+  host: z.string().default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** The IP mediasoup's WebRTC transports listen on, and the one announced to clients. */
+  rtcListenIp: z.string().default('127.0.0.1'),
+  rtcAnnouncedAddress: z.string().optional(),
+  rtcMinPort: z.coerce.number().int().min(1024).max(65535).default(40000),
+  rtcMaxPort: z.coerce.number().int().min(1024).max(65535).default(49999),
+  /** mediasoup workers; default one per core. */
+  numWorkers: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
+  /** HS256 secret for participant tokens. Default: random per process (tokens die with it). */
+  tokenSecret: z.string().min(32).optional(),
+  /** Secret for the backend HTTP API (Authorization: Bearer ...). Default: random per process. */
+  apiSecret: z.string().min(16).optional(),
+  /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
+  demo: bool.default(true),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  workerLogLevel: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
+});
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Environment variable for each key: STAGEGATE_ + upper snake case (e.g. STAGEGATE_RTC_MIN_PORT). */
+export function envName(key: string): string {
+  return `STAGEGATE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[envName(key)];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  // PORT is the usual convention of hosting platforms.
+  if (raw.port === undefined && env.PORT) raw.port = env.PORT;
+  const result = configSchema.safeParse({ ...raw, ...overrides });
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${envName(String(i.path[0]))}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  if (result.data.rtcMinPort > result.data.rtcMaxPort) {
+    throw new Error('invalid configuration: STAGEGATE_RTC_MIN_PORT is above STAGEGATE_RTC_MAX_PORT');
+  }
+  return result.data;
+}

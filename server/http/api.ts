@@ -1,0 +1,209 @@
+/**
+ * The HTTP API for the application's backend (Authorization: Bearer <API secret>): rooms,
+ * participant tokens, and moderation without a browser. Every body is validated with a strict
+ * schema; every error is `{ error: { code, message } }` with a matching HTTP status.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { StagegateError, type ErrorCode } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/protocol.js';
+import { STAGE_MODES } from '../../shared/stage.js';
+import { presetInputSchema, type TokenService } from '../auth/tokens.js';
+import type { Logger } from '../logger.js';
+import type { Room } from '../room/Room.js';
+import type { RoomRegistry } from '../room/RoomRegistry.js';
+import { BACKEND_ACTOR } from '../stage/Stage.js';
+
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  INVALID_STATE: 409,
+  STAGE_DISABLED: 409,
+  RATE_LIMITED: 429,
+  UNSUPPORTED: 422,
+  INTERNAL: 500,
+};
+
+const id = z.string().min(1).max(LIMITS.idLength).regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only');
+const userIds = z.strictObject({ userIds: z.array(z.string().min(1).max(LIMITS.idLength)).max(LIMITS.batchSize) });
+const schemas = {
+  createRoom: z.strictObject({ id: id.optional(), mode: z.enum(STAGE_MODES).optional() }),
+  mintToken: z.strictObject({
+    userId: id.optional(),
+    name: z.string().min(1).max(100),
+    preset: presetInputSchema,
+    ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+  }),
+  userIds,
+  setMode: z.strictObject({ mode: z.enum(STAGE_MODES) }),
+};
+
+export interface ApiDeps {
+  rooms: RoomRegistry;
+  tokens: TokenService;
+  apiSecret: string;
+  log: Logger;
+}
+
+type Json = Record<string, unknown> | unknown[];
+type Route = (req: IncomingMessage, params: string[], body: () => Promise<unknown>) => Promise<[number, Json?]>;
+
+export function roomSummary(room: Room) {
+  return {
+    id: room.id,
+    mode: room.stage.mode,
+    createdAt: new Date(room.createdAt).toISOString(),
+    participants: room.participants.size,
+    onStage: room.stage.members().filter((m) => m.status === 'ON_STAGE').length,
+  };
+}
+
+export function roomDetails(room: Room) {
+  return {
+    ...roomSummary(room),
+    participants: [...room.participants.values()].map((p) => room.info(p)),
+    requests: room.stage.getAccessRequests(BACKEND_ACTOR),
+  };
+}
+
+/** Returns a request handler for /api/*; it answers `false` for paths it does not own. */
+export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
+  const room = (roomId: string | undefined) => {
+    const r = roomId ? rooms.get(roomId) : undefined;
+    if (!r) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
+    return r;
+  };
+  const routes: [method: string, pattern: RegExp, route: Route][] = [
+    ['GET', /^\/api\/rooms$/, async () => [200, { rooms: rooms.list().map(roomSummary) }]],
+    [
+      'POST',
+      /^\/api\/rooms$/,
+      async (_req, _p, body) => {
+        const { id: roomId, mode } = parse(schemas.createRoom, await body());
+        return [201, roomSummary(await rooms.create(roomId, mode))];
+      },
+    ],
+    ['GET', /^\/api\/rooms\/([^/]+)$/, async (_r, [rid]) => [200, roomDetails(room(rid))]],
+    [
+      'DELETE',
+      /^\/api\/rooms\/([^/]+)$/,
+      async (_r, [rid]) => {
+        rooms.close(room(rid).id);
+        return [204];
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/rooms\/([^/]+)\/tokens$/,
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const t = parse(schemas.mintToken, await body());
+        const userId = t.userId ?? randomUUID();
+        const ttl = t.ttlSeconds ?? 6 * 3600;
+        const token = await tokens.mint({ userId, name: t.name, roomId: r.id, preset: t.preset }, ttl);
+        return [201, { token, userId, roomId: r.id, expiresAt: new Date(Date.now() + ttl * 1000).toISOString() }];
+      },
+    ],
+    ...(['grant', 'deny', 'kick'] as const).map(
+      (action): [string, RegExp, Route] => [
+        'POST',
+        new RegExp(`^/api/rooms/([^/]+)/stage/${action}$`),
+        async (_r, [rid], body) => {
+          const r = room(rid);
+          const { userIds: ids } = parse(schemas.userIds, await body());
+          const stage = r.stage;
+          const results =
+            action === 'grant'
+              ? stage.grantAccess(BACKEND_ACTOR, ids)
+              : action === 'deny'
+                ? stage.denyAccess(BACKEND_ACTOR, ids)
+                : stage.kick(BACKEND_ACTOR, ids);
+          log.info({ roomId: r.id, action, userIds: ids, by: BACKEND_ACTOR }, 'stage action via API');
+          return [200, { results }];
+        },
+      ],
+    ),
+    [
+      'PUT',
+      /^\/api\/rooms\/([^/]+)\/stage\/mode$/,
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const { mode } = parse(schemas.setMode, await body());
+        return [200, { mode: r.stage.setMode(BACKEND_ACTOR, mode) }];
+      },
+    ],
+  ];
+
+  return async function handleApi(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!path.startsWith('/api/')) return false;
+    try {
+      if (!authorized(req.headers.authorization, apiSecret)) {
+        throw new StagegateError('UNAUTHORIZED', 'Authorization: Bearer <API secret> required');
+      }
+      const match = routes
+        .map(([m, pattern, route]) => ({ m, route, params: pattern.exec(path) }))
+        .filter((x) => x.params);
+      const hit = match.find((x) => x.m === req.method);
+      if (!hit) {
+        throw match.length
+          ? new StagegateError('INVALID_REQUEST', `${req.method} not allowed on ${path}`)
+          : new StagegateError('NOT_FOUND', `no route ${path}`);
+      }
+      const params = hit.params!.slice(1).map(decodeURIComponent);
+      const [status, json] = await hit.route(req, params, () => readJson(req));
+      sendJson(res, status, json);
+    } catch (err) {
+      sendError(res, err, log);
+    }
+    return true;
+  };
+}
+
+function authorized(header: string | undefined, secret: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(secret);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+export function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+  throw new StagegateError('INVALID_REQUEST', `${issue?.message ?? 'invalid body'}${where}`);
+}
+
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > LIMITS.maxMessageBytes) throw new StagegateError('INVALID_REQUEST', 'body too large');
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new StagegateError('INVALID_REQUEST', 'body is not valid JSON');
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, json?: Json): void {
+  if (json === undefined) {
+    res.writeHead(status).end();
+    return;
+  }
+  const body = JSON.stringify(json);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(body);
+}
+
+export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  const e =
+    err instanceof StagegateError ? err : (log.error({ err }, 'HTTP handler failed'), new StagegateError('INTERNAL', 'internal error'));
+  sendJson(res, HTTP_STATUS[e.code], { error: e.toJSON() });
+}

@@ -1,0 +1,59 @@
+/**
+ * Demo mode (on by default for local webinars): the landing page creates rooms and gets tokens
+ * without the backend API. A room's host link carries a per-room host key; anyone with the
+ * viewer link joins as a viewer. Turn it off (STAGEGATE_DEMO=false) when a backend mints tokens.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { StagegateError } from '../../shared/errors.js';
+import { STAGE_MODES } from '../../shared/stage.js';
+import type { TokenService } from '../auth/tokens.js';
+import type { Logger } from '../logger.js';
+import type { RoomRegistry } from '../room/RoomRegistry.js';
+import { parse, readJson, sendError, sendJson } from './api.js';
+
+const createRoom = z.strictObject({ mode: z.enum(STAGE_MODES).optional() });
+const getToken = z.strictObject({
+  roomId: z.string().min(1).max(128),
+  name: z.string().trim().min(1).max(60),
+  role: z.enum(['host', 'viewer']),
+  hostKey: z.string().max(64).optional(),
+});
+
+export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; tokens: TokenService; log: Logger }) {
+  const hostKeys = new Map<string, string>();
+
+  return async function handleDemo(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'POST' || (path !== '/demo/rooms' && path !== '/demo/tokens')) return false;
+    try {
+      if (path === '/demo/rooms') {
+        const { mode } = parse(createRoom, await readJson(req));
+        const room = await rooms.create(randomUUID().slice(0, 8), mode);
+        const hostKey = randomBytes(12).toString('base64url');
+        hostKeys.set(room.id, hostKey);
+        room.router.observer.once('close', () => hostKeys.delete(room.id));
+        sendJson(res, 201, {
+          roomId: room.id,
+          hostKey,
+          hostPath: `/host.html?room=${room.id}&key=${hostKey}`,
+          viewerPath: `/viewer.html?room=${room.id}`,
+        });
+      } else {
+        const t = parse(getToken, await readJson(req));
+        if (!rooms.get(t.roomId)) throw new StagegateError('NOT_FOUND', `no room ${t.roomId}`);
+        if (t.role === 'host' && (!t.hostKey || hostKeys.get(t.roomId) !== t.hostKey)) {
+          throw new StagegateError('FORBIDDEN', 'the host link is not valid for this room');
+        }
+        const userId = `${t.role}-${randomUUID().slice(0, 8)}`;
+        const token = await tokens.mint({ userId, name: t.name, roomId: t.roomId, preset: t.role });
+        log.info({ roomId: t.roomId, userId, role: t.role }, 'demo token minted');
+        sendJson(res, 201, { token, userId, roomId: t.roomId });
+      }
+    } catch (err) {
+      sendError(res, err, log);
+    }
+    return true;
+  };
+}

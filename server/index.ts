@@ -1,0 +1,183 @@
+/**
+ * Stagegate server, as a library. `createStagegate()` either runs its own HTTP + socket.io
+ * server (what `npm start` does) or attaches to an app's existing HTTP server, socket.io
+ * instance and mediasoup workers.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Server as IoServer } from 'socket.io';
+import type { types as ms } from 'mediasoup';
+import { LIMITS } from '../shared/protocol.js';
+import { TokenService } from './auth/tokens.js';
+import { loadConfig, type Config, type ConfigInput } from './config.js';
+import { createApi, sendJson } from './http/api.js';
+import { createDemoRoutes } from './http/demo.js';
+import { createStatic } from './http/static.js';
+import { createLogger, type Logger } from './logger.js';
+import { WorkerPool } from './media/WorkerPool.js';
+import { RoomRegistry } from './room/RoomRegistry.js';
+import { attachSignaling, roomKey, userKey } from './signaling/signaling.js';
+
+export { StagegateError } from '../shared/errors.js';
+export type { Config, ConfigInput } from './config.js';
+export type { Room } from './room/Room.js';
+export type { RoomRegistry } from './room/RoomRegistry.js';
+export type { TokenService, TokenClaims } from './auth/tokens.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const DEFAULT_WEB_ROOT = path.resolve(HERE, '../client/dist');
+
+export interface StagegateOptions {
+  /** Settings; anything left out comes from STAGEGATE_* environment variables, then defaults. */
+  config?: ConfigInput;
+  /** Read STAGEGATE_* variables (default true; tests pass false). */
+  useEnv?: boolean;
+  logger?: Logger;
+  /** Attach to this HTTP server instead of creating one (you call listen). */
+  httpServer?: http.Server;
+  /** Attach to this socket.io server instead of creating one. */
+  io?: IoServer;
+  /** Use these mediasoup workers instead of spawning one per core. */
+  workers?: ms.Worker[];
+  /**
+   * Serve the HTTP API, demo routes and pages. Default: true when Stagegate creates the HTTP
+   * server, false when you pass one (then mount `stagegate.httpHandler` yourself).
+   */
+  serveHttp?: boolean;
+  /** Where the built demo pages are (default client/dist). */
+  webRoot?: string;
+}
+
+export interface Stagegate {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly httpServer: http.Server;
+  readonly io: IoServer;
+  readonly rooms: RoomRegistry;
+  readonly tokens: TokenService;
+  readonly pool: WorkerPool;
+  /** The API secret (generated when not configured). */
+  readonly apiSecret: string;
+  /** Handles /api/*, /healthz, /demo/* and the pages; answers false for anything else. */
+  httpHandler(req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean>;
+  /** Starts listening (only when Stagegate created the HTTP server). */
+  listen(): Promise<{ url: string }>;
+  /** Tells clients, closes rooms, workers and (if owned) the servers. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function createStagegate(options: StagegateOptions = {}): Promise<Stagegate> {
+  const config = loadConfig(options.useEnv === false ? {} : process.env, options.config);
+  const log = options.logger ?? createLogger(config.logLevel);
+  const tokenSecret = config.tokenSecret ?? randomBytes(32).toString('base64url');
+  const apiSecret = config.apiSecret ?? randomBytes(24).toString('base64url');
+  const tokens = new TokenService(tokenSecret);
+
+  const pool = options.workers
+    ? WorkerPool.fromWorkers(options.workers, log)
+    : await WorkerPool.create({
+        numWorkers: config.numWorkers,
+        rtcMinPort: config.rtcMinPort,
+        rtcMaxPort: config.rtcMaxPort,
+        logLevel: config.workerLogLevel,
+        logger: log,
+      });
+
+  const ownsHttp = !options.httpServer;
+  const httpServer = options.httpServer ?? http.createServer();
+  const ownsIo = !options.io;
+  const io =
+    options.io ??
+    new IoServer(httpServer, {
+      maxHttpBufferSize: LIMITS.maxMessageBytes,
+      serveClient: false,
+      cors: { origin: true },
+    });
+
+  const rooms = new RoomRegistry({
+    pool,
+    channelFor: (roomId) => ({
+      toAll: (name, data, exceptUserId) => {
+        const target = io.to(roomKey(roomId));
+        (exceptUserId ? target.except(userKey(roomId, exceptUserId)) : target).emit(name, data);
+      },
+    }),
+    rtc: { listenIp: config.rtcListenIp, announcedAddress: config.rtcAnnouncedAddress },
+    log,
+    autoCreate: config.demo,
+  });
+  attachSignaling({ io, rooms, tokens, log });
+
+  const api = createApi({ rooms, tokens, apiSecret, log });
+  const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
+  const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT);
+  const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/healthz') {
+      const workers = pool.workers.filter((w) => !w.closed && !w.died).length;
+      sendJson(res, workers > 0 ? 200 : 503, { status: workers > 0 ? 'ok' : 'degraded', workers, rooms: rooms.list().length });
+      return true;
+    }
+    if (await api(req, res)) return true;
+    if (demo && (await demo(req, res))) return true;
+    return pages(req, res);
+  };
+  if (options.serveHttp ?? ownsHttp) {
+    httpServer.on('request', (req, res) => {
+      // socket.io answers its own path on the same server.
+      if (req.url?.startsWith('/socket.io/')) return;
+      httpHandler(req, res).then(
+        (handled) => {
+          if (!handled) sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'not found' } });
+        },
+        (err: unknown) => {
+          log.error({ err }, 'HTTP request failed');
+          if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
+        },
+      );
+    });
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    log,
+    httpServer,
+    io,
+    rooms,
+    tokens,
+    pool,
+    apiSecret,
+    httpHandler,
+    async listen() {
+      if (!ownsHttp) throw new Error('listen() is for the HTTP server Stagegate created; call listen on yours');
+      await new Promise<void>((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.port, config.host, () => {
+          httpServer.off('error', reject);
+          resolve();
+        });
+      });
+      const { port } = httpServer.address() as AddressInfo;
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      return { url: `http://${host}:${port}` };
+    },
+    close() {
+      closing ??= (async () => {
+        rooms.closeAll('server-shutdown');
+        if (ownsIo) await new Promise<void>((resolve) => void io.close(() => resolve()));
+        else io.disconnectSockets(true);
+        if (!options.workers) pool.close();
+        if (ownsHttp && httpServer.listening) {
+          httpServer.closeAllConnections();
+          await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        }
+        log.info('stagegate closed');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * `npm start`: the webinar server with its demo pages, on embedded defaults (STAGEGATE_* env
+ * variables override them; see the README). Ctrl-C shuts down gracefully.
+ */
+import { createStagegate } from './index.js';
+
+const stagegate = await createStagegate().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
+const { url } = await stagegate.listen();
+const { config, log } = stagegate;
+
+log.info({ url, workers: stagegate.pool.workers.length, demo: config.demo }, 'stagegate listening');
+console.log(`
+  Stagegate is running.
+
+    Open ${url}/            create a webinar and get host and viewer links
+         ${url}/loopback.html  your camera looped back through the SFU
+    API  ${url}/api/...     Authorization: Bearer ${config.apiSecret ? '<STAGEGATE_API_SECRET>' : stagegate.apiSecret}
+`);
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) process.exit(1); // a second Ctrl-C forces it
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000).unref();
+    stagegate.close().then(() => {
+      clearTimeout(force);
+      process.exit(0);
+    });
+  });
+}

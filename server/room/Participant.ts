@@ -1,0 +1,81 @@
+/**
+ * One authenticated user in a room and the mediasoup objects they own. Identity and preset come
+ * from the verified token only.
+ *
+ * Close cascade (as mediasoup's own): closing a transport closes its producers and consumers;
+ * each object removes itself from the maps here through its own 'close' path, so nothing is
+ * left behind and every close is idempotent.
+ */
+import type { types as ms } from 'mediasoup';
+import type { ProducerInfo } from '../../shared/protocol.js';
+import type { MediaSource, Preset } from '../../shared/stage.js';
+import type { Logger } from '../logger.js';
+
+export interface StagedProducer {
+  producer: ms.Producer;
+  source: MediaSource;
+}
+
+/** The socket-facing side of a participant: how the room talks to them. */
+export interface ParticipantSession {
+  readonly id: string;
+  notify(name: string, data: unknown): void;
+  /** Start receiving the room's broadcasts (called once the participant is in the room). */
+  subscribe(): void;
+  disconnect(): void;
+}
+
+export class Participant {
+  readonly transports = new Map<string, ms.WebRtcTransport>();
+  readonly producers = new Map<string, StagedProducer>();
+  readonly consumers = new Map<string, ms.Consumer>();
+  rtpCapabilities: ms.RtpCapabilities | undefined;
+  sendTransportId: string | undefined;
+  recvTransportId: string | undefined;
+  /** Incremented every time the participant leaves ON_STAGE: a produce started in an older epoch must not survive. */
+  stageEpoch = 0;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly preset: Preset,
+    public session: ParticipantSession,
+    readonly log: Logger,
+  ) {}
+
+  producerInfos(): ProducerInfo[] {
+    return [...this.producers.values()].map(({ producer, source }) => ({
+      id: producer.id,
+      userId: this.id,
+      kind: producer.kind,
+      source,
+      paused: producer.paused,
+    }));
+  }
+
+  /** Closes every producer; returns what was closed (the room tells everyone). */
+  closeProducers(): StagedProducer[] {
+    const closed = [...this.producers.values()];
+    for (const { producer } of closed) producer.close();
+    this.producers.clear();
+    return closed;
+  }
+
+  /** Closes the send transport (and with it any producer left). */
+  closeSendTransport(): void {
+    if (!this.sendTransportId) return;
+    this.transports.get(this.sendTransportId)?.close();
+    this.transports.delete(this.sendTransportId);
+    this.sendTransportId = undefined;
+  }
+
+  /** Closes every mediasoup object of this participant. Idempotent. */
+  closeMedia(): void {
+    this.closeProducers();
+    for (const t of this.transports.values()) t.close();
+    this.transports.clear();
+    this.consumers.clear();
+    this.sendTransportId = undefined;
+    this.recvTransportId = undefined;
+  }
+}

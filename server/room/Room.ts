@@ -1,0 +1,373 @@
+/**
+ * One webinar: a mediasoup Router, the stage state machine, and the participants.
+ *
+ * Media gating lives here and nowhere else:
+ * - `createTransport('send')` only while ACCEPTED_TO_JOIN_STAGE or ON_STAGE;
+ * - `produce` only while ON_STAGE, for a kind read from the RTP parameters and a source the
+ *   preset allows; a producer whose creation finishes after its owner left the stage is closed;
+ * - every transition away from ON_STAGE (leave, kick, disconnect, mode) closes the owner's
+ *   producers right in the stage listener, which closes their consumers in the worker; every
+ *   receiver is told.
+ */
+import type { types as ms } from 'mediasoup';
+import { StagegateError } from '../../shared/errors.js';
+import type {
+  ConsumerOptions,
+  MediaKind,
+  NotificationName,
+  Notifications,
+  ParticipantInfo,
+  ProducerCloseReason,
+  RoomSnapshot,
+  TransportOptions,
+} from '../../shared/protocol.js';
+import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js';
+import type { Logger } from '../logger.js';
+import type { VerifiedToken } from '../auth/tokens.js';
+import { Stage, type StageChangeReason } from '../stage/Stage.js';
+import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
+
+export const MEDIA_CODECS: ms.RouterRtpCodecCapability[] = [
+  { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 },
+  { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, parameters: { 'x-google-start-bitrate': 1000 } },
+  {
+    kind: 'video',
+    mimeType: 'video/H264',
+    clockRate: 90000,
+    parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 },
+  },
+];
+
+export interface RtcOptions {
+  listenIp: string;
+  announcedAddress?: string | undefined;
+}
+
+/** How the room reaches every participant at once (socket.io rooms in production). */
+export interface RoomChannel {
+  toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
+}
+
+const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
+  kick: 'kicked',
+  'leave-room': 'disconnected',
+};
+
+export class Room {
+  readonly stage: Stage;
+  readonly participants = new Map<string, Participant>();
+  readonly createdAt = Date.now();
+  /** producer id → owner, for consume(). */
+  readonly #owners = new Map<string, Participant>();
+  #closed = false;
+
+  private constructor(
+    readonly id: string,
+    readonly worker: ms.Worker,
+    readonly router: ms.Router,
+    readonly channel: RoomChannel,
+    readonly rtc: RtcOptions,
+    readonly log: Logger,
+    mode: StageMode,
+  ) {
+    this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
+    this.#wireStage();
+  }
+
+  static async create(opts: {
+    id: string;
+    mode?: StageMode;
+    worker: ms.Worker;
+    channel: RoomChannel;
+    rtc: RtcOptions;
+    log: Logger;
+  }): Promise<Room> {
+    const router = await opts.worker.createRouter({ mediaCodecs: MEDIA_CODECS });
+    const log = opts.log.child({ roomId: opts.id });
+    return new Room(opts.id, opts.worker, router, opts.channel, opts.rtc, log, opts.mode ?? 'REQUEST');
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ------------------------------------------------------------------ membership
+  /** Adds the token's user; a second connection of the same user replaces the first. */
+  join(session: ParticipantSession, who: VerifiedToken, rtpCapabilities: ms.RtpCapabilities): RoomSnapshot {
+    this.#assertOpen();
+    const previous = this.participants.get(who.userId);
+    if (previous) {
+      previous.session.notify('goodbye', { reason: 'replaced' });
+      this.leave(previous.id);
+      previous.session.disconnect();
+    }
+    const p = new Participant(who.userId, who.name, who.preset, session, this.log.child({ userId: who.userId }));
+    p.rtpCapabilities = rtpCapabilities;
+    this.participants.set(p.id, p);
+    this.stage.add({ id: p.id, name: p.name, preset: p.preset });
+    session.subscribe();
+    p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
+    this.channel.toAll('participantJoined', { participant: this.info(p) }, p.id);
+    return {
+      roomId: this.id,
+      self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
+      participants: [...this.participants.values()].filter((o) => o !== p).map((o) => this.info(o)),
+      mode: this.stage.mode,
+      requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(p.id) : [],
+    };
+  }
+
+  /** The user left the room (or disconnected): stage cascade first, then every media object. */
+  leave(userId: string): void {
+    const p = this.participants.get(userId);
+    if (!p) return;
+    this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
+    p.closeMedia();
+    this.participants.delete(userId);
+    p.log.info('left room');
+    this.channel.toAll('participantLeft', { userId });
+  }
+
+  statusOf(userId: string): StageStatus {
+    const m = this.stage.get(userId);
+    if (!m) throw new StagegateError('NOT_FOUND', `no participant ${userId} in this room`);
+    return m.status;
+  }
+
+  info(p: Participant): ParticipantInfo {
+    return {
+      id: p.id,
+      name: p.name,
+      presetName: p.preset.name,
+      stageStatus: this.statusOf(p.id),
+      producers: p.producerInfos(),
+    };
+  }
+
+  // ------------------------------------------------------------------ transports
+  async createTransport(p: Participant, direction: 'send' | 'recv'): Promise<TransportOptions> {
+    if (direction === 'send') this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
+    const { listenIp, announcedAddress } = this.rtc;
+    const listen = announcedAddress ? { ip: listenIp, announcedAddress } : { ip: listenIp };
+    const transport = await this.router.createWebRtcTransport({
+      listenInfos: [
+        { protocol: 'udp', ...listen },
+        { protocol: 'tcp', ...listen },
+      ],
+      preferUdp: true,
+      appData: { userId: p.id, direction },
+    });
+    // The participant may have left, or left the stage, while the worker created it.
+    const stillAllowed =
+      this.participants.get(p.id) === p &&
+      (direction === 'recv' || ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'].includes(this.statusOf(p.id)));
+    if (!stillAllowed) {
+      transport.close();
+      throw new StagegateError('INVALID_STATE', 'the stage status changed while the transport was created');
+    }
+    const previousId = direction === 'send' ? p.sendTransportId : p.recvTransportId;
+    if (previousId) {
+      p.transports.get(previousId)?.close();
+      p.transports.delete(previousId);
+    }
+    p.transports.set(transport.id, transport);
+    if (direction === 'send') p.sendTransportId = transport.id;
+    else p.recvTransportId = transport.id;
+    return {
+      id: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+    };
+  }
+
+  async connectTransport(p: Participant, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
+    const transport = p.transports.get(transportId);
+    if (!transport) throw new StagegateError('NOT_FOUND', `no transport ${transportId}`);
+    if (transport.dtlsState !== 'new') throw new StagegateError('INVALID_STATE', 'transport already connected');
+    await transport.connect({ dtlsParameters });
+  }
+
+  // ------------------------------------------------------------------ producers
+  async produce(
+    p: Participant,
+    req: { transportId: string; kind: MediaKind; rtpParameters: ms.RtpParameters; source?: MediaSource | undefined },
+  ): Promise<{ id: string; source: MediaSource }> {
+    const kind = kindOfRtp(req.rtpParameters);
+    if (kind !== req.kind) {
+      throw new StagegateError('INVALID_REQUEST', `rtpParameters carry ${kind ?? 'mixed or unknown'} media, not ${req.kind}`);
+    }
+    const source = req.source ?? kind;
+    if ((kind === 'audio') !== (source === 'audio')) {
+      throw new StagegateError('INVALID_REQUEST', `source ${source} does not fit ${kind} media`);
+    }
+    this.#assertMayPublish(p, ['ON_STAGE'], 'produce');
+    if (p.preset.media[source] !== 'ALLOWED') {
+      throw new StagegateError('FORBIDDEN', `preset ${p.preset.name} does not allow ${source}`);
+    }
+    const transport = p.sendTransportId === req.transportId ? p.transports.get(req.transportId) : undefined;
+    if (!transport) throw new StagegateError('NOT_FOUND', `no send transport ${req.transportId}`);
+    if ([...p.producers.values()].some((sp) => sp.source === source)) {
+      throw new StagegateError('INVALID_STATE', `already producing ${source}`);
+    }
+
+    const epoch = p.stageEpoch;
+    const producer = await transport.produce({
+      kind,
+      rtpParameters: req.rtpParameters,
+      appData: { userId: p.id, source },
+    });
+    // Gating, second half: a kick, leave or disconnect during the await bumped the epoch.
+    if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
+      producer.close();
+      throw new StagegateError('INVALID_STATE', 'left the stage while the producer was created');
+    }
+    const staged: StagedProducer = { producer, source };
+    p.producers.set(producer.id, staged);
+    this.#owners.set(producer.id, p);
+    producer.on('transportclose', () => this.#dropProducer(p, staged, 'transport-closed'));
+    p.log.info({ producerId: producer.id, kind, source }, 'producer created');
+    this.channel.toAll('newProducer', { producer: p.producerInfos().find((i) => i.id === producer.id)! }, p.id);
+    return { id: producer.id, source };
+  }
+
+  closeProducer(p: Participant, producerId: string): void {
+    const staged = this.#ownProducer(p, producerId);
+    staged.producer.close();
+    this.#dropProducer(p, staged, 'closed');
+  }
+
+  async setProducerPaused(p: Participant, producerId: string, paused: boolean): Promise<void> {
+    const { producer } = this.#ownProducer(p, producerId);
+    if (paused) await producer.pause();
+    else await producer.resume();
+    this.channel.toAll(paused ? 'producerPaused' : 'producerResumed', { producerId, userId: p.id }, p.id);
+  }
+
+  // ------------------------------------------------------------------ consumers
+  async consume(p: Participant, producerId: string): Promise<ConsumerOptions> {
+    const owner = this.#owners.get(producerId);
+    const staged = owner?.producers.get(producerId);
+    if (!owner || !staged) throw new StagegateError('NOT_FOUND', `no producer ${producerId}`);
+    if (owner === p) throw new StagegateError('INVALID_REQUEST', 'cannot consume your own producer');
+    const transport = p.recvTransportId ? p.transports.get(p.recvTransportId) : undefined;
+    if (!transport) throw new StagegateError('INVALID_STATE', 'create a recv transport first');
+    if (!p.rtpCapabilities || !this.router.canConsume({ producerId, rtpCapabilities: p.rtpCapabilities })) {
+      throw new StagegateError('UNSUPPORTED', 'your RTP capabilities cannot receive this producer');
+    }
+    const consumer = await transport.consume({
+      producerId,
+      rtpCapabilities: p.rtpCapabilities,
+      paused: true,
+      appData: { userId: p.id },
+    });
+    if (consumer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+    p.consumers.set(consumer.id, consumer);
+    consumer.on('transportclose', () => p.consumers.delete(consumer.id));
+    consumer.on('producerclose', () => {
+      p.consumers.delete(consumer.id);
+      p.session.notify('consumerClosed', { consumerId: consumer.id, producerId });
+    });
+    return {
+      id: consumer.id,
+      producerId,
+      userId: owner.id,
+      kind: consumer.kind,
+      source: staged.source,
+      rtpParameters: consumer.rtpParameters,
+    };
+  }
+
+  /** The client is ready: start sending, with a key frame so video shows at once. */
+  async resumeConsumer(p: Participant, consumerId: string): Promise<void> {
+    const consumer = p.consumers.get(consumerId);
+    if (!consumer) throw new StagegateError('NOT_FOUND', `no consumer ${consumerId}`);
+    await consumer.resume();
+    if (consumer.kind === 'video') await consumer.requestKeyFrame();
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+  close(reason: 'room-closed' | 'server-shutdown' = 'room-closed'): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const p of this.participants.values()) {
+      p.session.notify('goodbye', { reason });
+      p.closeMedia();
+      p.session.disconnect();
+    }
+    this.participants.clear();
+    this.#owners.clear();
+    this.router.close();
+    this.log.info({ reason }, 'room closed');
+  }
+
+  // ------------------------------------------------------------------ internals
+  #wireStage(): void {
+    const s = this.stage;
+    const hosts = () => [...this.participants.values()].filter((p) => p.preset.acceptStageRequests);
+    const toUser = <N extends NotificationName>(userId: string, name: N, data: Notifications[N]) =>
+      this.participants.get(userId)?.session.notify(name, data);
+    const toHosts = <N extends NotificationName>(name: N, data: Notifications[N]) => {
+      for (const h of hosts()) h.session.notify(name, data);
+    };
+
+    s.on('statusChanged', ({ userId, from, to, reason, by }) => {
+      const p = this.participants.get(userId);
+      this.log.info({ userId, from, to, reason, by }, 'stage status changed');
+      if (p && from === 'ON_STAGE' && to !== 'ON_STAGE') {
+        p.stageEpoch++;
+        const why = CLOSE_REASON[reason] ?? 'left-stage';
+        for (const staged of p.closeProducers()) this.#dropProducer(p, staged, why);
+      }
+      if (p && (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE')) p.closeSendTransport();
+      toUser(userId, 'stageStatusUpdate', by ? { old: from, new: to, by } : { old: from, new: to });
+      this.channel.toAll('peerStageStatusUpdate', { userId, old: from, new: to }, userId);
+    });
+    s.on('requestsChanged', (requests) => toHosts('stageAccessRequestUpdate', { requests }));
+    s.on('newRequest', (request) => toHosts('newStageRequest', { request }));
+    s.on('requestApproved', ({ userId, by, invited }) => {
+      toUser(userId, 'stageAccessRequestAccepted', { by, invited });
+      toHosts('stageRequestApproved', { userId, by, invited });
+    });
+    s.on('requestRejected', (e) => {
+      toUser(e.userId, 'stageRequestRejected', e);
+      for (const h of hosts()) if (h.id !== e.userId) h.session.notify('stageRequestRejected', e);
+    });
+    s.on('removed', ({ userId, by }) => toUser(userId, 'removedFromStage', { by }));
+    s.on('modeChanged', ({ mode, by }) => this.channel.toAll('stageModeUpdate', { mode, by }));
+  }
+
+  /** Forgets a producer that is closed (or closing) and tells everyone. Idempotent. */
+  #dropProducer(p: Participant, staged: StagedProducer, reason: ProducerCloseReason): void {
+    const { producer } = staged;
+    if (!this.#owners.delete(producer.id)) return;
+    p.producers.delete(producer.id);
+    p.log.info({ producerId: producer.id, reason }, 'producer closed');
+    this.channel.toAll('producerClosed', { producerId: producer.id, userId: p.id, reason }, p.id);
+    if (reason !== 'closed') p.session.notify('producerClosedByServer', { producerId: producer.id, reason });
+  }
+
+  #ownProducer(p: Participant, producerId: string): StagedProducer {
+    const staged = p.producers.get(producerId);
+    if (!staged) throw new StagegateError('NOT_FOUND', `no producer ${producerId} of yours`);
+    return staged;
+  }
+
+  #assertMayPublish(p: Participant, allowed: StageStatus[], what: string): void {
+    const status = this.statusOf(p.id);
+    if (!allowed.includes(status)) {
+      throw new StagegateError('INVALID_STATE', `cannot ${what} while ${status} (needs ${allowed.join(' or ')})`);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StagegateError('NOT_FOUND', `room ${this.id} is closed`);
+  }
+}
+
+/** The media kind of RTP parameters, from their codecs' MIME types; undefined when mixed. */
+export function kindOfRtp(rtp: ms.RtpParameters): MediaKind | undefined {
+  const kinds = new Set(rtp.codecs.map((c) => c.mimeType.split('/')[0]?.toLowerCase()));
+  const [only] = kinds;
+  return kinds.size === 1 && (only === 'audio' || only === 'video') ? only : undefined;
+}

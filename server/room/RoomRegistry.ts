@@ -1,0 +1,78 @@
+/**
+ * The rooms of one server. Rooms are created by the HTTP API (or, with `autoCreate`, by the
+ * first valid token that names them) and placed on the least loaded mediasoup worker.
+ */
+import { randomUUID } from 'node:crypto';
+import { StagegateError } from '../../shared/errors.js';
+import type { StageMode } from '../../shared/stage.js';
+import type { Logger } from '../logger.js';
+import type { WorkerPool } from '../media/WorkerPool.js';
+import { Room, type RoomChannel, type RtcOptions } from './Room.js';
+
+export interface RoomRegistryOptions {
+  pool: WorkerPool;
+  channelFor: (roomId: string) => RoomChannel;
+  rtc: RtcOptions;
+  log: Logger;
+  /** Create a room on first connection with a valid token for it (demo mode). */
+  autoCreate: boolean;
+}
+
+export class RoomRegistry {
+  readonly #rooms = new Map<string, Room>();
+  readonly #pending = new Map<string, Promise<Room>>();
+
+  constructor(readonly opts: RoomRegistryOptions) {}
+
+  get(roomId: string): Room | undefined {
+    return this.#rooms.get(roomId);
+  }
+
+  list(): Room[] {
+    return [...this.#rooms.values()];
+  }
+
+  /** Creates a room; an id already in use is refused with INVALID_STATE. */
+  async create(roomId: string = randomUUID(), mode: StageMode = 'REQUEST'): Promise<Room> {
+    if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
+      throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
+    }
+    const { pool, channelFor, rtc, log } = this.opts;
+    const worker = pool.acquire();
+    const creating = Room.create({ id: roomId, mode, worker, channel: channelFor(roomId), rtc, log });
+    this.#pending.set(roomId, creating);
+    try {
+      const room = await creating;
+      this.#rooms.set(roomId, room);
+      room.router.observer.once('close', () => {
+        this.#rooms.delete(roomId);
+        pool.release(worker);
+      });
+      log.info({ roomId, mode, workerPid: worker.pid }, 'room created');
+      return room;
+    } catch (err) {
+      pool.release(worker);
+      throw err;
+    } finally {
+      this.#pending.delete(roomId);
+    }
+  }
+
+  /** The room a verified token names: existing, being created, or (autoCreate) new. */
+  async forToken(roomId: string): Promise<Room> {
+    const room = this.#rooms.get(roomId) ?? (await this.#pending.get(roomId));
+    if (room) return room;
+    if (!this.opts.autoCreate) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
+    return this.create(roomId);
+  }
+
+  close(roomId: string): void {
+    const room = this.#rooms.get(roomId);
+    if (!room) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
+    room.close('room-closed');
+  }
+
+  closeAll(reason: 'room-closed' | 'server-shutdown'): void {
+    for (const room of this.#rooms.values()) room.close(reason);
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * socket.io wiring: token check at connection, then every request goes through `dispatch`:
+ * parse (strict schema) → authorize (the handler's `needs`) → run → ack → log.
+ */
+import type { Server, Socket } from 'socket.io';
+import { StagegateError, type ErrorCode } from '../../shared/errors.js';
+import { requestSchemas, type Ack, type RequestMethod, type WireError } from '../../shared/protocol.js';
+import type { TokenService, VerifiedToken } from '../auth/tokens.js';
+import type { Logger } from '../logger.js';
+import type { ParticipantSession } from '../room/Participant.js';
+import type { RoomRegistry } from '../room/RoomRegistry.js';
+import type { Room } from '../room/Room.js';
+import { handlers, type ConnectionContext } from './handlers.js';
+
+export const roomKey = (roomId: string) => `room:${roomId}`;
+export const userKey = (roomId: string, userId: string) => `user:${roomId}:${userId}`;
+
+interface SocketData {
+  token: VerifiedToken;
+  room: Room;
+}
+
+const METHODS = new Set<string>(Object.keys(handlers));
+
+export interface SignalingDeps {
+  io: Server;
+  rooms: RoomRegistry;
+  tokens: TokenService;
+  log: Logger;
+}
+
+export function attachSignaling({ io, rooms, tokens, log }: SignalingDeps): void {
+  io.use((socket, next) => {
+    authenticate(socket.handshake.auth, tokens, rooms).then(
+      (data) => {
+        socket.data = data;
+        next();
+      },
+      (err: unknown) => {
+        const wire = toWireError(err, log);
+        log.info({ code: wire.code, reason: wire.message }, 'connection refused');
+        next(Object.assign(new Error(wire.message), { data: wire }));
+      },
+    );
+  });
+
+  io.on('connection', (socket: Socket) => {
+    const { token, room } = socket.data as SocketData;
+    const clog = log.child({ roomId: room.id, userId: token.userId, socketId: socket.id });
+    const session: ParticipantSession = {
+      id: socket.id,
+      notify: (name, data) => socket.emit(name, data),
+      subscribe: () => socket.join([roomKey(room.id), userKey(room.id, token.userId)]),
+      disconnect: () => socket.disconnect(true),
+    };
+    const ctx: ConnectionContext = { token, room, session };
+
+    socket.onAny((event: string, ...args: unknown[]) => {
+      if (METHODS.has(event)) return;
+      const ack = args.at(-1);
+      if (typeof ack === 'function') ack(fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`));
+    });
+    for (const method of METHODS as Set<RequestMethod>) {
+      socket.on(method, (...args: unknown[]) => void dispatch(method, args, ctx, socket, clog));
+    }
+    socket.on('disconnect', (reason) => {
+      clog.info({ reason }, 'disconnected');
+      const p = ctx.participant;
+      // A newer connection of the same user may have replaced this one already.
+      if (p && room.participants.get(p.id) === p) room.leave(p.id);
+    });
+  });
+}
+
+async function authenticate(auth: unknown, tokens: TokenService, rooms: RoomRegistry): Promise<SocketData> {
+  const a = (typeof auth === 'object' && auth !== null ? auth : {}) as { token?: unknown; roomId?: unknown };
+  const token = await tokens.verify(a.token);
+  if (a.roomId !== undefined && a.roomId !== token.roomId) {
+    throw new StagegateError('UNAUTHORIZED', 'the token is for another room');
+  }
+  const room = await rooms.forToken(token.roomId);
+  return { token, room };
+}
+
+async function dispatch(
+  method: RequestMethod,
+  args: unknown[],
+  ctx: ConnectionContext,
+  socket: Socket,
+  log: Logger,
+): Promise<void> {
+  const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<unknown>) => void) : undefined;
+  const started = performance.now();
+  let reply: Ack<unknown>;
+  try {
+    if (!ack) throw new StagegateError('INVALID_REQUEST', 'requests need an ack callback');
+    if (args.length > 1) throw new StagegateError('INVALID_REQUEST', 'one data argument expected');
+    const parsed = requestSchemas[method].safeParse(args[0]);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+      throw new StagegateError('INVALID_REQUEST', `${method}: ${issue?.message ?? 'invalid payload'}${where}`);
+    }
+    const handler = handlers[method];
+    if (handler.needs === 'joined') {
+      const p = ctx.participant;
+      if (!p || ctx.room.participants.get(p.id) !== p) {
+        throw new StagegateError('INVALID_STATE', 'call joinRoom first');
+      }
+    }
+    // The table is typed per method; here the data was parsed with this method's own schema.
+    const run = handler.run as (c: ConnectionContext, d: unknown) => unknown;
+    reply = { ok: true, data: await run(ctx, parsed.data) };
+  } catch (err) {
+    reply = { ok: false, error: toWireError(err, log) };
+  }
+  const ms = Math.round((performance.now() - started) * 100) / 100;
+  if (reply.ok) log.debug({ method, ms }, '<== request ok');
+  else log.info({ method, ms, code: reply.error.code, reason: reply.error.message }, '<== request refused');
+  if (!ack) return;
+  if (!socket.connected) return;
+  ack(reply);
+}
+
+function fail(code: ErrorCode, message: string): Ack<never> {
+  return { ok: false, error: { code, message } };
+}
+
+/** Any throw becomes a typed wire error; unexpected ones are logged and hidden. */
+export function toWireError(err: unknown, log: Logger): WireError {
+  if (err instanceof StagegateError) return err.toJSON();
+  if (err instanceof TypeError) return { code: 'INVALID_REQUEST', message: err.message };
+  // mediasoup's own error classes (not exported as values): matched by name.
+  if (err instanceof Error && err.name === 'InvalidStateError') return { code: 'INVALID_STATE', message: err.message };
+  if (err instanceof Error && err.name === 'UnsupportedError') return { code: 'UNSUPPORTED', message: err.message };
+  log.error({ err }, 'unexpected error in a request');
+  return { code: 'INTERNAL', message: 'internal error (logged on the server)' };
+}

@@ -1,0 +1,41 @@
+/** Every error code the server can answer with. The client surfaces them as `StagegateError`. */
+export const ERROR_CODES = [
+  /** The payload failed validation (wrong shape, extra fields, out of range). */
+  'INVALID_REQUEST',
+  /** No valid token: missing, unsigned, tampered, expired, or for another room. */
+  'UNAUTHORIZED',
+  /** The caller's preset does not permit this action or media. */
+  'FORBIDDEN',
+  /** Unknown participant, room, transport, producer or consumer. */
+  'NOT_FOUND',
+  /** The action does not fit the target's current stage status. */
+  'INVALID_STATE',
+  /** Stage requests are not accepted in the room's current mode (INVITE). */
+  'STAGE_DISABLED',
+  /** Too many actions in a short time. */
+  'RATE_LIMITED',
+  /** Media the router cannot handle (codec, RTP capabilities). */
+  'UNSUPPORTED',
+  /** A bug or a failed worker: the server logged it. */
+  'INTERNAL',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** The one error type of Stagegate: a code from the contract and a human message. */
+export class StagegateError extends Error {
+  override readonly name = 'StagegateError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}

@@ -1,0 +1,208 @@
+/**
+ * The wire contract between the Stagegate server and its clients (socket.io).
+ *
+ * - A request is a socket.io event whose name is the method, sent with an ack callback:
+ *   `socket.emit(method, data, ack)`. The ack is always an {@link Ack}: `{ ok: true, data }` or
+ *   `{ ok: false, error: { code, message } }`.
+ * - A notification is a socket.io event from the server, named after its key in
+ *   {@link Notifications}, with no ack.
+ * - Every request payload is validated on the server with the strict schema in
+ *   {@link requestSchemas} before any handler sees it.
+ */
+import { z } from 'zod';
+import type { ErrorCode } from './errors.js';
+import {
+  MEDIA_SOURCES,
+  STAGE_MODES,
+  type AccessRequest,
+  type BatchResult,
+  type MediaSource,
+  type Preset,
+  type StageMode,
+  type StageStatus,
+} from './stage.js';
+
+// ------------------------------------------------------------------ limits
+export const LIMITS = {
+  /** Users in one batch action (grantAccess, denyAccess, kick). */
+  batchSize: 100,
+  idLength: 128,
+  /** socket.io maxHttpBufferSize: larger messages are cut off by socket.io. */
+  maxMessageBytes: 64 * 1024,
+} as const;
+
+// ------------------------------------------------------------------ shared shapes
+export type MediaKind = 'audio' | 'video';
+
+/** A participant as everyone in the room sees them. */
+export interface ParticipantInfo {
+  id: string;
+  name: string;
+  presetName: string;
+  stageStatus: StageStatus;
+  /** The participant's live producers (only ever non-empty while ON_STAGE). */
+  producers: ProducerInfo[];
+}
+
+export interface ProducerInfo {
+  id: string;
+  userId: string;
+  kind: MediaKind;
+  source: MediaSource;
+  paused: boolean;
+}
+
+/** What `joinRoom` answers: everything a client needs to render the room. */
+export interface RoomSnapshot {
+  roomId: string;
+  self: { id: string; name: string; preset: Preset; stageStatus: StageStatus };
+  participants: ParticipantInfo[];
+  mode: StageMode;
+  /** Pending requests, only for acceptStageRequests holders (else empty). */
+  requests: AccessRequest[];
+}
+
+export interface TransportOptions {
+  id: string;
+  iceParameters: unknown;
+  iceCandidates: unknown[];
+  dtlsParameters: unknown;
+}
+
+export interface ConsumerOptions {
+  id: string;
+  producerId: string;
+  userId: string;
+  kind: MediaKind;
+  source: MediaSource;
+  rtpParameters: unknown;
+}
+
+// ------------------------------------------------------------------ request schemas
+const id = z.string().min(1).max(LIMITS.idLength);
+const userIds = z.array(id).max(LIMITS.batchSize);
+const empty = z.strictObject({}).optional();
+/** mediasoup's own objects: key fields checked here, full validation by mediasoup itself. */
+const rtpCapabilities = z.looseObject({
+  codecs: z.array(z.looseObject({ kind: z.enum(['audio', 'video']), mimeType: z.string().max(64) })).max(64),
+  headerExtensions: z.array(z.looseObject({})).max(64).optional(),
+});
+const rtpParameters = z.looseObject({
+  mid: z.string().max(64).optional(),
+  codecs: z
+    .array(z.looseObject({ mimeType: z.string().max(64), payloadType: z.number().int(), clockRate: z.number().int() }))
+    .min(1)
+    .max(16),
+  headerExtensions: z.array(z.looseObject({})).max(32).optional(),
+  encodings: z.array(z.looseObject({})).max(8).optional(),
+  rtcp: z.looseObject({}).optional(),
+});
+const dtlsParameters = z.looseObject({
+  role: z.enum(['auto', 'client', 'server']).optional(),
+  fingerprints: z
+    .array(z.looseObject({ algorithm: z.string().max(32), value: z.string().max(256) }))
+    .min(1)
+    .max(8),
+});
+
+export const requestSchemas = {
+  getRouterRtpCapabilities: empty,
+  joinRoom: z.strictObject({ rtpCapabilities }),
+  createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
+  connectTransport: z.strictObject({ transportId: id, dtlsParameters }),
+  produce: z.strictObject({
+    transportId: id,
+    /** The client's claim; the server checks it against the RTP parameters' codec. */
+    kind: z.enum(['audio', 'video']),
+    rtpParameters,
+    /** Defaults to the kind ('audio' or 'video'); 'screenshare' only for video. */
+    source: z.enum(MEDIA_SOURCES).optional(),
+  }),
+  closeProducer: z.strictObject({ producerId: id }),
+  pauseProducer: z.strictObject({ producerId: id }),
+  resumeProducer: z.strictObject({ producerId: id }),
+  consume: z.strictObject({ producerId: id }),
+  resumeConsumer: z.strictObject({ consumerId: id }),
+  'stage.requestAccess': empty,
+  'stage.cancelRequestAccess': empty,
+  'stage.getAccessRequests': empty,
+  'stage.grantAccess': z.strictObject({ userIds }),
+  'stage.denyAccess': z.strictObject({ userIds }),
+  'stage.join': empty,
+  'stage.leave': empty,
+  'stage.kick': z.strictObject({ userIds }),
+  'stage.setMode': z.strictObject({ mode: z.enum(STAGE_MODES) }),
+} as const;
+
+export type RequestMethod = keyof typeof requestSchemas;
+export type RequestData<M extends RequestMethod> = z.input<(typeof requestSchemas)[M]>;
+
+/** The data of each successful response. */
+export interface Responses {
+  getRouterRtpCapabilities: { rtpCapabilities: unknown };
+  joinRoom: RoomSnapshot;
+  createTransport: TransportOptions;
+  connectTransport: Record<string, never>;
+  produce: { id: string; source: MediaSource };
+  closeProducer: Record<string, never>;
+  pauseProducer: Record<string, never>;
+  resumeProducer: Record<string, never>;
+  consume: ConsumerOptions;
+  resumeConsumer: Record<string, never>;
+  'stage.requestAccess': { status: StageStatus };
+  'stage.cancelRequestAccess': { status: StageStatus };
+  'stage.getAccessRequests': { requests: AccessRequest[] };
+  'stage.grantAccess': { results: BatchResult };
+  'stage.denyAccess': { results: BatchResult };
+  'stage.join': { status: StageStatus };
+  'stage.leave': { status: StageStatus };
+  'stage.kick': { results: BatchResult };
+  'stage.setMode': { mode: StageMode };
+}
+export type ResponseData<M extends RequestMethod> = Responses[M];
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+}
+export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
+
+// ------------------------------------------------------------------ notifications
+/** Why a producer was closed on the server. */
+export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconnected' | 'transport-closed';
+
+export interface Notifications {
+  participantJoined: { participant: ParticipantInfo };
+  participantLeft: { userId: string };
+  /** To the participant: their own status changed. */
+  stageStatusUpdate: { old: StageStatus; new: StageStatus; by?: string };
+  /** To everyone: someone's status changed. */
+  peerStageStatusUpdate: { userId: string; old: StageStatus; new: StageStatus };
+  /** To acceptStageRequests holders: the full pending list, oldest first. */
+  stageAccessRequestUpdate: { requests: AccessRequest[] };
+  /** To acceptStageRequests holders. */
+  newStageRequest: { request: AccessRequest };
+  /** To the participant: a host accepted their request or invited them. */
+  stageAccessRequestAccepted: { by: string; invited: boolean };
+  /** To acceptStageRequests holders. */
+  stageRequestApproved: { userId: string; by: string; invited: boolean };
+  /** To the participant and the hosts. */
+  stageRequestRejected: { userId: string; by?: string; reason: 'denied' | 'mode' };
+  /** To the participant: they were kicked off stage. */
+  removedFromStage: { by: string };
+  /** To everyone. */
+  stageModeUpdate: { mode: StageMode; by: string };
+  /** To everyone: consume it with `consume`. */
+  newProducer: { producer: ProducerInfo };
+  /** To everyone: the producer is gone (and with it every consumer of it). */
+  producerClosed: { producerId: string; userId: string; reason: ProducerCloseReason };
+  producerPaused: { producerId: string; userId: string };
+  producerResumed: { producerId: string; userId: string };
+  /** To one receiver: its consumer was closed on the server. */
+  consumerClosed: { consumerId: string; producerId: string };
+  /** To the producer's owner: the server closed one of their producers. */
+  producerClosedByServer: { producerId: string; reason: ProducerCloseReason };
+  /** Sent right before the server disconnects this socket. */
+  goodbye: { reason: 'replaced' | 'removed-from-room' | 'room-closed' | 'server-shutdown' };
+}
+export type NotificationName = keyof Notifications;

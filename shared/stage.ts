@@ -1,0 +1,74 @@
+/**
+ * Stage vocabulary shared by server and client (../STAGE.md is the contract).
+ */
+
+export const STAGE_STATUSES = [
+  'OFF_STAGE',
+  'REQUESTED_TO_JOIN_STAGE',
+  'ACCEPTED_TO_JOIN_STAGE',
+  'ON_STAGE',
+] as const;
+export type StageStatus = (typeof STAGE_STATUSES)[number];
+
+export const STAGE_MODES = ['OPEN', 'REQUEST', 'INVITE'] as const;
+/** OPEN: everyone may join directly. REQUEST (default): request, host decides. INVITE: hosts invite only. */
+export type StageMode = (typeof STAGE_MODES)[number];
+
+export const STAGE_ACCESS = ['ALLOWED', 'CAN_REQUEST', 'NOT_ALLOWED'] as const;
+export type StageAccess = (typeof STAGE_ACCESS)[number];
+
+export type MediaPermission = 'ALLOWED' | 'NOT_ALLOWED';
+
+/** A media source a participant can publish. The server derives audio/video from RTP parameters. */
+export const MEDIA_SOURCES = ['audio', 'video', 'screenshare'] as const;
+export type MediaSource = (typeof MEDIA_SOURCES)[number];
+
+/** Permissions granted by a participant's token, enforced by the server. */
+export interface Preset {
+  name: string;
+  stageAccess: StageAccess;
+  /** May list requests, grantAccess, denyAccess, and change the stage mode. */
+  acceptStageRequests: boolean;
+  /** May kick others off stage. */
+  kickParticipant: boolean;
+  media: Record<MediaSource, MediaPermission>;
+}
+
+export const PRESETS = {
+  host: {
+    name: 'host',
+    stageAccess: 'ALLOWED',
+    acceptStageRequests: true,
+    kickParticipant: true,
+    media: { audio: 'ALLOWED', video: 'ALLOWED', screenshare: 'ALLOWED' },
+  },
+  speaker: {
+    name: 'speaker',
+    stageAccess: 'ALLOWED',
+    acceptStageRequests: false,
+    kickParticipant: false,
+    media: { audio: 'ALLOWED', video: 'ALLOWED', screenshare: 'NOT_ALLOWED' },
+  },
+  viewer: {
+    name: 'viewer',
+    stageAccess: 'CAN_REQUEST',
+    acceptStageRequests: false,
+    kickParticipant: false,
+    media: { audio: 'ALLOWED', video: 'ALLOWED', screenshare: 'NOT_ALLOWED' },
+  },
+} as const satisfies Record<string, Preset>;
+export type PresetName = keyof typeof PRESETS;
+
+/** A pending request, as hosts see it (oldest first). */
+export interface AccessRequest {
+  userId: string;
+  name: string;
+  /** Epoch milliseconds. */
+  requestedAt: number;
+}
+
+/** Per-user outcome of a batch action (grantAccess, denyAccess, kick). */
+export type BatchResult = Record<
+  string,
+  { ok: true; status: StageStatus } | { ok: false; code: import('./errors.js').ErrorCode; message: string }
+>;

@@ -1,0 +1,108 @@
+/**
+ * Real headless Chromium (Debian's, via playwright-core) with fake camera and microphone.
+ * Flags measured on this machine kind: see the README's "Browser tests" section.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+
+export const CHROMIUM = process.env.STAGEGATE_CHROMIUM ?? '/usr/bin/chromium';
+
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  // without it Chromium gathers no ICE candidate on loopback
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+export interface BrowserHandle {
+  context: BrowserContext;
+  newPage(url?: string): Promise<Page>;
+  close(): Promise<void>;
+}
+
+/** One persistent context (fresh profile) that pages share; closed with its profile dir. */
+export async function launchBrowser(): Promise<BrowserHandle> {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'stagegate-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  // Record every RTCPeerConnection the page creates, so tests read getStats() without any
+  // hook in the product code.
+  await context.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    const pcs: RTCPeerConnection[] = [];
+    (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs = pcs;
+    window.RTCPeerConnection = class extends Native {
+      constructor(config?: RTCConfiguration) {
+        super(config);
+        pcs.push(this);
+      }
+    } as typeof RTCPeerConnection;
+  });
+  return {
+    context,
+    async newPage(url) {
+      const page = await context.newPage();
+      page.on('console', (m) => {
+        if (m.type() === 'error' && process.env.STAGEGATE_TEST_VERBOSE) console.error('[page]', m.text());
+      });
+      if (url) await page.goto(url);
+      return page;
+    },
+    async close() {
+      await context.close().catch(() => undefined);
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Inbound RTP counters of every RTCPeerConnection a page registered on window.__pcs. */
+export interface InboundStats {
+  video: { framesDecoded: number; frameWidth: number; frameHeight: number; bytesReceived: number };
+  audio: { bytesReceived: number; packetsReceived: number };
+}
+
+/**
+ * Reads `getStats()` in the page: sums `inbound-rtp` framesDecoded/bytesReceived over all
+ * peer connections the page created (recorded on `window.__pcs` by the init script above).
+ */
+export async function inboundStats(page: Page): Promise<InboundStats> {
+  return page.evaluate(async () => {
+    const out = {
+      video: { framesDecoded: 0, frameWidth: 0, frameHeight: 0, bytesReceived: 0 },
+      audio: { bytesReceived: 0, packetsReceived: 0 },
+    };
+    const pcs = ((window as unknown as { __pcs?: RTCPeerConnection[] }).__pcs ?? []).filter(
+      (pc) => pc.connectionState !== 'closed',
+    );
+    for (const pc of pcs) {
+      const report = await pc.getStats();
+      report.forEach((s: Record<string, unknown>) => {
+        if (s.type !== 'inbound-rtp') return;
+        if (s.kind === 'video') {
+          out.video.framesDecoded += Number(s.framesDecoded ?? 0);
+          out.video.bytesReceived += Number(s.bytesReceived ?? 0);
+          out.video.frameWidth = Math.max(out.video.frameWidth, Number(s.frameWidth ?? 0));
+          out.video.frameHeight = Math.max(out.video.frameHeight, Number(s.frameHeight ?? 0));
+        } else if (s.kind === 'audio') {
+          out.audio.bytesReceived += Number(s.bytesReceived ?? 0);
+          out.audio.packetsReceived += Number(s.packetsReceived ?? 0);
+        }
+      });
+    }
+    return out;
+  });
+}
