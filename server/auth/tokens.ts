@@ -33,10 +33,17 @@ export function resolvePreset(input: PresetInput): Preset {
   return typeof input === 'string' ? PRESETS[input] : input;
 }
 
+/** User and room ids: letters, digits and `_ . : -` (so no id can collide with BACKEND_ACTOR). */
+export const idSchema = z
+  .string()
+  .min(1)
+  .max(LIMITS.idLength)
+  .regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only');
+
 export const tokenClaimsSchema = z.strictObject({
-  userId: z.string().min(1).max(LIMITS.idLength),
+  userId: idSchema,
   name: z.string().min(1).max(100),
-  roomId: z.string().min(1).max(LIMITS.idLength),
+  roomId: idSchema,
   preset: presetInputSchema,
 });
 export type TokenClaims = z.infer<typeof tokenClaimsSchema>;

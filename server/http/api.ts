@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { StagegateError, type ErrorCode } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/protocol.js';
 import { STAGE_MODES } from '../../shared/stage.js';
-import { presetInputSchema, type TokenService } from '../auth/tokens.js';
+import { idSchema, presetInputSchema, type TokenService } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { Room } from '../room/Room.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
@@ -27,7 +27,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
-const id = z.string().min(1).max(LIMITS.idLength).regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only');
+const id = idSchema;
 const userIds = z.strictObject({ userIds: z.array(z.string().min(1).max(LIMITS.idLength)).max(LIMITS.batchSize) });
 const schemas = {
   createRoom: z.strictObject({ id: id.optional(), mode: z.enum(STAGE_MODES).optional() }),
