@@ -22,6 +22,12 @@ export const configSchema = z.object({
   tokenSecret: z.string().min(32).optional(),
   /** Secret for the backend HTTP API (Authorization: Bearer ...). Default: random per process. */
   apiSecret: z.string().min(16).optional(),
+  /** How long a dropped participant keeps their stage status and queue position. */
+  reconnectGraceMs: z.coerce.number().int().min(0).max(600_000).default(15_000),
+  /** Per connection: any request (burst = 2 s worth). */
+  requestsPerSecond: z.coerce.number().min(1).max(100_000).default(100),
+  /** Per connection: stage actions (request, cancel, grant, deny, join, leave, kick, mode), burst = 4 s worth. */
+  stageActionsPerSecond: z.coerce.number().min(0.1).max(10_000).default(5),
   /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
   demo: bool.default(true),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -15,6 +15,7 @@ import { TokenService } from './auth/tokens.js';
 import { loadConfig, type Config, type ConfigInput } from './config.js';
 import { createApi, sendJson } from './http/api.js';
 import { createDemoRoutes } from './http/demo.js';
+import { createMetrics } from './http/metrics.js';
 import { createStatic } from './http/static.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkerPool } from './media/WorkerPool.js';
@@ -77,13 +78,15 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   const tokens = new TokenService(tokenSecret);
 
   const pool = options.workers
-    ? WorkerPool.fromWorkers(options.workers, log)
+    ? WorkerPool.fromWorkers(options.workers, log, (dead) => void rooms.onWorkerDied(dead))
     : await WorkerPool.create({
         numWorkers: config.numWorkers,
         rtcMinPort: config.rtcMinPort,
         rtcMaxPort: config.rtcMaxPort,
         logLevel: config.workerLogLevel,
         logger: log,
+        // the registry below exists by the time a worker can die
+        onWorkerDied: (dead) => void rooms.onWorkerDied(dead),
       });
 
   const ownsHttp = !options.httpServer;
@@ -108,8 +111,17 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     rtc: { listenIp: config.rtcListenIp, announcedAddress: config.rtcAnnouncedAddress },
     log,
     autoCreate: config.demo,
+    reconnectGraceMs: config.reconnectGraceMs,
   });
-  attachSignaling({ io, rooms, tokens, log });
+  attachSignaling({
+    io,
+    rooms,
+    tokens,
+    log,
+    limits: { requestsPerSecond: config.requestsPerSecond, stageActionsPerSecond: config.stageActionsPerSecond },
+    onRequest: (method, outcome) => metrics.countRequest(method, outcome),
+  });
+  const metrics = createMetrics(rooms, pool);
 
   const api = createApi({ rooms, tokens, apiSecret, log });
   const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
@@ -119,6 +131,10 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     if (url === '/healthz') {
       const workers = pool.workers.filter((w) => !w.closed && !w.died).length;
       sendJson(res, workers > 0 ? 200 : 503, { status: workers > 0 ? 'ok' : 'degraded', workers, rooms: rooms.list().length });
+      return true;
+    }
+    if (url === '/metrics') {
+      res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(await metrics.registry.metrics());
       return true;
     }
     if (await api(req, res)) return true;

@@ -202,6 +202,11 @@ export interface Notifications {
   consumerClosed: { consumerId: string; producerId: string };
   /** To the producer's owner: the server closed one of their producers. */
   producerClosedByServer: { producerId: string; reason: ProducerCloseReason };
+  /**
+   * The room's media moved to another mediasoup worker (the old one died): every transport,
+   * producer and consumer is gone. Recreate transports, consume again, republish if ON_STAGE.
+   */
+  mediaReset: { reason: 'worker-died' };
   /** Sent right before the server disconnects this socket. */
   goodbye: { reason: 'replaced' | 'removed-from-room' | 'room-closed' | 'server-shutdown' };
 }

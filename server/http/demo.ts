@@ -33,7 +33,7 @@ export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; 
         const room = await rooms.create(randomUUID().slice(0, 8), mode);
         const hostKey = randomBytes(12).toString('base64url');
         hostKeys.set(room.id, hostKey);
-        room.router.observer.once('close', () => hostKeys.delete(room.id));
+        room.onClose(() => hostKeys.delete(room.id));
         sendJson(res, 201, {
           roomId: room.id,
           hostKey,

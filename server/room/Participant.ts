@@ -34,6 +34,9 @@ export class Participant {
   recvTransportId: string | undefined;
   /** Incremented every time the participant leaves ON_STAGE: a produce started in an older epoch must not survive. */
   stageEpoch = 0;
+  /** False between a dropped connection and a reconnect (or the end of the grace period). */
+  connected = true;
+  graceTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: string,

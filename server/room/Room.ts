@@ -59,16 +59,19 @@ export class Room {
   readonly createdAt = Date.now();
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
+  readonly #closeListeners: (() => void)[] = [];
   #closed = false;
 
   private constructor(
     readonly id: string,
-    readonly worker: ms.Worker,
-    readonly router: ms.Router,
+    public worker: ms.Worker,
+    public router: ms.Router,
     readonly channel: RoomChannel,
     readonly rtc: RtcOptions,
     readonly log: Logger,
     mode: StageMode,
+    /** How long a dropped participant keeps their place (stage status, queue position). */
+    readonly reconnectGraceMs: number,
   ) {
     this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
     this.#wireStage();
@@ -81,10 +84,17 @@ export class Room {
     channel: RoomChannel;
     rtc: RtcOptions;
     log: Logger;
+    reconnectGraceMs?: number;
   }): Promise<Room> {
     const router = await opts.worker.createRouter({ mediaCodecs: MEDIA_CODECS });
     const log = opts.log.child({ roomId: opts.id });
-    return new Room(opts.id, opts.worker, router, opts.channel, opts.rtc, log, opts.mode ?? 'REQUEST');
+    const { id, worker, channel, rtc, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
+    return new Room(id, worker, router, channel, rtc, log, mode, reconnectGraceMs);
+  }
+
+  /** Called once when the room closes. */
+  onClose(listener: () => void): void {
+    this.#closeListeners.push(listener);
   }
 
   get closed(): boolean {
@@ -92,22 +102,34 @@ export class Room {
   }
 
   // ------------------------------------------------------------------ membership
-  /** Adds the token's user; a second connection of the same user replaces the first. */
+  /**
+   * Adds the token's user. The same user again (a reconnect within the grace period, or a second
+   * connection, which replaces the first and tells it why) keeps their stage status and queue
+   * position; their old media is closed and the client publishes again by itself.
+   */
   join(session: ParticipantSession, who: VerifiedToken, rtpCapabilities: ms.RtpCapabilities): RoomSnapshot {
     this.#assertOpen();
-    const previous = this.participants.get(who.userId);
-    if (previous) {
-      previous.session.notify('goodbye', { reason: 'replaced' });
-      this.leave(previous.id);
-      previous.session.disconnect();
+    let p = this.participants.get(who.userId);
+    if (p) {
+      const old = p.session;
+      p.session = session; // first, so the old socket's disconnect is not taken for this one's
+      if (p.connected) {
+        old.notify('goodbye', { reason: 'replaced' });
+        old.disconnect();
+      }
+      this.#dropMedia(p, 'disconnected');
+      clearTimeout(p.graceTimer);
+      p.connected = true;
+      p.log.info({ status: this.statusOf(p.id) }, 'rejoined room');
+    } else {
+      p = new Participant(who.userId, who.name, who.preset, session, this.log.child({ userId: who.userId }));
+      this.participants.set(p.id, p);
+      this.stage.add({ id: p.id, name: p.name, preset: p.preset });
+      p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
+      this.channel.toAll('participantJoined', { participant: this.info(p) }, p.id);
     }
-    const p = new Participant(who.userId, who.name, who.preset, session, this.log.child({ userId: who.userId }));
     p.rtpCapabilities = rtpCapabilities;
-    this.participants.set(p.id, p);
-    this.stage.add({ id: p.id, name: p.name, preset: p.preset });
     session.subscribe();
-    p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
-    this.channel.toAll('participantJoined', { participant: this.info(p) }, p.id);
     return {
       roomId: this.id,
       self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
@@ -117,10 +139,41 @@ export class Room {
     };
   }
 
+  /**
+   * The connection of `session` dropped. Its producers close at once (nobody hears a ghost);
+   * the participant keeps their stage status and queue position for the grace period.
+   */
+  disconnected(userId: string, session: ParticipantSession): void {
+    const p = this.participants.get(userId);
+    if (!p || p.session !== session) return; // replaced by a newer connection already
+    p.connected = false;
+    this.#dropMedia(p, 'disconnected');
+    if (this.reconnectGraceMs <= 0) return this.leave(userId);
+    p.log.info({ graceMs: this.reconnectGraceMs }, 'connection lost, keeping the place');
+    p.graceTimer = setTimeout(() => this.leave(userId), this.reconnectGraceMs);
+    p.graceTimer.unref();
+  }
+
+  /**
+   * Moves the room to a live worker after its worker died: a new router, every participant's
+   * media dropped (the worker took it), and every client told to set its media up again.
+   * Stage state is untouched.
+   */
+  async moveTo(worker: ms.Worker): Promise<void> {
+    const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
+    if (this.#closed) return void router.close();
+    this.worker = worker;
+    this.router = router;
+    for (const p of this.participants.values()) this.#dropMedia(p, 'transport-closed');
+    this.log.warn({ workerPid: worker.pid }, 'room moved to another mediasoup worker');
+    for (const p of this.participants.values()) if (p.connected) p.session.notify('mediaReset', { reason: 'worker-died' });
+  }
+
   /** The user left the room (or disconnected): stage cascade first, then every media object. */
   leave(userId: string): void {
     const p = this.participants.get(userId);
     if (!p) return;
+    clearTimeout(p.graceTimer);
     this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
     p.closeMedia();
     this.participants.delete(userId);
@@ -291,6 +344,7 @@ export class Room {
     if (this.#closed) return;
     this.#closed = true;
     for (const p of this.participants.values()) {
+      clearTimeout(p.graceTimer);
       p.session.notify('goodbye', { reason });
       p.closeMedia();
       p.session.disconnect();
@@ -299,6 +353,7 @@ export class Room {
     this.#owners.clear();
     this.router.close();
     this.log.info({ reason }, 'room closed');
+    for (const listener of this.#closeListeners.splice(0)) listener();
   }
 
   // ------------------------------------------------------------------ internals
@@ -314,6 +369,8 @@ export class Room {
     s.on('statusChanged', ({ userId, from, to, reason, by }) => {
       const p = this.participants.get(userId);
       this.log.info({ userId, from, to, reason, by }, 'stage status changed');
+      // A member's first status is in their joinRoom snapshot and everyone's participantJoined.
+      if (reason === 'join-room') return;
       if (p && from === 'ON_STAGE' && to !== 'ON_STAGE') {
         p.stageEpoch++;
         const why = CLOSE_REASON[reason] ?? 'left-stage';
@@ -335,6 +392,12 @@ export class Room {
     });
     s.on('removed', ({ userId, by }) => toUser(userId, 'removedFromStage', { by }));
     s.on('modeChanged', ({ mode, by }) => this.channel.toAll('stageModeUpdate', { mode, by }));
+  }
+
+  /** Closes every media object of `p`, telling everyone about the producers. */
+  #dropMedia(p: Participant, reason: ProducerCloseReason): void {
+    for (const staged of p.closeProducers()) this.#dropProducer(p, staged, reason);
+    p.closeMedia();
   }
 
   /** Forgets a producer that is closed (or closing) and tells everyone. Idempotent. */

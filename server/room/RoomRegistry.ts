@@ -16,6 +16,7 @@ export interface RoomRegistryOptions {
   log: Logger;
   /** Create a room on first connection with a valid token for it (demo mode). */
   autoCreate: boolean;
+  reconnectGraceMs?: number;
 }
 
 export class RoomRegistry {
@@ -37,16 +38,16 @@ export class RoomRegistry {
     if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
       throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
     }
-    const { pool, channelFor, rtc, log } = this.opts;
+    const { pool, channelFor, rtc, log, reconnectGraceMs } = this.opts;
     const worker = pool.acquire();
-    const creating = Room.create({ id: roomId, mode, worker, channel: channelFor(roomId), rtc, log });
+    const creating = Room.create({ id: roomId, mode, worker, channel: channelFor(roomId), rtc, log, reconnectGraceMs });
     this.#pending.set(roomId, creating);
     try {
       const room = await creating;
       this.#rooms.set(roomId, room);
-      room.router.observer.once('close', () => {
+      room.onClose(() => {
         this.#rooms.delete(roomId);
-        pool.release(worker);
+        pool.release(room.worker);
       });
       log.info({ roomId, mode, workerPid: worker.pid }, 'room created');
       return room;
@@ -64,6 +65,22 @@ export class RoomRegistry {
     if (room) return room;
     if (!this.opts.autoCreate) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
     return this.create(roomId);
+  }
+
+  /** A worker died: move each of its rooms to a live worker (stage state is kept). */
+  async onWorkerDied(dead: { pid: number }): Promise<void> {
+    const { pool, log } = this.opts;
+    const moving = this.list().filter((room) => room.worker.pid === dead.pid && !room.closed);
+    await Promise.all(
+      moving.map(async (room) => {
+        try {
+          await room.moveTo(pool.acquire());
+        } catch (err) {
+          log.error({ err, roomId: room.id }, 'could not move the room to a live worker; closing it');
+          room.close('room-closed');
+        }
+      }),
+    );
   }
 
   close(roomId: string): void {

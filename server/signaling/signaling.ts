@@ -11,6 +11,7 @@ import type { ParticipantSession } from '../room/Participant.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import type { Room } from '../room/Room.js';
 import { handlers, type ConnectionContext } from './handlers.js';
+import { TokenBucket } from './rateLimit.js';
 
 export const roomKey = (roomId: string) => `room:${roomId}`;
 export const userKey = (roomId: string, userId: string) => `user:${roomId}:${userId}`;
@@ -27,9 +28,12 @@ export interface SignalingDeps {
   rooms: RoomRegistry;
   tokens: TokenService;
   log: Logger;
+  limits: { requestsPerSecond: number; stageActionsPerSecond: number };
+  /** Called after every request with its outcome ('ok' or the error code), for metrics. */
+  onRequest?: (method: RequestMethod, outcome: string) => void;
 }
 
-export function attachSignaling({ io, rooms, tokens, log }: SignalingDeps): void {
+export function attachSignaling({ io, rooms, tokens, log, limits, onRequest }: SignalingDeps): void {
   io.use((socket, next) => {
     authenticate(socket.handshake.auth, tokens, rooms).then(
       (data) => {
@@ -54,6 +58,10 @@ export function attachSignaling({ io, rooms, tokens, log }: SignalingDeps): void
       disconnect: () => socket.disconnect(true),
     };
     const ctx: ConnectionContext = { token, room, session };
+    const buckets: Buckets = {
+      all: new TokenBucket(limits.requestsPerSecond, limits.requestsPerSecond * 2),
+      stage: new TokenBucket(limits.stageActionsPerSecond, limits.stageActionsPerSecond * 4),
+    };
 
     socket.onAny((event: string, ...args: unknown[]) => {
       if (METHODS.has(event)) return;
@@ -61,13 +69,13 @@ export function attachSignaling({ io, rooms, tokens, log }: SignalingDeps): void
       if (typeof ack === 'function') ack(fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`));
     });
     for (const method of METHODS as Set<RequestMethod>) {
-      socket.on(method, (...args: unknown[]) => void dispatch(method, args, ctx, socket, clog));
+      socket.on(method, (...args: unknown[]) =>
+        void dispatch(method, args, ctx, socket, clog, buckets).then((outcome) => onRequest?.(method, outcome)),
+      );
     }
     socket.on('disconnect', (reason) => {
       clog.info({ reason }, 'disconnected');
-      const p = ctx.participant;
-      // A newer connection of the same user may have replaced this one already.
-      if (p && room.participants.get(p.id) === p) room.leave(p.id);
+      if (ctx.participant) room.disconnected(ctx.participant.id, session);
     });
   });
 }
@@ -88,11 +96,15 @@ async function dispatch(
   ctx: ConnectionContext,
   socket: Socket,
   log: Logger,
-): Promise<void> {
+  buckets: Buckets,
+): Promise<string> {
   const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<unknown>) => void) : undefined;
   const started = performance.now();
   let reply: Ack<unknown>;
   try {
+    if (!buckets.all.take() || (method.startsWith('stage.') && !buckets.stage.take())) {
+      throw new StagegateError('RATE_LIMITED', `too many requests; slow down (${method})`);
+    }
     if (!ack) throw new StagegateError('INVALID_REQUEST', 'requests need an ack callback');
     if (args.length > 1) throw new StagegateError('INVALID_REQUEST', 'one data argument expected');
     const parsed = requestSchemas[method].safeParse(args[0]);
@@ -104,7 +116,7 @@ async function dispatch(
     const handler = handlers[method];
     if (handler.needs === 'joined') {
       const p = ctx.participant;
-      if (!p || ctx.room.participants.get(p.id) !== p) {
+      if (!p || p.session !== ctx.session || ctx.room.participants.get(p.id) !== p) {
         throw new StagegateError('INVALID_STATE', 'call joinRoom first');
       }
     }
@@ -117,9 +129,13 @@ async function dispatch(
   const ms = Math.round((performance.now() - started) * 100) / 100;
   if (reply.ok) log.debug({ method, ms }, '<== request ok');
   else log.info({ method, ms, code: reply.error.code, reason: reply.error.message }, '<== request refused');
-  if (!ack) return;
-  if (!socket.connected) return;
-  ack(reply);
+  if (ack && socket.connected) ack(reply);
+  return reply.ok ? 'ok' : reply.error.code;
+}
+
+interface Buckets {
+  all: TokenBucket;
+  stage: TokenBucket;
 }
 
 function fail(code: ErrorCode, message: string): Ack<never> {

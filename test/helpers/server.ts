@@ -7,7 +7,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { TokenClaims } from '../../server/auth/tokens.js';
 import { createStagegate, type Stagegate, type StagegateOptions } from '../../server/index.js';
 import type { Ack, NotificationName, Notifications, RequestMethod, Responses } from '../../shared/protocol.js';
-import type { StageMode } from '../../shared/stage.js';
+import type { ConfigInput } from '../../server/config.js';
 
 export interface TestServer {
   sg: Stagegate;
@@ -16,10 +16,12 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(opts: { demo?: boolean; mode?: StageMode; extra?: StagegateOptions } = {}): Promise<TestServer> {
+export async function startServer(
+  opts: { demo?: boolean; config?: ConfigInput; extra?: StagegateOptions } = {},
+): Promise<TestServer> {
   const sg = await createStagegate({
     useEnv: false,
-    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: opts.demo ?? false },
+    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: opts.demo ?? false, ...opts.config },
     ...opts.extra,
   });
   const { url } = await sg.listen();
