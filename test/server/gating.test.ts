@@ -12,8 +12,9 @@ let server: TestServer;
 let room: Room;
 const clients: RawClient[] = [];
 
+const GRACE_MS = 300;
 beforeAll(async () => {
-  server = await startServer();
+  server = await startServer({ config: { reconnectGraceMs: GRACE_MS } });
 });
 afterAll(() => server.close());
 afterEach(async () => {
@@ -319,12 +320,17 @@ describe('close cascades', () => {
     });
   });
 
-  it('disconnect of an on-stage participant closes its producer and tells everyone', async () => {
+  it('disconnect of an on-stage participant closes its producer at once, and it leaves after the grace period', async () => {
     const s = await speakerWithAudience();
-    const left = s.viewer.next('participantLeft');
+    const dropped = Date.now();
     await expectCascade(s, 'disconnected', async () => s.speaker.close());
-    expect(await left).toEqual({ userId: 'speaker' });
+    // during the grace period the place is kept, without media
+    expect(room.statusOf('speaker')).toBe('ON_STAGE');
+    expect(s.viewer.received.some((n) => n.name === 'participantLeft')).toBe(false);
+    expect(await s.viewer.next('participantLeft', 3000)).toEqual({ userId: 'speaker' });
+    expect(Date.now() - dropped).toBeGreaterThanOrEqual(GRACE_MS - 20);
     expect(room.participants.has('speaker')).toBe(false);
+    expect(room.stage.has('speaker')).toBe(false);
   });
 
   it('switching stage mode never removes anyone already on stage', async () => {
