@@ -18,6 +18,10 @@ export const ERROR_CODES = [
   'UNSUPPORTED',
   /** A bug or a failed worker: the server logged it. */
   'INTERNAL',
+  /** Client side: the server did not answer in time. */
+  'TIMEOUT',
+  /** Client side: not connected (never, or any more). */
+  'DISCONNECTED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

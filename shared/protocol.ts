@@ -108,6 +108,8 @@ const dtlsParameters = z.looseObject({
 export const requestSchemas = {
   getRouterRtpCapabilities: empty,
   joinRoom: z.strictObject({ rtpCapabilities }),
+  /** Leave the room now (a dropped connection instead keeps the place for the grace period). */
+  leaveRoom: empty,
   createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
   connectTransport: z.strictObject({ transportId: id, dtlsParameters }),
   produce: z.strictObject({
@@ -141,6 +143,7 @@ export type RequestData<M extends RequestMethod> = z.input<(typeof requestSchema
 export interface Responses {
   getRouterRtpCapabilities: { rtpCapabilities: unknown };
   joinRoom: RoomSnapshot;
+  leaveRoom: Record<string, never>;
   createTransport: TransportOptions;
   connectTransport: Record<string, never>;
   produce: { id: string; source: MediaSource };

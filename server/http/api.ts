@@ -25,6 +25,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   UNSUPPORTED: 422,
   INTERNAL: 500,
+  TIMEOUT: 504,
+  DISCONNECTED: 503,
 };
 
 const id = idSchema;

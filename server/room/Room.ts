@@ -112,12 +112,12 @@ export class Room {
     let p = this.participants.get(who.userId);
     if (p) {
       const old = p.session;
-      p.session = session; // first, so the old socket's disconnect is not taken for this one's
+      this.#dropMedia(p, 'disconnected'); // its notices go to the old connection
+      p.session = session; // before disconnecting the old one, whose disconnect then is ignored
       if (p.connected) {
         old.notify('goodbye', { reason: 'replaced' });
         old.disconnect();
       }
-      this.#dropMedia(p, 'disconnected');
       clearTimeout(p.graceTimer);
       p.connected = true;
       p.log.info({ status: this.statusOf(p.id) }, 'rejoined room');

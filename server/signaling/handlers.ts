@@ -49,6 +49,13 @@ export const handlers: HandlerTable = {
       return snapshot;
     },
   },
+  leaveRoom: {
+    needs: 'joined',
+    run({ room, participant }) {
+      room.leave(participant.id);
+      return ok;
+    },
+  },
   createTransport: {
     needs: 'joined',
     run: ({ room, participant }, { direction }) => room.createTransport(participant, direction),

@@ -1,0 +1,204 @@
+/**
+ * mediasoup-client side of one meeting: the Device, one recv transport, at most one send
+ * transport, and the request plumbing between their events and the server.
+ *
+ * It does not decide anything about the stage: `Publisher` decides when to send, `Subscriber`
+ * what to receive. Every close here is local and idempotent (the server closes its side itself
+ * on stage changes, or on disconnect).
+ */
+import { Device, type types } from 'mediasoup-client';
+import type { ConsumerOptions, MediaKind, RequestData, TransportOptions } from '../shared/protocol.js';
+import type { MediaSource } from '../shared/stage.js';
+import { stagegateError, toStagegateError } from './errors.js';
+import type { Signaling } from './Signaling.js';
+
+export type HandlerFactory = types.HandlerFactory;
+
+export class MediaSession {
+  readonly device: Device;
+  #recv: types.Transport | undefined;
+  #send: types.Transport | undefined;
+  /** A send transport being created; shared by concurrent callers. */
+  #sendCreating: Promise<types.Transport> | undefined;
+  /** Bumped by `closeSendTransport()`: a creation started before it must not survive. */
+  #sendEpoch = 0;
+  #closed = false;
+
+  private constructor(
+    device: Device,
+    private readonly signaling: Signaling,
+  ) {
+    this.device = device;
+  }
+
+  /** Creates the Device (throws UNSUPPORTED when the browser has no WebRTC handler). */
+  static createDevice(handlerFactory?: HandlerFactory): Device {
+    try {
+      return handlerFactory ? new Device({ handlerFactory }) : new Device();
+    } catch (err) {
+      throw toStagegateError(err, 'cannot create a mediasoup Device');
+    }
+  }
+
+  /** Loads the Device with the router's RTP capabilities. */
+  static async load(device: Device, signaling: Signaling): Promise<MediaSession> {
+    const { rtpCapabilities } = await signaling.request('getRouterRtpCapabilities');
+    try {
+      await device.load({ routerRtpCapabilities: rtpCapabilities as types.RtpCapabilities });
+    } catch (err) {
+      throw toStagegateError(err, 'cannot load the mediasoup Device');
+    }
+    return new MediaSession(device, signaling);
+  }
+
+  get recvTransport(): types.Transport | undefined {
+    return this.#recv;
+  }
+
+  get sendTransport(): types.Transport | undefined {
+    return this.#send && !this.#send.closed ? this.#send : undefined;
+  }
+
+  canProduce(kind: MediaKind): boolean {
+    return this.device.loaded && this.device.canProduce(kind);
+  }
+
+  async createRecvTransport(): Promise<types.Transport> {
+    this.#assertOpen();
+    if (this.#recv && !this.#recv.closed) return this.#recv;
+    const options = await this.signaling.request('createTransport', { direction: 'recv' });
+    this.#assertOpen();
+    const transport = this.device.createRecvTransport(transportOptions(options));
+    this.#wireConnect(transport);
+    this.#recv = transport;
+    return transport;
+  }
+
+  /** The send transport, created if missing. The server allows it in ACCEPTED and ON_STAGE only. */
+  ensureSendTransport(): Promise<types.Transport> {
+    this.#assertOpen();
+    const current = this.sendTransport;
+    if (current) return Promise.resolve(current);
+    if (this.#sendCreating) return this.#sendCreating;
+    const epoch = this.#sendEpoch;
+    const creating = (async () => {
+      const options = await this.signaling.request('createTransport', { direction: 'send' });
+      if (this.#closed || epoch !== this.#sendEpoch) {
+        throw stagegateError('INVALID_STATE', 'the stage status changed while the send transport was created');
+      }
+      const transport = this.device.createSendTransport(transportOptions(options));
+      this.#wireConnect(transport);
+      transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+        this.signaling
+          .request('produce', {
+            transportId: transport.id,
+            kind,
+            rtpParameters: rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
+            source: appData.source as MediaSource,
+          })
+          .then(({ id }) => callback({ id }), errback);
+      });
+      this.#send = transport;
+      return transport;
+    })();
+    this.#sendCreating = creating;
+    const clear = () => {
+      if (this.#sendCreating === creating) this.#sendCreating = undefined;
+    };
+    creating.then(clear, clear);
+    return creating;
+  }
+
+  /** Closes the local send transport (and its producers). The server closes its own side. */
+  closeSendTransport(): void {
+    this.#sendEpoch++;
+    this.#sendCreating = undefined;
+    this.#send?.close();
+    this.#send = undefined;
+  }
+
+  /**
+   * Publishes a track. `stopTracks: false`: the caller decides which tracks to stop.
+   * Rejects with the server's refusal (e.g. INVALID_STATE when no longer ON_STAGE).
+   */
+  async produce(track: MediaStreamTrack, source: MediaSource): Promise<types.Producer> {
+    const transport = await this.ensureSendTransport();
+    try {
+      return await transport.produce({ track, stopTracks: false, appData: { source } });
+    } catch (err) {
+      throw toStagegateError(err, `cannot publish ${source}`);
+    }
+  }
+
+  /** Asks the server for a (paused) consumer of `producerId` and creates it locally. */
+  async consume(producerId: string): Promise<{ consumer: types.Consumer; options: ConsumerOptions }> {
+    const transport = this.#recv;
+    if (!transport || transport.closed) throw stagegateError('INVALID_STATE', 'no recv transport');
+    const options = await this.signaling.request('consume', { producerId });
+    return { options, consumer: await this.createConsumer(options) };
+  }
+
+  /** The local half of `consume`, for options the server already answered. */
+  async createConsumer(options: ConsumerOptions): Promise<types.Consumer> {
+    const transport = this.#recv;
+    if (!transport || transport.closed) throw stagegateError('INVALID_STATE', 'no recv transport');
+    try {
+      return await transport.consume({
+        id: options.id,
+        producerId: options.producerId,
+        kind: options.kind,
+        rtpParameters: options.rtpParameters as types.RtpParameters,
+        appData: { userId: options.userId, source: options.source },
+      });
+    } catch (err) {
+      throw toStagegateError(err, `cannot receive producer ${options.producerId}`);
+    }
+  }
+
+  async resumeConsumer(consumerId: string): Promise<void> {
+    await this.signaling.request('resumeConsumer', { consumerId });
+  }
+
+  /** Tells the server to close one of our producers (not needed when the server closed it). */
+  async closeProducer(producerId: string): Promise<void> {
+    await this.signaling.request('closeProducer', { producerId });
+  }
+
+  /** Closes the local recv transport (and its consumers). */
+  closeRecvTransport(): void {
+    this.#recv?.close();
+    this.#recv = undefined;
+  }
+
+  /** Closes both transports (and with them every producer and consumer). Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.closeSendTransport();
+    this.closeRecvTransport();
+  }
+
+  #wireConnect(transport: types.Transport): void {
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.signaling
+        .request('connectTransport', {
+          transportId: transport.id,
+          dtlsParameters: dtlsParameters as RequestData<'connectTransport'>['dtlsParameters'],
+        })
+        .then(() => callback(), errback);
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw stagegateError('INVALID_STATE', 'the meeting was left');
+  }
+}
+
+function transportOptions(o: TransportOptions): types.TransportOptions {
+  return {
+    id: o.id,
+    iceParameters: o.iceParameters as types.IceParameters,
+    iceCandidates: o.iceCandidates as types.IceCandidate[],
+    dtlsParameters: o.dtlsParameters as types.DtlsParameters,
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * Follows the local participant's stage status (the server decides; this only mirrors):
+ *
+ * - ACCEPTED_TO_JOIN_STAGE: prepare the send transport (unless disabled), so `join()` only produces.
+ * - ON_STAGE: get the tracks (the app's, or getUserMedia for the kinds the preset allows) and
+ *   produce each, with source 'audio' / 'video'.
+ * - leaving ON_STAGE: close the local producers at once (the server has closed its own) and stop
+ *   the tracks the client created itself with getUserMedia. Tracks the app passed in (directly
+ *   or from its `tracks` function) are never stopped: they are the app's.
+ * - OFF_STAGE / REQUESTED_TO_JOIN_STAGE: close the send transport (the server closed it too).
+ *
+ * Tear-down is synchronous, in the notification handler; build-up is async and serialized
+ * (one `#sync` at a time, each reading the status current when it runs), and an epoch counter
+ * makes a build-up that a tear-down overtook undo itself instead of leaking a producer.
+ */
+import type { types } from 'mediasoup-client';
+import type { StagegateError } from '../shared/errors.js';
+import type { MediaKind } from '../shared/protocol.js';
+import type { Preset, StageStatus } from '../shared/stage.js';
+import { stagegateError, toStagegateError } from './errors.js';
+import type { MediaSession } from './MediaSession.js';
+import type { AllowedKinds, LocalProducerInfo, LocalTracks, TracksOption } from './types.js';
+
+export interface PublisherDeps {
+  media: MediaSession;
+  preset: Preset;
+  status: () => StageStatus;
+  tracks?: TracksOption | undefined;
+  prepareSendTransport: boolean;
+  onError: (error: StagegateError) => void;
+}
+
+interface Published extends LocalProducerInfo {
+  producer: types.Producer;
+}
+
+const KINDS: readonly MediaKind[] = ['audio', 'video'];
+
+export class Publisher {
+  readonly #deps: PublisherDeps;
+  readonly #producers = new Map<string, Published>();
+  /** Tracks created here with getUserMedia: stopped when no longer published. */
+  readonly #ownTracks = new Set<MediaStreamTrack>();
+  /** Bumped on every tear-down: a build-up that started before must undo itself. */
+  #epoch = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #last: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(deps: PublisherDeps) {
+    this.#deps = deps;
+  }
+
+  /** Our live producers, by producer id. */
+  get producers(): ReadonlyMap<string, LocalProducerInfo> {
+    return this.#producers;
+  }
+
+  /** The tracks currently published, by kind. */
+  get localTracks(): Readonly<LocalTracks> {
+    const tracks: LocalTracks = {};
+    for (const p of this.#producers.values()) tracks[p.kind] = p.track;
+    return tracks;
+  }
+
+  /** Mirror a status (call on every own status change, and once with the initial status). */
+  follow(status: StageStatus): void {
+    if (this.#closed) return;
+    if (status !== 'ON_STAGE') this.#unpublish();
+    if (status === 'OFF_STAGE' || status === 'REQUESTED_TO_JOIN_STAGE') this.#deps.media.closeSendTransport();
+    this.#schedule();
+  }
+
+  /** Resolves when the latest follow-up has run; rejects with its error (used by `stage.join()`). */
+  settled(): Promise<void> {
+    return this.#last;
+  }
+
+  /** The server closed one of our producers: close ours and release its track. */
+  closedByServer(producerId: string): void {
+    const p = this.#producers.get(producerId);
+    if (!p) return;
+    this.#producers.delete(producerId);
+    p.producer.close();
+    this.#release(p.track);
+  }
+
+  /** Close every producer and stop our own tracks. Idempotent. The transports are MediaSession's. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unpublish();
+  }
+
+  /**
+   * The server's media is gone (mediaReset): forget the producers and publish again according to
+   * the current status. The caller has replaced the transports.
+   */
+  reset(): void {
+    if (this.#closed) return;
+    this.#unpublish();
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    const run = this.#tail
+      .then(() => this.#sync())
+      .catch((err: unknown) => {
+        throw toStagegateError(err);
+      });
+    this.#tail = run.catch(() => undefined);
+    this.#last = run;
+    run.catch((err: StagegateError) => this.#deps.onError(err));
+  }
+
+  async #sync(): Promise<void> {
+    const status = this.#deps.status();
+    if (this.#closed || (status !== 'ACCEPTED_TO_JOIN_STAGE' && status !== 'ON_STAGE')) return;
+    const epoch = this.#epoch;
+    try {
+      if (status === 'ON_STAGE') await this.#publish(epoch);
+      else if (this.#deps.prepareSendTransport) await this.#deps.media.ensureSendTransport();
+    } catch (err) {
+      // The status moved on meanwhile: the server refused for that reason, nothing to report.
+      if (this.#closed || epoch !== this.#epoch || this.#deps.status() !== status) return;
+      throw err;
+    }
+  }
+
+  async #publish(epoch: number): Promise<void> {
+    const { media, preset } = this.#deps;
+    const published = new Set([...this.#producers.values()].map((p) => p.kind));
+    const wanted: AllowedKinds = { audio: false, video: false };
+    for (const kind of KINDS) {
+      wanted[kind] = preset.media[kind] === 'ALLOWED' && media.canProduce(kind) && !published.has(kind);
+    }
+    if (!wanted.audio && !wanted.video) return;
+    // The transport and the tracks in parallel: both are needed, neither needs the other.
+    const [transport, acquired] = await Promise.allSettled([media.ensureSendTransport(), this.#acquire(wanted)]);
+    if (acquired.status === 'rejected') throw acquired.reason;
+    const tracks = acquired.value;
+    if (transport.status === 'rejected') {
+      for (const kind of KINDS) if (tracks[kind]) this.#release(tracks[kind]);
+      throw transport.reason;
+    }
+    const fresh = KINDS.map((kind) => tracks[kind]).filter((t): t is MediaStreamTrack => !!t);
+    try {
+      for (const kind of KINDS) {
+        const track = tracks[kind];
+        if (!track || !wanted[kind]) continue;
+        if (track.kind !== kind) throw stagegateError('INVALID_REQUEST', `the ${kind} track is a ${track.kind} track`);
+        if (epoch !== this.#epoch || this.#closed) break;
+        const producer = await media.produce(track, kind);
+        if (epoch !== this.#epoch || this.#closed) {
+          producer.close(); // the server dropped it (or will refuse it): do not keep a ghost
+          break;
+        }
+        this.#producers.set(producer.id, { id: producer.id, kind, source: kind, track, producer });
+        producer.on('transportclose', () => {
+          if (this.#producers.get(producer.id)?.producer === producer) this.#producers.delete(producer.id);
+        });
+      }
+    } finally {
+      for (const track of fresh) if (!this.#isPublished(track)) this.#release(track);
+    }
+  }
+
+  /** The tracks for the wanted kinds: the app's, or getUserMedia's (then owned here). */
+  async #acquire(wanted: AllowedKinds): Promise<LocalTracks> {
+    const option = this.#deps.tracks;
+    if (typeof option === 'function') return option({ ...wanted });
+    if (option)
+      return { audio: wanted.audio ? option.audio : undefined, video: wanted.video ? option.video : undefined };
+    const gum = globalThis.navigator?.mediaDevices?.getUserMedia?.bind(globalThis.navigator.mediaDevices);
+    if (!gum) throw stagegateError('UNSUPPORTED', 'getUserMedia is not available here: pass `tracks` to joinMeeting');
+    let stream: MediaStream;
+    try {
+      stream = await gum({ audio: wanted.audio, video: wanted.video });
+    } catch (err) {
+      throw toStagegateError(err, 'getUserMedia failed');
+    }
+    const tracks: LocalTracks = {};
+    for (const track of stream.getTracks()) {
+      this.#ownTracks.add(track);
+      if ((track.kind === 'audio' || track.kind === 'video') && !tracks[track.kind]) tracks[track.kind] = track;
+      else this.#release(track);
+    }
+    return tracks;
+  }
+
+  #isPublished(track: MediaStreamTrack): boolean {
+    return [...this.#producers.values()].some((p) => p.track === track);
+  }
+
+  /** Stops a track if the client created it and nothing publishes it any more. */
+  #release(track: MediaStreamTrack): void {
+    if (!this.#ownTracks.has(track) || this.#isPublished(track)) return;
+    this.#ownTracks.delete(track);
+    track.stop();
+  }
+
+  #unpublish(): void {
+    this.#epoch++;
+    const closed = [...this.#producers.values()];
+    this.#producers.clear();
+    for (const p of closed) p.producer.close();
+    for (const track of [...this.#ownTracks]) this.#release(track);
+  }
+}

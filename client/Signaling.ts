@@ -1,0 +1,219 @@
+/**
+ * The client end of the wire contract (shared/protocol.ts) over socket.io-client.
+ *
+ * - `request(method, data)` sends `socket.emit(method, data, ack)` and resolves with the ack's
+ *   `data`, typed by `Responses[method]`. A refusal rejects with `StagegateError(code, message)`
+ *   carrying the server's code. No answer within `requestTimeoutMs` rejects with TIMEOUT; a
+ *   disconnect rejects every pending request with DISCONNECTED.
+ * - `on(name, listener)` subscribes to one notification, typed by `Notifications[name]`.
+ *   Notifications are delivered in the order the server sent them, interleaved with acks as sent.
+ * - One Signaling = one socket.io connection (`forceNew`), no automatic reconnection by default:
+ *   the server forgets a participant when their socket goes away, so a new connection is a new
+ *   join (see `joinMeeting`).
+ */
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import { StagegateError } from '../shared/errors.js';
+import type {
+  Ack,
+  NotificationName,
+  Notifications,
+  RequestData,
+  RequestMethod,
+  Responses,
+} from '../shared/protocol.js';
+import { stagegateError, wireErrorOf } from './errors.js';
+
+export type SocketConnectOptions = Partial<ManagerOptions & SocketOptions>;
+
+export interface SignalingOptions {
+  /** Server base URL, e.g. http://127.0.0.1:3000. */
+  url: string;
+  /** Participant token (JWT) minted by the server. */
+  token: string;
+  /** When given, the server refuses the connection unless the token is for this room. */
+  roomId?: string | undefined;
+  /** Merged over the defaults `{ transports: ['websocket'], reconnection: false, forceNew: true }`. */
+  socketOptions?: SocketConnectOptions | undefined;
+  /** Per request; default 10 000 ms. */
+  requestTimeoutMs?: number | undefined;
+}
+
+/** Methods whose payload may be left out (their schema is an optional empty object). */
+export type RequestArgs<M extends RequestMethod> =
+  undefined extends RequestData<M> ? [data?: RequestData<M>] : [data: RequestData<M>];
+
+interface Pending {
+  reject(err: StagegateError): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+export class Signaling {
+  readonly #socket: Socket;
+  readonly #timeoutMs: number;
+  readonly #pending = new Set<Pending>();
+  /** Notifications received while held, delivered in order by `release()`. */
+  #held: Array<[string, unknown]> | undefined;
+  readonly #listeners = new Map<string, Set<(data: unknown) => void>>();
+  readonly #disconnectListeners = new Set<(reason: string) => void>();
+  #closed = false;
+
+  private constructor(socket: Socket, timeoutMs: number) {
+    this.#socket = socket;
+    this.#timeoutMs = timeoutMs;
+    socket.onAny((event: string, data: unknown) => {
+      if (this.#held) this.#held.push([event, data]);
+      else this.#dispatch(event, data);
+    });
+    socket.on('disconnect', (reason: string) => {
+      this.#rejectAll(`disconnected (${reason})`);
+      for (const listener of [...this.#disconnectListeners]) {
+        try {
+          listener(reason);
+        } catch (err) {
+          console.error('stagegate: a disconnect listener threw', err);
+        }
+      }
+    });
+  }
+
+  /**
+   * Opens the connection. A refused connection (bad token, wrong room, unknown room) rejects
+   * with the server's code (UNAUTHORIZED, NOT_FOUND...); an unreachable server with DISCONNECTED.
+   */
+  static connect(opts: SignalingOptions): Promise<Signaling> {
+    const auth: Record<string, string> = { token: opts.token };
+    if (opts.roomId !== undefined) auth.roomId = opts.roomId;
+    const socket = io(opts.url, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      ...opts.socketOptions,
+      auth,
+      autoConnect: false,
+    });
+    const signaling = new Signaling(socket, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    return new Promise<Signaling>((resolve, reject) => {
+      const onConnect = () => {
+        socket.off('connect_error', onError);
+        resolve(signaling);
+      };
+      const onError = (err: Error & { data?: unknown }) => {
+        socket.off('connect', onConnect);
+        signaling.close();
+        const wire = wireErrorOf(err.data);
+        reject(
+          wire
+            ? new StagegateError(wire.code, wire.message)
+            : stagegateError('DISCONNECTED', `cannot connect to ${opts.url}: ${err.message}`, err),
+        );
+      };
+      socket.once('connect', onConnect);
+      socket.once('connect_error', onError);
+      socket.connect();
+    });
+  }
+
+  get connected(): boolean {
+    return !this.#closed && this.#socket.connected;
+  }
+
+  /** The socket.io id of this connection (for logs). */
+  get id(): string | undefined {
+    return this.#socket.id;
+  }
+
+  request<M extends RequestMethod>(method: M, ...args: RequestArgs<M>): Promise<Responses[M]> {
+    if (!this.connected) {
+      return Promise.reject(new StagegateError('DISCONNECTED', `${method}: not connected`));
+    }
+    // Always an object: socket.io would turn a missing payload into null, which the schema refuses.
+    const data = args[0] ?? {};
+    return new Promise<Responses[M]>((resolve, reject) => {
+      const pending: Pending = {
+        reject,
+        timer: setTimeout(() => {
+          this.#pending.delete(pending);
+          reject(stagegateError('TIMEOUT', `${method}: no answer within ${this.#timeoutMs} ms`));
+        }, this.#timeoutMs),
+      };
+      this.#pending.add(pending);
+      this.#socket.emit(method, data, (ack: unknown) => {
+        if (!this.#pending.delete(pending)) return; // timed out or disconnected already
+        clearTimeout(pending.timer);
+        if (!isAck(ack)) reject(stagegateError('INTERNAL', `${method}: malformed answer from the server`));
+        else if (ack.ok) resolve(ack.data as Responses[M]);
+        else reject(new StagegateError(ack.error.code, ack.error.message));
+      });
+    });
+  }
+
+  /** Subscribes to one notification; returns the function that unsubscribes. */
+  on<N extends NotificationName>(name: N, listener: (data: Notifications[N]) => void): () => void {
+    let set = this.#listeners.get(name);
+    if (!set) this.#listeners.set(name, (set = new Set()));
+    const registered = set;
+    registered.add(listener as (data: unknown) => void);
+    return () => {
+      registered.delete(listener as (data: unknown) => void);
+    };
+  }
+
+  /**
+   * Queue notifications instead of delivering them, until `release()`. `joinMeeting` holds them
+   * while `joinRoom` is in flight: the server may notify before it acks, and the state those
+   * notifications change only exists once the snapshot is applied.
+   */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Deliver what was queued by `hold()`, in order, then deliver live again. */
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const [name, data] of held ?? []) this.#dispatch(name, data);
+  }
+
+  /** Called once when the connection goes away (server, network, or `close()`), with socket.io's reason. */
+  onDisconnect(listener: (reason: string) => void): () => void {
+    this.#disconnectListeners.add(listener);
+    return () => {
+      this.#disconnectListeners.delete(listener);
+    };
+  }
+
+  /** Disconnects; pending requests reject. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#rejectAll('the connection was closed');
+    this.#socket.disconnect();
+  }
+
+  #dispatch(name: string, data: unknown): void {
+    for (const listener of [...(this.#listeners.get(name) ?? [])]) {
+      try {
+        listener(data);
+      } catch (err) {
+        console.error(`stagegate: a "${name}" notification listener threw`, err);
+      }
+    }
+  }
+
+  #rejectAll(why: string): void {
+    for (const pending of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new StagegateError('DISCONNECTED', why));
+    }
+    this.#pending.clear();
+  }
+}
+
+function isAck(value: unknown): value is Ack<unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as { ok?: unknown; error?: unknown };
+  if (v.ok === true) return true;
+  return v.ok === false && wireErrorOf(v.error) !== undefined;
+}

@@ -1,0 +1,128 @@
+/**
+ * Receives every on-stage producer: `consume` → local consumer → `resumeConsumer` (the server
+ * creates consumers paused) → `trackAdded`. A close (`producerClosed`, `consumerClosed`, the
+ * owner leaving) closes the local consumer → `trackRemoved` (only if `trackAdded` was emitted).
+ *
+ * Work is serialized per producer: the close of a producer whose consume is in flight runs after
+ * it, and the in-flight consume checks the `closed` flag at every step, so no consumer leaks and
+ * no `trackAdded` follows a `trackRemoved`.
+ */
+import type { types } from 'mediasoup-client';
+import type { StagegateError } from '../shared/errors.js';
+import type { ProducerInfo } from '../shared/protocol.js';
+import { toStagegateError } from './errors.js';
+import type { MediaSession } from './MediaSession.js';
+import type { TrackAddedEvent, TrackRemovedEvent } from './types.js';
+
+export interface SubscriberDeps {
+  media: MediaSession;
+  /** Resolves once the (current) recv transport exists. */
+  ready: () => Promise<unknown>;
+  onAdded: (e: TrackAddedEvent) => void;
+  onRemoved: (e: TrackRemovedEvent) => void;
+  onError: (error: StagegateError, producerId: string) => void;
+}
+
+interface Entry {
+  readonly info: ProducerInfo;
+  closed: boolean;
+  consumer: types.Consumer | undefined;
+  /** `trackAdded` was emitted: `trackRemoved` is owed. */
+  added: boolean;
+  tail: Promise<void>;
+}
+
+export class Subscriber {
+  readonly #deps: SubscriberDeps;
+  readonly #entries = new Map<string, Entry>();
+  /** Producers already closed: a late (replayed) `newProducer` for one of them is ignored. */
+  readonly #gone = new Set<string>();
+  #closed = false;
+
+  constructor(deps: SubscriberDeps) {
+    this.#deps = deps;
+  }
+
+  /** Start receiving a producer. Idempotent. */
+  add(info: ProducerInfo): void {
+    if (this.#closed || this.#entries.has(info.id) || this.#gone.has(info.id)) return;
+    const entry: Entry = { info, closed: false, consumer: undefined, added: false, tail: Promise.resolve() };
+    this.#entries.set(info.id, entry);
+    this.#run(entry, () => this.#consume(entry));
+  }
+
+  /** Stop receiving a producer (it closed, or our consumer of it closed). Idempotent. */
+  remove(producerId: string): void {
+    this.#gone.add(producerId);
+    const entry = this.#entries.get(producerId);
+    if (!entry || entry.closed) return;
+    entry.closed = true;
+    this.#run(entry, () => this.#close(entry));
+  }
+
+  /** Stop receiving every producer of a participant. */
+  removeOwner(userId: string): void {
+    for (const entry of [...this.#entries.values()]) if (entry.info.userId === userId) this.remove(entry.info.id);
+  }
+
+  /** Resolves when the work queued so far has run (errors are reported, not thrown). */
+  async whenIdle(): Promise<void> {
+    await Promise.all([...this.#entries.values()].map((e) => e.tail));
+  }
+
+  /**
+   * The server's media is gone (mediaReset): close every local consumer, with `trackRemoved` for
+   * those that were added, and forget them. Call `add` again for what is still on stage.
+   */
+  reset(): void {
+    if (this.#closed) return;
+    for (const entry of [...this.#entries.values()]) {
+      this.#entries.delete(entry.info.id);
+      entry.closed = true;
+      this.#run(entry, () => this.#close(entry));
+    }
+  }
+
+  /** Close every consumer without events (the meeting is over). Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const entry of this.#entries.values()) {
+      entry.closed = true;
+      entry.consumer?.close();
+    }
+    this.#entries.clear();
+  }
+
+  #run(entry: Entry, task: () => Promise<void>): void {
+    entry.tail = entry.tail.then(task).catch((err: unknown) => {
+      // A consume that a close overtook fails with NOT_FOUND: expected, not an error.
+      if (!entry.closed && !this.#closed) this.#deps.onError(toStagegateError(err), entry.info.id);
+    });
+  }
+
+  async #consume(entry: Entry): Promise<void> {
+    const { media } = this.#deps;
+    await this.#deps.ready();
+    if (entry.closed) return;
+    const { consumer } = await media.consume(entry.info.id);
+    entry.consumer = consumer;
+    // Closed meanwhile: the close task queued behind this one closes the consumer.
+    if (entry.closed) return;
+    consumer.on('transportclose', () => this.remove(entry.info.id));
+    await media.resumeConsumer(consumer.id);
+    if (entry.closed) return;
+    entry.added = true;
+    const { userId, id, kind, source } = entry.info;
+    this.#deps.onAdded({ participantId: userId, producerId: id, kind, source, track: consumer.track });
+  }
+
+  async #close(entry: Entry): Promise<void> {
+    entry.consumer?.close();
+    if (this.#entries.get(entry.info.id) === entry) this.#entries.delete(entry.info.id);
+    if (!entry.added || this.#closed) return;
+    entry.added = false;
+    const { userId, id, kind, source } = entry.info;
+    this.#deps.onRemoved({ participantId: userId, producerId: id, kind, source });
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Public types of the thin client. Wire payloads come from shared/protocol.ts unchanged.
+ */
+import type { StagegateError } from '../shared/errors.js';
+import type { MediaKind, Notifications, ProducerInfo } from '../shared/protocol.js';
+import type { MediaSource, Preset, StageStatus } from '../shared/stage.js';
+import type { HandlerFactory } from './MediaSession.js';
+import type { SocketConnectOptions } from './Signaling.js';
+
+/** What the participant publishes when ON_STAGE. */
+export interface LocalTracks {
+  audio?: MediaStreamTrack | undefined;
+  video?: MediaStreamTrack | undefined;
+}
+
+/** The kinds this participant may publish (preset media permissions and device support). */
+export interface AllowedKinds {
+  audio: boolean;
+  video: boolean;
+}
+
+/**
+ * Either fixed tracks (reused every time the participant goes ON_STAGE), or a function called
+ * each time the participant goes ON_STAGE with the kinds it may publish. Tracks given either way
+ * belong to the app: the client never stops them.
+ */
+export type TracksOption = LocalTracks | ((allowed: AllowedKinds) => Promise<LocalTracks>);
+
+export interface JoinMeetingOptions {
+  /** Server base URL, e.g. http://127.0.0.1:3000. */
+  url: string;
+  /** Participant token (JWT) from the server's API. */
+  token: string;
+  /** Optional; the server refuses the connection (UNAUTHORIZED) if it does not match the token's room. */
+  roomId?: string | undefined;
+  /**
+   * What to publish when ON_STAGE. Default: `getUserMedia` for the kinds the preset allows,
+   * called lazily each time the participant goes ON_STAGE; those tracks are the client's and it
+   * stops them when the participant leaves the stage.
+   */
+  tracks?: TracksOption | undefined;
+  /** mediasoup-client handler factory, e.g. `FakeHandler.createFactory(fakeParameters)` in Node. */
+  handlerFactory?: HandlerFactory | undefined;
+  /** socket.io-client options, merged over `{ transports: ['websocket'], reconnection: false, forceNew: true }`. */
+  socketOptions?: SocketConnectOptions | undefined;
+  /** Per request; default 10 000 ms. */
+  requestTimeoutMs?: number | undefined;
+  /**
+   * Create the send transport as soon as the status is ACCEPTED_TO_JOIN_STAGE, so `join()` only
+   * has to produce. Default true; false saves a server transport per idle ACCEPTED participant.
+   */
+  prepareSendTransport?: boolean | undefined;
+}
+
+/** The local participant. */
+export interface SelfInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly preset: Preset;
+  readonly stageStatus: StageStatus;
+}
+
+/** Another participant of the room, as this client sees them (kept current from notifications). */
+export interface RemoteParticipant {
+  readonly id: string;
+  readonly name: string;
+  readonly presetName: string;
+  readonly stageStatus: StageStatus;
+  /** Their live producers (non-empty only while ON_STAGE). */
+  readonly producers: readonly ProducerInfo[];
+  /** The tracks received from them, by source (set on `trackAdded`, removed on `trackRemoved`). */
+  readonly tracks: Readonly<Partial<Record<MediaSource, MediaStreamTrack>>>;
+}
+
+/** One of our own producers. */
+export interface LocalProducerInfo {
+  readonly id: string;
+  readonly kind: MediaKind;
+  readonly source: MediaSource;
+  readonly track: MediaStreamTrack;
+}
+
+export interface TrackAddedEvent {
+  participantId: string;
+  producerId: string;
+  kind: MediaKind;
+  source: MediaSource;
+  track: MediaStreamTrack;
+}
+
+export interface TrackRemovedEvent {
+  participantId: string;
+  producerId: string;
+  kind: MediaKind;
+  source: MediaSource;
+}
+
+/**
+ * Why the meeting ended: a server `goodbye` reason, `left` (meeting.leave()), or socket.io's
+ * own disconnect reason (e.g. 'transport close', 'io server disconnect').
+ */
+export type DisconnectReason = Notifications['goodbye']['reason'] | 'left' | (string & {});
+
+export interface MeetingEvents {
+  participantJoined: { participant: RemoteParticipant };
+  participantLeft: { userId: string; participant: RemoteParticipant };
+  trackAdded: TrackAddedEvent;
+  trackRemoved: TrackRemovedEvent;
+  /** The server closed one of our producers (the local one is closed too). */
+  producerClosedByServer: Notifications['producerClosedByServer'];
+  /** Sent once; nothing works after it. */
+  disconnected: { reason: DisconnectReason };
+  /**
+   * Following the stage status failed in the background (publishing after ON_STAGE, or
+   * receiving a producer). `stage.join()` also rejects with the publish error.
+   */
+  mediaError: { error: StagegateError; during: 'publish' | 'consume'; producerId?: string };
+}
+
+/** `meeting.stage` events: the payloads are the protocol notifications' data. */
+export interface StageEvents {
+  stageStatusUpdate: Notifications['stageStatusUpdate'];
+  stageAccessRequestUpdate: Notifications['stageAccessRequestUpdate'];
+  newStageRequest: Notifications['newStageRequest'];
+  stageAccessRequestAccepted: Notifications['stageAccessRequestAccepted'];
+  stageRequestApproved: Notifications['stageRequestApproved'];
+  stageRequestRejected: Notifications['stageRequestRejected'];
+  removedFromStage: Notifications['removedFromStage'];
+  peerStageStatusUpdate: Notifications['peerStageStatusUpdate'];
+  stageModeUpdate: Notifications['stageModeUpdate'];
+}
