@@ -130,7 +130,11 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     const url = (req.url ?? '/').split('?')[0];
     if (url === '/healthz') {
       const workers = pool.workers.filter((w) => !w.closed && !w.died).length;
-      sendJson(res, workers > 0 ? 200 : 503, { status: workers > 0 ? 'ok' : 'degraded', workers, rooms: rooms.list().length });
+      sendJson(res, workers > 0 ? 200 : 503, {
+        status: workers > 0 ? 'ok' : 'degraded',
+        workers,
+        rooms: rooms.list().length,
+      });
       return true;
     }
     if (url === '/metrics') {

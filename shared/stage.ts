@@ -2,12 +2,7 @@
  * Stage vocabulary shared by server and client (../STAGE.md is the contract).
  */
 
-export const STAGE_STATUSES = [
-  'OFF_STAGE',
-  'REQUESTED_TO_JOIN_STAGE',
-  'ACCEPTED_TO_JOIN_STAGE',
-  'ON_STAGE',
-] as const;
+export const STAGE_STATUSES = ['OFF_STAGE', 'REQUESTED_TO_JOIN_STAGE', 'ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'] as const;
 export type StageStatus = (typeof STAGE_STATUSES)[number];
 
 export const STAGE_MODES = ['OPEN', 'REQUEST', 'INVITE'] as const;

@@ -103,6 +103,12 @@ export class TokenService {
       throw new StagegateError('UNAUTHORIZED', 'the token does not carry valid Stagegate claims');
     }
     const c = parsed.data;
-    return { userId: c.userId, name: c.name, roomId: c.roomId, preset: resolvePreset(c.preset), expiresAt: payload.exp };
+    return {
+      userId: c.userId,
+      name: c.name,
+      roomId: c.roomId,
+      preset: resolvePreset(c.preset),
+      expiresAt: payload.exp,
+    };
   }
 }

@@ -37,7 +37,12 @@ const schemas = {
     userId: id.optional(),
     name: z.string().min(1).max(100),
     preset: presetInputSchema,
-    ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 24 * 3600)
+      .optional(),
   }),
   userIds,
   setMode: z.strictObject({ mode: z.enum(STAGE_MODES) }),
@@ -109,25 +114,23 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
         return [201, { token, userId, roomId: r.id, expiresAt: new Date(Date.now() + ttl * 1000).toISOString() }];
       },
     ],
-    ...(['grant', 'deny', 'kick'] as const).map(
-      (action): [string, RegExp, Route] => [
-        'POST',
-        new RegExp(`^/api/rooms/([^/]+)/stage/${action}$`),
-        async (_r, [rid], body) => {
-          const r = room(rid);
-          const { userIds: ids } = parse(schemas.userIds, await body());
-          const stage = r.stage;
-          const results =
-            action === 'grant'
-              ? stage.grantAccess(BACKEND_ACTOR, ids)
-              : action === 'deny'
-                ? stage.denyAccess(BACKEND_ACTOR, ids)
-                : stage.kick(BACKEND_ACTOR, ids);
-          log.info({ roomId: r.id, action, userIds: ids, by: BACKEND_ACTOR }, 'stage action via API');
-          return [200, { results }];
-        },
-      ],
-    ),
+    ...(['grant', 'deny', 'kick'] as const).map((action): [string, RegExp, Route] => [
+      'POST',
+      new RegExp(`^/api/rooms/([^/]+)/stage/${action}$`),
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const { userIds: ids } = parse(schemas.userIds, await body());
+        const stage = r.stage;
+        const results =
+          action === 'grant'
+            ? stage.grantAccess(BACKEND_ACTOR, ids)
+            : action === 'deny'
+              ? stage.denyAccess(BACKEND_ACTOR, ids)
+              : stage.kick(BACKEND_ACTOR, ids);
+        log.info({ roomId: r.id, action, userIds: ids, by: BACKEND_ACTOR }, 'stage action via API');
+        return [200, { results }];
+      },
+    ]),
     [
       'PUT',
       /^\/api\/rooms\/([^/]+)\/stage\/mode$/,
@@ -206,6 +209,8 @@ export function sendJson(res: ServerResponse, status: number, json?: Json): void
 
 export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e =
-    err instanceof StagegateError ? err : (log.error({ err }, 'HTTP handler failed'), new StagegateError('INTERNAL', 'internal error'));
+    err instanceof StagegateError
+      ? err
+      : (log.error({ err }, 'HTTP handler failed'), new StagegateError('INTERNAL', 'internal error'));
   sendJson(res, HTTP_STATUS[e.code], { error: e.toJSON() });
 }

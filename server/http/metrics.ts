@@ -44,7 +44,8 @@ export function createMetrics(rooms: RoomRegistry, pool: WorkerPool): Metrics {
     collect() {
       const counts = { audio: 0, video: 0 };
       for (const room of rooms.list())
-        for (const p of room.participants.values()) for (const { producer } of p.producers.values()) counts[producer.kind]++;
+        for (const p of room.participants.values())
+          for (const { producer } of p.producers.values()) counts[producer.kind]++;
       for (const [kind, n] of Object.entries(counts)) this.set({ kind }, n);
     },
   });

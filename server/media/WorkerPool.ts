@@ -36,8 +36,19 @@ export class WorkerPool {
   }
 
   /** Wraps workers the embedding app created; the pool does not replace them when they die. */
-  static fromWorkers(workers: ms.Worker[], logger: Logger, onWorkerDied?: WorkerPoolOptions['onWorkerDied']): WorkerPool {
-    const opts = { numWorkers: workers.length, rtcMinPort: 0, rtcMaxPort: 0, logLevel: 'warn' as const, logger, onWorkerDied };
+  static fromWorkers(
+    workers: ms.Worker[],
+    logger: Logger,
+    onWorkerDied?: WorkerPoolOptions['onWorkerDied'],
+  ): WorkerPool {
+    const opts = {
+      numWorkers: workers.length,
+      rtcMinPort: 0,
+      rtcMaxPort: 0,
+      logLevel: 'warn' as const,
+      logger,
+      onWorkerDied,
+    };
     const pool = new WorkerPool(opts);
     for (const w of workers) pool.#adopt(w, false);
     return pool;

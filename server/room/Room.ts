@@ -166,7 +166,8 @@ export class Room {
     this.router = router;
     for (const p of this.participants.values()) this.#dropMedia(p, 'transport-closed');
     this.log.warn({ workerPid: worker.pid }, 'room moved to another mediasoup worker');
-    for (const p of this.participants.values()) if (p.connected) p.session.notify('mediaReset', { reason: 'worker-died' });
+    for (const p of this.participants.values())
+      if (p.connected) p.session.notify('mediaReset', { reason: 'worker-died' });
   }
 
   /** The user left the room (or disconnected): stage cascade first, then every media object. */
@@ -199,7 +200,8 @@ export class Room {
 
   // ------------------------------------------------------------------ transports
   async createTransport(p: Participant, direction: 'send' | 'recv'): Promise<TransportOptions> {
-    if (direction === 'send') this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
+    if (direction === 'send')
+      this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
     const { listenIp, announcedAddress } = this.rtc;
     const listen = announcedAddress ? { ip: listenIp, announcedAddress } : { ip: listenIp };
     const transport = await this.router.createWebRtcTransport({
@@ -248,7 +250,10 @@ export class Room {
   ): Promise<{ id: string; source: MediaSource }> {
     const kind = kindOfRtp(req.rtpParameters);
     if (kind !== req.kind) {
-      throw new StagegateError('INVALID_REQUEST', `rtpParameters carry ${kind ?? 'mixed or unknown'} media, not ${req.kind}`);
+      throw new StagegateError(
+        'INVALID_REQUEST',
+        `rtpParameters carry ${kind ?? 'mixed or unknown'} media, not ${req.kind}`,
+      );
     }
     const source = req.source ?? kind;
     if ((kind === 'audio') !== (source === 'audio')) {

@@ -137,9 +137,17 @@ async function ensureWorker() {
     if (!(await downloadPrebuilt(version, `${key}.tgz`, cached))) {
       ensureDebs(
         [
-          'build-essential', 'pkg-config', 'python3-venv', 'libssl-dev', 'libuv1-dev',
-          'libsrtp2-dev', 'libusrsctp-dev', 'libabsl-dev', 'libflatbuffers-dev',
-          'flatbuffers-compiler', 'nlohmann-json3-dev',
+          'build-essential',
+          'pkg-config',
+          'python3-venv',
+          'libssl-dev',
+          'libuv1-dev',
+          'libsrtp2-dev',
+          'libusrsctp-dev',
+          'libabsl-dev',
+          'libflatbuffers-dev',
+          'flatbuffers-compiler',
+          'nlohmann-json3-dev',
         ],
         'building the mediasoup worker',
       );

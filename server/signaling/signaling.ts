@@ -69,8 +69,10 @@ export function attachSignaling({ io, rooms, tokens, log, limits, onRequest }: S
       if (typeof ack === 'function') ack(fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`));
     });
     for (const method of METHODS as Set<RequestMethod>) {
-      socket.on(method, (...args: unknown[]) =>
-        void dispatch(method, args, ctx, socket, clog, buckets).then((outcome) => onRequest?.(method, outcome)),
+      socket.on(
+        method,
+        (...args: unknown[]) =>
+          void dispatch(method, args, ctx, socket, clog, buckets).then((outcome) => onRequest?.(method, outcome)),
       );
     }
     socket.on('disconnect', (reason) => {

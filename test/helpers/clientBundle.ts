@@ -24,6 +24,9 @@ export async function buildClientWebRoot(): Promise<string> {
       lib: { entry: path.join(ROOT, 'client/index.ts'), formats: ['es'], fileName: () => 'stagegate-client.js' },
     },
   });
-  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>test</title><body></body>');
+  fs.writeFileSync(
+    path.join(dir, 'index.html'),
+    '<!doctype html><meta charset="utf-8"><title>test</title><body></body>',
+  );
   return dir;
 }

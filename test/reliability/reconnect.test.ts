@@ -4,7 +4,16 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Room } from '../../server/room/Room.js';
-import { connectRaw, DTLS, joinRaw, rtpParameters, startServer, until, type RawClient, type TestServer } from '../helpers/server.js';
+import {
+  connectRaw,
+  DTLS,
+  joinRaw,
+  rtpParameters,
+  startServer,
+  until,
+  type RawClient,
+  type TestServer,
+} from '../helpers/server.js';
 
 const GRACE_MS = 1500;
 let server: TestServer;

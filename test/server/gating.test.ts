@@ -6,7 +6,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import type { Room } from '../../server/room/Room.js';
-import { connectRaw, DTLS, joinRaw, rtpParameters, startServer, until, type RawClient, type TestServer } from '../helpers/server.js';
+import {
+  connectRaw,
+  DTLS,
+  joinRaw,
+  rtpParameters,
+  startServer,
+  until,
+  type RawClient,
+  type TestServer,
+} from '../helpers/server.js';
 
 let server: TestServer;
 let room: Room;
@@ -82,7 +91,11 @@ describe('produce is refused unless ON_STAGE', () => {
     const speaker = await client('speaker', 'speaker');
     const tid = await onStageWithTransport(speaker);
 
-    const lie = await speaker.ack('produce', { transportId: tid, kind: 'audio', rtpParameters: rtpParameters('video') });
+    const lie = await speaker.ack('produce', {
+      transportId: tid,
+      kind: 'audio',
+      rtpParameters: rtpParameters('video'),
+    });
     expect(lie).toMatchObject({ ok: false, error: { code: 'INVALID_REQUEST' } });
     const sourceLie = await speaker.ack('produce', {
       transportId: tid,
@@ -93,7 +106,11 @@ describe('produce is refused unless ON_STAGE', () => {
     expect(sourceLie).toMatchObject({ ok: false, error: { code: 'INVALID_REQUEST' } });
     expect((await workerCounts()).producers).toBe(0);
 
-    const ok = await speaker.request('produce', { transportId: tid, kind: 'audio', rtpParameters: rtpParameters('audio') });
+    const ok = await speaker.request('produce', {
+      transportId: tid,
+      kind: 'audio',
+      rtpParameters: rtpParameters('audio'),
+    });
     expect(ok.source).toBe('audio');
     expect((await workerCounts()).producers).toBe(1);
   });
@@ -159,7 +176,11 @@ describe('stage actions by hostile clients', () => {
     }
     expect(room.stage.members()).toEqual(before);
     expect(room.stage.mode).toBe('REQUEST');
-    expect(host.received.filter((n) => n.name === 'peerStageStatusUpdate' && (n.data as { userId: string }).userId === 'other')).toHaveLength(1);
+    expect(
+      host.received.filter(
+        (n) => n.name === 'peerStageStatusUpdate' && (n.data as { userId: string }).userId === 'other',
+      ),
+    ).toHaveLength(1);
   });
 
   it('ignores forged identities: extra fields are refused, unknown ids are reported per user', async () => {
@@ -180,7 +201,10 @@ describe('stage actions by hostile clients', () => {
   it('answers malformed requests with typed errors and unknown methods too', async () => {
     await freshRoom();
     const viewer = await client('viewer', 'viewer');
-    expect(await viewer.ack('stage.grantAccess', { userIds: 'all' })).toMatchObject({ ok: false, error: { code: 'INVALID_REQUEST' } });
+    expect(await viewer.ack('stage.grantAccess', { userIds: 'all' })).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID_REQUEST' },
+    });
     expect(await viewer.ack('createTransport', { direction: 'sideways' })).toMatchObject({
       ok: false,
       error: { code: 'INVALID_REQUEST' },
@@ -235,7 +259,10 @@ describe('tokens', () => {
     };
     const good = await server.token('u', 'viewer', room.id);
     await expect401({ token: await server.token('u', 'viewer', 'other-room'), roomId: room.id }, /another room/);
-    await expect401({ token: await server.sg.tokens.mint({ userId: 'u', name: 'u', roomId: room.id, preset: 'host' }, -60) }, /expired/);
+    await expect401(
+      { token: await server.sg.tokens.mint({ userId: 'u', name: 'u', roomId: room.id, preset: 'host' }, -60) },
+      /expired/,
+    );
     const [h, p, s] = good.split('.');
     const forgedPayload = Buffer.from(
       JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), preset: 'host' }),
