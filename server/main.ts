@@ -2,9 +2,18 @@
  * `npm start`: the webinar server with its demo pages, on embedded defaults (STAGEGATE_* env
  * variables override them; see the README). Ctrl-C shuts down gracefully.
  */
+import { loadConfig } from './config.js';
 import { createStagegate } from './index.js';
+import { createLogger } from './logger.js';
 
-const stagegate = await createStagegate().catch((err: unknown) => {
+const logger = (() => {
+  try {
+    return createLogger(loadConfig().logLevel, Boolean(process.stdout.isTTY));
+  } catch {
+    return undefined; // createStagegate reports the configuration error below
+  }
+})();
+const stagegate = await createStagegate(logger ? { logger } : {}).catch((err: unknown) => {
   console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });
