@@ -188,6 +188,11 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     close() {
       closing ??= (async () => {
         rooms.closeAll('server-shutdown');
+        // sockets that never joined a room are told too
+        for (const socket of io.of('/').sockets.values()) {
+          socket.emit('goodbye', { reason: 'server-shutdown' });
+          socket.disconnect(true);
+        }
         if (ownsIo) await new Promise<void>((resolve) => void io.close(() => resolve()));
         else io.disconnectSockets(true);
         if (!options.workers) pool.close();

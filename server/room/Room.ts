@@ -239,8 +239,15 @@ export class Room {
   async connectTransport(p: Participant, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
     const transport = p.transports.get(transportId);
     if (!transport) throw new StagegateError('NOT_FOUND', `no transport ${transportId}`);
-    if (transport.dtlsState !== 'new') throw new StagegateError('INVALID_STATE', 'transport already connected');
-    await transport.connect({ dtlsParameters });
+    // dtlsState stays 'new' until ICE/DTLS start, so the first call is remembered instead
+    if (transport.appData.connectCalled) throw new StagegateError('INVALID_STATE', 'transport already connected');
+    transport.appData.connectCalled = true;
+    try {
+      await transport.connect({ dtlsParameters });
+    } catch (err) {
+      transport.appData.connectCalled = false;
+      throw workerRefusal(err);
+    }
   }
 
   // ------------------------------------------------------------------ producers
@@ -270,11 +277,9 @@ export class Room {
     }
 
     const epoch = p.stageEpoch;
-    const producer = await transport.produce({
-      kind,
-      rtpParameters: req.rtpParameters,
-      appData: { userId: p.id, source },
-    });
+    const producer = await transport
+      .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source } })
+      .catch((err: unknown) => Promise.reject(workerRefusal(err)));
     // Gating, second half: a kick, leave or disconnect during the await bumped the epoch.
     if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
       producer.close();
@@ -431,6 +436,17 @@ export class Room {
   #assertOpen(): void {
     if (this.#closed) throw new StagegateError('NOT_FOUND', `room ${this.id} is closed`);
   }
+}
+
+/**
+ * An error from a worker call that carried client-supplied parameters (DTLS, RTP): mediasoup
+ * validates them in the worker and answers a plain Error (duplicate SSRC or MID, bad
+ * fingerprint...). That is the client's fault, so INVALID_REQUEST, not INTERNAL.
+ */
+function workerRefusal(err: unknown): unknown {
+  if (err instanceof StagegateError || !(err instanceof Error)) return err;
+  if (err.name === 'InvalidStateError') return err;
+  return new StagegateError('INVALID_REQUEST', `the media server refused the parameters: ${err.message}`);
 }
 
 /** The media kind of RTP parameters, from their codecs' MIME types; undefined when mixed. */

@@ -58,15 +58,18 @@ export function attachSignaling({ io, rooms, tokens, log, limits, onRequest }: S
       disconnect: () => socket.disconnect(true),
     };
     const ctx: ConnectionContext = { token, room, session };
+
     const buckets: Buckets = {
       all: new TokenBucket(limits.requestsPerSecond, limits.requestsPerSecond * 2),
       stage: new TokenBucket(limits.stageActionsPerSecond, limits.stageActionsPerSecond * 4),
     };
-
     socket.onAny((event: string, ...args: unknown[]) => {
       if (METHODS.has(event)) return;
       const ack = args.at(-1);
-      if (typeof ack === 'function') ack(fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`));
+      const answer = buckets.all.take()
+        ? fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`)
+        : fail('RATE_LIMITED', 'too many requests; slow down');
+      if (typeof ack === 'function') ack(answer);
     });
     for (const method of METHODS as Set<RequestMethod>) {
       socket.on(
@@ -146,6 +149,12 @@ function fail(code: ErrorCode, message: string): Ack<never> {
 
 /** Any throw becomes a typed wire error; unexpected ones are logged and hidden. */
 export function toWireError(err: unknown, log: Logger): WireError {
+  const wire = wireErrorOf(err, log);
+  // messages can echo client input (e.g. an unknown key): keep acks small
+  return wire.message.length > 300 ? { code: wire.code, message: `${wire.message.slice(0, 300)}…` } : wire;
+}
+
+function wireErrorOf(err: unknown, log: Logger): WireError {
   if (err instanceof StagegateError) return err.toJSON();
   if (err instanceof TypeError) return { code: 'INVALID_REQUEST', message: err.message };
   // mediasoup's own error classes (not exported as values): matched by name.
