@@ -15,7 +15,10 @@ import type { Signaling } from './Signaling.js';
 export type HandlerFactory = types.HandlerFactory;
 
 export class MediaSession {
-  readonly device: Device;
+  #device: Device;
+  /** The router's RTP capabilities the Device was loaded with (JSON), to detect a new router. */
+  #routerCapabilities: string;
+  readonly #handlerFactory: HandlerFactory | undefined;
   #recv: types.Transport | undefined;
   #send: types.Transport | undefined;
   /** A send transport being created; shared by concurrent callers. */
@@ -26,9 +29,13 @@ export class MediaSession {
 
   private constructor(
     device: Device,
+    routerCapabilities: unknown,
+    handlerFactory: HandlerFactory | undefined,
     private readonly signaling: Signaling,
   ) {
-    this.device = device;
+    this.#device = device;
+    this.#routerCapabilities = JSON.stringify(routerCapabilities);
+    this.#handlerFactory = handlerFactory;
   }
 
   /** Creates the Device (throws UNSUPPORTED when the browser has no WebRTC handler). */
@@ -41,14 +48,31 @@ export class MediaSession {
   }
 
   /** Loads the Device with the router's RTP capabilities. */
-  static async load(device: Device, signaling: Signaling): Promise<MediaSession> {
+  static async load(device: Device, signaling: Signaling, handlerFactory?: HandlerFactory): Promise<MediaSession> {
     const { rtpCapabilities } = await signaling.request('getRouterRtpCapabilities');
-    try {
-      await device.load({ routerRtpCapabilities: rtpCapabilities as types.RtpCapabilities });
-    } catch (err) {
-      throw toStagegateError(err, 'cannot load the mediasoup Device');
-    }
-    return new MediaSession(device, signaling);
+    await loadDevice(device, rtpCapabilities);
+    return new MediaSession(device, rtpCapabilities, handlerFactory, signaling);
+  }
+
+  get device(): Device {
+    return this.#device;
+  }
+
+  /**
+   * After a reconnect: the router's capabilities again. The same ones keep the Device; others
+   * (a different router) get a new Device. Either way the caller replaces the transports.
+   */
+  async reload(routerCapabilities: unknown): Promise<void> {
+    this.#assertOpen();
+    const json = JSON.stringify(routerCapabilities);
+    if (json === this.#routerCapabilities) return;
+    const device = MediaSession.createDevice(this.#handlerFactory);
+    await loadDevice(device, routerCapabilities);
+    this.#assertOpen();
+    this.closeSendTransport();
+    this.closeRecvTransport();
+    this.#device = device;
+    this.#routerCapabilities = json;
   }
 
   get recvTransport(): types.Transport | undefined {
@@ -60,7 +84,7 @@ export class MediaSession {
   }
 
   canProduce(kind: MediaKind): boolean {
-    return this.device.loaded && this.device.canProduce(kind);
+    return this.#device.loaded && this.#device.canProduce(kind);
   }
 
   async createRecvTransport(): Promise<types.Transport> {
@@ -68,7 +92,7 @@ export class MediaSession {
     if (this.#recv && !this.#recv.closed) return this.#recv;
     const options = await this.signaling.request('createTransport', { direction: 'recv' });
     this.#assertOpen();
-    const transport = this.device.createRecvTransport(transportOptions(options));
+    const transport = this.#device.createRecvTransport(transportOptions(options));
     this.#wireConnect(transport);
     this.#recv = transport;
     return transport;
@@ -86,7 +110,7 @@ export class MediaSession {
       if (this.#closed || epoch !== this.#sendEpoch) {
         throw stagegateError('INVALID_STATE', 'the stage status changed while the send transport was created');
       }
-      const transport = this.device.createSendTransport(transportOptions(options));
+      const transport = this.#device.createSendTransport(transportOptions(options));
       this.#wireConnect(transport);
       transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
         this.signaling
@@ -191,6 +215,14 @@ export class MediaSession {
 
   #assertOpen(): void {
     if (this.#closed) throw stagegateError('INVALID_STATE', 'the meeting was left');
+  }
+}
+
+async function loadDevice(device: Device, routerRtpCapabilities: unknown): Promise<void> {
+  try {
+    await device.load({ routerRtpCapabilities: routerRtpCapabilities as types.RtpCapabilities });
+  } catch (err) {
+    throw toStagegateError(err, 'cannot load the mediasoup Device');
   }
 }
 

@@ -3,24 +3,32 @@
  * server's notifications, plus the media that follows it. Create it with `joinMeeting()`.
  *
  * The client follows, the server decides: nothing here changes a status or the mode except a
- * notification; the actions are requests (`meeting.stage`), answered by notifications first and
- * then by the ack.
+ * notification (or, after a reconnect, the server's snapshot); the actions are requests
+ * (`meeting.stage`), answered by notifications first and then by the ack.
  *
- * After `leave()` or a disconnect (`disconnected` event, once) the meeting is dead: its
+ * An unexpected drop of the connection (network, server restart: anything but `leave()`, a server
+ * `goodbye`, or the server disconnecting the socket itself) is ridden out: `reconnecting`, then a
+ * new connection with the same token, `joinRoom` again, the differences with the snapshot emitted,
+ * media rebuilt, `reconnected` (see `JoinMeetingOptions.reconnectTimeoutMs` and `Reconnector`).
+ *
+ * After `leave()` or a final disconnect (`disconnected` event, once) the meeting is dead: its
  * transports, producers and consumers are closed, the tracks the client created are stopped,
  * and no more events are emitted. A new meeting needs a new `joinMeeting()`.
  */
 import type { StagegateError } from '../shared/errors.js';
-import type { Notifications, ProducerInfo, RoomSnapshot } from '../shared/protocol.js';
-import type { Preset, StageMode, StageStatus } from '../shared/stage.js';
-import { toStagegateError } from './errors.js';
+import type { Notifications, RequestData, RoomSnapshot } from '../shared/protocol.js';
+import type { AccessRequest, Preset, StageMode, StageStatus } from '../shared/stage.js';
+import { stagegateError, toStagegateError } from './errors.js';
 import type { MediaSession } from './MediaSession.js';
 import { MeetingStage } from './MeetingStage.js';
 import { Publisher } from './Publisher.js';
+import { Reconnector } from './Reconnector.js';
+import { Roster } from './Roster.js';
 import type { Signaling } from './Signaling.js';
 import { Subscriber } from './Subscriber.js';
 import { TypedEmitter, type Listener } from './TypedEmitter.js';
 import type {
+  ConnectionState,
   DisconnectReason,
   JoinMeetingOptions,
   LocalProducerInfo,
@@ -29,8 +37,6 @@ import type {
   RemoteParticipant,
   SelfInfo,
   StageEvents,
-  TrackAddedEvent,
-  TrackRemovedEvent,
 } from './types.js';
 
 interface MutableSelf {
@@ -40,18 +46,8 @@ interface MutableSelf {
   stageStatus: StageStatus;
 }
 
-interface MutableParticipant {
-  id: string;
-  name: string;
-  presetName: string;
-  stageStatus: StageStatus;
-  producers: ProducerInfo[];
-  tracks: Partial<Record<ProducerInfo['source'], MediaStreamTrack>>;
-}
-
 /** Stage notifications passed through unchanged to `meeting.stage` listeners. */
 const STAGE_PASS_THROUGH = [
-  'stageAccessRequestUpdate',
   'newStageRequest',
   'stageAccessRequestAccepted',
   'stageRequestApproved',
@@ -59,25 +55,32 @@ const STAGE_PASS_THROUGH = [
   'removedFromStage',
 ] as const satisfies readonly (keyof StageEvents & keyof Notifications)[];
 
+/** socket.io reasons for a disconnect that was meant: no reconnect. */
+const DELIBERATE = new Set(['io server disconnect', 'io client disconnect']);
+
+export const DEFAULT_RECONNECT_TIMEOUT_MS = 15_000;
+
 export class Meeting {
   readonly roomId: string;
   readonly stage: MeetingStage;
   readonly #self: MutableSelf;
   #mode: StageMode;
-  readonly #participants = new Map<string, MutableParticipant>();
-  /** producer id → the track `trackAdded` handed out, to clear `participant.tracks` precisely. */
-  readonly #received = new Map<string, MediaStreamTrack>();
+  /** The pending requests as last told (acceptStageRequests holders), to reconcile. */
+  #requests: AccessRequest[];
   readonly #events = new TypedEmitter<MeetingEvents>();
   readonly #stageEvents = new TypedEmitter<StageEvents>();
+  readonly #roster: Roster;
   readonly #signaling: Signaling;
   readonly #media: MediaSession;
   readonly #publisher: Publisher;
   readonly #subscriber: Subscriber;
+  readonly #reconnectTimeoutMs: number;
   #recvReady: Promise<unknown>;
   #leaving: Promise<void> | undefined;
   readonly #unsubscribe: Array<() => void> = [];
   #goodbye: Notifications['goodbye']['reason'] | undefined;
-  #closed = false;
+  #state: ConnectionState = 'connected';
+  #reconnector: Reconnector | undefined;
 
   /** @internal Use `joinMeeting()`. Notifications must be held on `signaling` until this returns. */
   constructor(signaling: Signaling, media: MediaSession, snapshot: RoomSnapshot, options: JoinMeetingOptions) {
@@ -86,6 +89,14 @@ export class Meeting {
     this.roomId = snapshot.roomId;
     this.#self = { ...snapshot.self };
     this.#mode = snapshot.mode;
+    this.#requests = snapshot.requests;
+    this.#reconnectTimeoutMs = Math.max(0, options.reconnectTimeoutMs ?? DEFAULT_RECONNECT_TIMEOUT_MS);
+    this.#roster = new Roster({
+      selfId: snapshot.self.id,
+      subscriber: () => this.#subscriber,
+      events: this.#events,
+      stageEvents: this.#stageEvents,
+    });
     this.#publisher = new Publisher({
       media,
       preset: snapshot.self.preset,
@@ -98,18 +109,23 @@ export class Meeting {
     this.#subscriber = new Subscriber({
       media,
       ready: () => this.#recvReady,
-      onAdded: (e) => this.#trackAdded(e),
-      onRemoved: (e) => this.#trackRemoved(e),
+      onAdded: (e) => this.#state !== 'disconnected' && this.#roster.trackAdded(e),
+      onRemoved: (e) => this.#state !== 'disconnected' && this.#roster.trackRemoved(e),
       onError: (error, producerId) => this.#mediaError(error, 'consume', producerId),
     });
     this.stage = new MeetingStage(
-      { status: () => this.#self.stageStatus, mode: () => this.#mode },
+      {
+        status: () => this.#self.stageStatus,
+        mode: () => this.#mode,
+        connectionState: () => this.#state,
+        whenConnected: () => this.#whenConnected(),
+      },
       signaling,
       this.#publisher,
       this.#stageEvents,
     );
 
-    for (const p of snapshot.participants) this.#upsert(p);
+    for (const p of snapshot.participants) this.#roster.joined(p, false);
     this.#wire();
     this.#publisher.follow(this.#self.stageStatus);
   }
@@ -132,7 +148,7 @@ export class Meeting {
 
   /** Every other participant of the room, by id (kept current; the local one is `self`). */
   get participants(): ReadonlyMap<string, RemoteParticipant> {
-    return this.#participants;
+    return this.#roster.participants;
   }
 
   /** The tracks this participant publishes right now, by kind. */
@@ -145,9 +161,14 @@ export class Meeting {
     return this.#publisher.producers;
   }
 
-  /** False once left or disconnected. */
+  /** False once left or disconnected for good; still true while reconnecting (see `connectionState`). */
   get connected(): boolean {
-    return !this.#closed;
+    return this.#state !== 'disconnected';
+  }
+
+  /** 'connected', 'reconnecting' (between `reconnecting` and `reconnected`), or 'disconnected'. */
+  get connectionState(): ConnectionState {
+    return this.#state;
   }
 
   on<K extends keyof MeetingEvents>(event: K, listener: Listener<MeetingEvents[K]>): this {
@@ -169,132 +190,182 @@ export class Meeting {
    * Leave the meeting: tell the server (`leaveRoom`, best effort, at most 2 s: a bare
    * disconnect would keep the participant's place for the reconnect grace period), stop the
    * tracks the client created, close producers, consumers and transports, disconnect. Emits
-   * `disconnected` {reason:'left'}. Idempotent.
+   * `disconnected` {reason:'left'}. Idempotent. While reconnecting it stops trying (the server
+   * then keeps the place until its grace period ends).
    */
   leave(): Promise<void> {
     this.#leaving ??= (async () => {
-      if (!this.#closed) await this.#leaveRoom();
+      this.#reconnector?.cancel();
+      if (this.#state === 'connected') await this.#leaveRoom();
       this.#teardown('left');
     })();
     return this.#leaving;
+  }
+
+  /**
+   * @internal Tests only: drops the connection as a network failure would (the WebSocket closes
+   * under socket.io, no goodbye: reason 'transport close' on both ends). The meeting reconnects
+   * as after a real drop.
+   */
+  __dropConnectionForTests(): void {
+    this.#signaling.dropTransportForTests();
   }
 
   // ------------------------------------------------------------------ notifications
   #wire(): void {
     const s = this.#signaling;
     const on = <N extends keyof Notifications>(name: N, fn: (data: Notifications[N]) => void) =>
-      this.#unsubscribe.push(s.on(name, (data) => !this.#closed && fn(data)));
+      this.#unsubscribe.push(s.on(name, (data) => this.#state !== 'disconnected' && fn(data)));
+    const roster = this.#roster;
 
-    on('participantJoined', ({ participant }) => {
-      const known = this.#participants.has(participant.id);
-      const p = this.#upsert(participant);
-      if (!known) this.#events.emit('participantJoined', { participant: p });
-    });
-    on('participantLeft', ({ userId }) => {
-      const p = this.#participants.get(userId);
-      this.#subscriber.removeOwner(userId);
-      if (!p) return;
-      this.#participants.delete(userId);
-      this.#events.emit('participantLeft', { userId, participant: p });
-    });
-    on('stageStatusUpdate', (data) => {
-      this.#self.stageStatus = data.new;
-      this.#publisher.follow(data.new);
-      this.#stageEvents.emit('stageStatusUpdate', data);
-    });
+    on('participantJoined', ({ participant }) => roster.joined(participant, true));
+    on('participantLeft', ({ userId }) => roster.left(userId));
+    on('stageStatusUpdate', (data) => this.#setStatus(data));
     on('peerStageStatusUpdate', (data) => {
-      const p = this.#participants.get(data.userId);
-      if (p) p.stageStatus = data.new;
+      roster.setStatus(data.userId, data.new);
       this.#stageEvents.emit('peerStageStatusUpdate', data);
     });
     on('stageModeUpdate', (data) => {
       this.#mode = data.mode;
       this.#stageEvents.emit('stageModeUpdate', data);
     });
+    on('stageAccessRequestUpdate', (data) => {
+      this.#requests = data.requests;
+      this.#stageEvents.emit('stageAccessRequestUpdate', data);
+    });
     for (const name of STAGE_PASS_THROUGH) {
       on(name, (data) => this.#stageEvents.emit(name, data as never));
     }
-    on('newProducer', ({ producer }) => this.#addProducer(producer));
-    on('producerClosed', ({ producerId, userId }) => {
-      const p = this.#participants.get(userId);
-      if (p) p.producers = p.producers.filter((i) => i.id !== producerId);
-      this.#subscriber.remove(producerId);
-    });
-    on('producerPaused', ({ producerId, userId }) => this.#setPaused(userId, producerId, true));
-    on('producerResumed', ({ producerId, userId }) => this.#setPaused(userId, producerId, false));
+    on('newProducer', ({ producer }) => roster.addProducer(producer));
+    on('producerClosed', ({ producerId, userId }) => roster.removeProducer(userId, producerId));
+    on('producerPaused', ({ producerId, userId }) => roster.setPaused(userId, producerId, true));
+    on('producerResumed', ({ producerId, userId }) => roster.setPaused(userId, producerId, false));
     on('consumerClosed', ({ producerId }) => this.#subscriber.remove(producerId));
     on('producerClosedByServer', (data) => {
-      this.#publisher.closedByServer(data.producerId);
+      this.#publisher.closedByServer(data.producerId, data.reason);
       this.#events.emit('producerClosedByServer', data);
     });
     on('mediaReset', () => this.#resetMedia());
     on('goodbye', ({ reason }) => {
       this.#goodbye = reason;
     });
-    this.#unsubscribe.push(s.onDisconnect((reason) => this.#teardown(this.#goodbye ?? reason)));
+    this.#unsubscribe.push(s.onDisconnect((reason) => this.#onDisconnect(reason)));
   }
 
-  #upsert(info: RemoteParticipantInfo): MutableParticipant {
-    const existing = this.#participants.get(info.id);
-    const p: MutableParticipant = existing ?? { ...info, producers: [], tracks: {} };
-    p.name = info.name;
-    p.presetName = info.presetName;
-    p.stageStatus = info.stageStatus;
-    this.#participants.set(p.id, p);
-    for (const producer of info.producers) this.#addProducer(producer);
-    return p;
-  }
-
-  #addProducer(producer: ProducerInfo): void {
-    if (producer.userId === this.#self.id) return;
-    const p = this.#participants.get(producer.userId);
-    if (p && !p.producers.some((i) => i.id === producer.id)) p.producers = [...p.producers, { ...producer }];
-    this.#subscriber.add(producer);
-  }
-
-  #setPaused(userId: string, producerId: string, paused: boolean): void {
-    const p = this.#participants.get(userId);
-    if (p) p.producers = p.producers.map((i) => (i.id === producerId ? { ...i, paused } : i));
-  }
-
-  #trackAdded(e: TrackAddedEvent): void {
-    if (this.#closed) return;
-    this.#received.set(e.producerId, e.track);
-    const p = this.#participants.get(e.participantId);
-    if (p) p.tracks[e.source] = e.track;
-    this.#events.emit('trackAdded', e);
-  }
-
-  #trackRemoved(e: TrackRemovedEvent): void {
-    if (this.#closed) return;
-    const track = this.#received.get(e.producerId);
-    this.#received.delete(e.producerId);
-    const p = this.#participants.get(e.participantId);
-    if (p && track && p.tracks[e.source] === track) delete p.tracks[e.source];
-    this.#events.emit('trackRemoved', e);
+  #setStatus(data: StageEvents['stageStatusUpdate']): void {
+    this.#self.stageStatus = data.new;
+    this.#publisher.follow(data.new);
+    this.#stageEvents.emit('stageStatusUpdate', data);
   }
 
   #mediaError(error: StagegateError, during: 'publish' | 'consume', producerId?: string): void {
-    if (this.#closed) return;
+    // A request cut off by a drop: the drop itself is reported (reconnecting / disconnected).
+    if (this.#state === 'disconnected' || error.code === 'DISCONNECTED') return;
     this.#events.emit('mediaError', producerId ? { error, during, producerId } : { error, during });
   }
 
   #createRecvTransport(): Promise<unknown> {
     const ready = this.#media.createRecvTransport();
-    // joinMeeting awaits the first one; a later one (mediaReset) reports its failure itself.
+    // joinMeeting and reconnects await it; a later one (mediaReset) reports its failure itself.
     ready.catch(() => undefined);
     return ready;
   }
 
-  /** The room moved to another mediasoup worker: rebuild transports, receive and publish again. */
-  #resetMedia(): void {
+  /**
+   * The server's media is gone (worker death, or a reconnect): rebuild transports, receive and
+   * publish again. `apply` (a reconnect's snapshot) re-adds the producers and may change the status.
+   */
+  #resetMedia(apply?: () => void): void {
     this.#subscriber.reset();
+    // Before the send transport closes (which would drop the producers with their tracks): the
+    // tracks are kept to publish again, by a follow-up that reads the status when it runs.
+    this.#publisher.reset();
     this.#media.closeSendTransport();
     this.#media.closeRecvTransport();
     this.#recvReady = this.#createRecvTransport();
     this.#recvReady.catch((err: unknown) => this.#mediaError(toStagegateError(err), 'consume'));
-    for (const p of this.#participants.values()) for (const producer of p.producers) this.#subscriber.add(producer);
-    this.#publisher.reset();
+    if (apply) apply();
+    else for (const producer of this.#roster.producers()) this.#subscriber.add(producer);
+  }
+
+  // ------------------------------------------------------------------ reconnect
+  #onDisconnect(reason: string): void {
+    if (this.#state === 'disconnected' || this.#leaving) return; // leave() tears down itself
+    const final = this.#goodbye ?? (DELIBERATE.has(reason) ? reason : undefined);
+    if (final !== undefined || this.#reconnectTimeoutMs === 0) return this.#teardown(final ?? reason);
+    // A drop during a reconnect attempt fails that attempt; the loop goes on.
+    if (this.#state === 'reconnecting') return;
+    this.#state = 'reconnecting';
+    const reconnector: Reconnector = new Reconnector({
+      timeoutMs: this.#reconnectTimeoutMs,
+      onAttempt: (attempt) => this.#events.emit('reconnecting', { attempt }),
+      attempt: (): Promise<void> => this.#resync(reconnector),
+    });
+    this.#reconnector = reconnector;
+    void reconnector.run().then((result) => {
+      if (this.#reconnector !== reconnector) return;
+      this.#reconnector = undefined;
+      if (result.ok) {
+        this.#state = 'connected';
+        this.#events.emit('reconnected', { attempt: result.attempt });
+      } else if (!result.cancelled) {
+        this.#teardown('connection-lost', result.error);
+      }
+    });
+  }
+
+  /** One reconnect attempt: new connection, join again, reconcile, media back. */
+  async #resync(reconnector: Reconnector): Promise<void> {
+    const s = this.#signaling;
+    const abandoned = () => reconnector.cancelled || this.#state !== 'reconnecting';
+    await s.reconnect(); // notifications are held until the snapshot is applied
+    const { rtpCapabilities } = await s.request('getRouterRtpCapabilities');
+    await this.#media.reload(rtpCapabilities);
+    const recvCapabilities = this.#media.device.recvRtpCapabilities;
+    const snapshot = await s.request('joinRoom', { rtpCapabilities: recvCapabilities as JoinData['rtpCapabilities'] });
+    if (abandoned()) throw stagegateError('DISCONNECTED', 'reconnect abandoned');
+    this.#reconcile(snapshot);
+    s.release();
+    await this.#recvReady; // fatal for this attempt (the connection dropped again, most likely)
+    await this.ready();
+    // Synchronously from here to `reconnected`: no socket event can come in between.
+    if (!s.connected) throw stagegateError('DISCONNECTED', 'the connection dropped again');
+  }
+
+  /** Applies the snapshot of a rejoin: every difference is emitted, media is rebuilt. */
+  #reconcile(snapshot: RoomSnapshot): void {
+    this.#resetMedia(() => {
+      if (snapshot.mode !== this.#mode) {
+        this.#mode = snapshot.mode;
+        this.#stageEvents.emit('stageModeUpdate', { mode: snapshot.mode, by: '', reconciled: true });
+      }
+      if (
+        this.#self.preset.acceptStageRequests &&
+        JSON.stringify(snapshot.requests) !== JSON.stringify(this.#requests)
+      ) {
+        this.#requests = snapshot.requests;
+        this.#stageEvents.emit('stageAccessRequestUpdate', { requests: snapshot.requests, reconciled: true });
+      }
+      this.#roster.reconcile(snapshot.participants);
+      const old = this.#self.stageStatus;
+      if (snapshot.self.stageStatus !== old) {
+        this.#setStatus({ old, new: snapshot.self.stageStatus, reconciled: true });
+      }
+    });
+  }
+
+  /** Resolves true once connected (at once if already), false if the meeting ends first. */
+  #whenConnected(): Promise<boolean> {
+    if (this.#state !== 'reconnecting') return Promise.resolve(this.#state === 'connected');
+    return new Promise((resolve) => {
+      const ok = () => settle(true);
+      const ko = () => settle(false);
+      const settle = (value: boolean) => {
+        this.#events.off('reconnected', ok).off('disconnected', ko);
+        resolve(value);
+      };
+      this.#events.on('reconnected', ok).on('disconnected', ko);
+    });
   }
 
   async #leaveRoom(): Promise<void> {
@@ -307,18 +378,19 @@ export class Meeting {
     clearTimeout(timer);
   }
 
-  #teardown(reason: DisconnectReason): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  #teardown(reason: DisconnectReason, error?: StagegateError): void {
+    if (this.#state === 'disconnected') return;
+    this.#state = 'disconnected';
+    this.#reconnector?.cancel();
+    this.#reconnector = undefined;
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     this.#publisher.close();
     this.#subscriber.close();
     this.#media.close();
     this.#signaling.close();
-    this.#events.emit('disconnected', { reason });
+    this.#events.emit('disconnected', error ? { reason, error } : { reason });
   }
 }
 
-type RemoteParticipantInfo = RoomSnapshot['participants'][number];
-
 const LEAVE_TIMEOUT_MS = 2_000;
+type JoinData = RequestData<'joinRoom'>;

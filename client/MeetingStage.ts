@@ -5,17 +5,28 @@
  * code (FORBIDDEN, INVALID_STATE, NOT_FOUND, STAGE_DISABLED...) and changes nothing. Statuses
  * and the mode are only ever changed by the server's notifications, which the server sends
  * before it acks: when a method resolves, `status` and `mode` already show its effect.
+ *
+ * While the meeting is reconnecting every method rejects at once with DISCONNECTED (nothing is
+ * queued: after `reconnected` the app decides again, on the reconciled state). A request in
+ * flight when the connection drops rejects with DISCONNECTED too; the server may or may not have
+ * applied it, and the reconnect tells which (`stageStatusUpdate` with `reconciled: true` if the
+ * status is not the one the client knew). `join()` is the exception: it rides out the reconnect.
  */
+import { StagegateError } from '../shared/errors.js';
+import type { RequestMethod, Responses } from '../shared/protocol.js';
 import type { AccessRequest, BatchResult, StageMode, StageStatus } from '../shared/stage.js';
 import type { Publisher } from './Publisher.js';
-import type { Signaling } from './Signaling.js';
+import type { RequestArgs, Signaling } from './Signaling.js';
 import { TypedEmitter, type Listener } from './TypedEmitter.js';
-import type { StageEvents } from './types.js';
+import type { ConnectionState, StageEvents } from './types.js';
 
 /** What the stage reads from its meeting. */
 export interface StageHost {
   status(): StageStatus;
   mode(): StageMode;
+  connectionState(): ConnectionState;
+  /** Resolves true once connected (at once if already), false if the meeting ends first. */
+  whenConnected(): Promise<boolean>;
 }
 
 export class MeetingStage {
@@ -54,7 +65,7 @@ export class MeetingStage {
 
   /** Pending requests, oldest first (needs acceptStageRequests). */
   async getAccessRequests(): Promise<AccessRequest[]> {
-    return (await this.signaling.request('stage.getAccessRequests')).requests;
+    return (await this.#request('stage.getAccessRequests')).requests;
   }
 
   /**
@@ -62,47 +73,80 @@ export class MeetingStage {
    * ACCEPTED_TO_JOIN_STAGE for a caller who may join directly (preset ALLOWED, or OPEN mode).
    */
   async requestAccess(): Promise<StageStatus> {
-    return (await this.signaling.request('stage.requestAccess')).status;
+    return (await this.#request('stage.requestAccess')).status;
   }
 
   /** Withdraw a pending request. */
   async cancelRequestAccess(): Promise<StageStatus> {
-    return (await this.signaling.request('stage.cancelRequestAccess')).status;
+    return (await this.#request('stage.cancelRequestAccess')).status;
   }
 
   /** Accept requests, or invite users who did not request (needs acceptStageRequests). Per-user results. */
   async grantAccess(userIds: string[]): Promise<BatchResult> {
-    return (await this.signaling.request('stage.grantAccess', { userIds })).results;
+    return (await this.#request('stage.grantAccess', { userIds })).results;
   }
 
   /** Reject pending requests (needs acceptStageRequests). Per-user results. */
   async denyAccess(userIds: string[]): Promise<BatchResult> {
-    return (await this.signaling.request('stage.denyAccess', { userIds })).results;
+    return (await this.#request('stage.denyAccess', { userIds })).results;
   }
 
   /**
    * Go on stage. Resolves once the server accepted AND the local tracks are published; rejects
    * if either fails (the status may then be ON_STAGE with fewer producers than wanted: see the
    * `mediaError` event, and `leave()` to step down).
+   *
+   * A drop of the connection during `join()` does not decide it: it waits for the reconnect, then
+   * resolves if the server's snapshot says ON_STAGE (and the tracks were published again), and
+   * rejects with DISCONNECTED if not (the server never got the request: call `join()` again) or
+   * if the meeting could not reconnect.
    */
   async join(): Promise<void> {
-    await this.signaling.request('stage.join');
-    await this.publisher.settled();
+    this.#assertConnected('stage.join');
+    try {
+      await this.signaling.request('stage.join');
+    } catch (err) {
+      if (!(await this.#onStageAfterDrop(err))) throw err;
+    }
+    try {
+      await this.publisher.settled();
+    } catch (err) {
+      if (!(await this.#onStageAfterDrop(err))) throw err;
+      await this.publisher.settled(); // the publish that followed the reconnect
+    }
   }
 
   /** Leave the stage, or decline an invite / an accepted request. Local producers are closed when it resolves. */
   async leave(): Promise<void> {
-    await this.signaling.request('stage.leave');
+    await this.#request('stage.leave');
     await this.publisher.settled().catch(() => undefined);
   }
 
   /** Take users off stage (needs kickParticipant). Per-user results. */
   async kick(userIds: string[]): Promise<BatchResult> {
-    return (await this.signaling.request('stage.kick', { userIds })).results;
+    return (await this.#request('stage.kick', { userIds })).results;
   }
 
   /** Change the room's stage mode (needs acceptStageRequests). Resolves with the mode now in force. */
   async setMode(mode: StageMode): Promise<StageMode> {
-    return (await this.signaling.request('stage.setMode', { mode })).mode;
+    return (await this.#request('stage.setMode', { mode })).mode;
+  }
+
+  async #request<M extends RequestMethod>(method: M, ...args: RequestArgs<M>): Promise<Responses[M]> {
+    this.#assertConnected(method);
+    return this.signaling.request(method, ...args);
+  }
+
+  #assertConnected(method: RequestMethod): void {
+    if (this.host.connectionState() === 'reconnecting') {
+      throw new StagegateError('DISCONNECTED', `${method}: reconnecting; try again after "reconnected"`);
+    }
+  }
+
+  /** `err` is the connection dropping, the meeting got it back, and the server has us ON_STAGE. */
+  async #onStageAfterDrop(err: unknown): Promise<boolean> {
+    const dropped = this.host.connectionState() !== 'connected' || (err as { code?: unknown })?.code === 'DISCONNECTED';
+    if (!dropped || !(await this.host.whenConnected())) return false;
+    return this.host.status() === 'ON_STAGE';
   }
 }

@@ -9,13 +9,18 @@
  *   or from its `tracks` function) are never stopped: they are the app's.
  * - OFF_STAGE / REQUESTED_TO_JOIN_STAGE: close the send transport (the server closed it too).
  *
+ * After a reset (the server's media is gone: `mediaReset`, or a reconnect), the tracks that were
+ * published are carried over and published again as they are: no new getUserMedia, no call of the
+ * app's `tracks` function; they are let go (stopped, if the client's) once the status says they
+ * will not be published.
+ *
  * Tear-down is synchronous, in the notification handler; build-up is async and serialized
  * (one `#sync` at a time, each reading the status current when it runs), and an epoch counter
  * makes a build-up that a tear-down overtook undo itself instead of leaking a producer.
  */
 import type { types } from 'mediasoup-client';
 import type { StagegateError } from '../shared/errors.js';
-import type { MediaKind } from '../shared/protocol.js';
+import type { MediaKind, ProducerCloseReason } from '../shared/protocol.js';
 import type { Preset, StageStatus } from '../shared/stage.js';
 import { stagegateError, toStagegateError } from './errors.js';
 import type { MediaSession } from './MediaSession.js';
@@ -41,6 +46,8 @@ export class Publisher {
   readonly #producers = new Map<string, Published>();
   /** Tracks created here with getUserMedia: stopped when no longer published. */
   readonly #ownTracks = new Set<MediaStreamTrack>();
+  /** Tracks published before a reset, to publish again (see `reset()`). */
+  #carry: LocalTracks = {};
   /** Bumped on every tear-down: a build-up that started before must undo itself. */
   #epoch = 0;
   #tail: Promise<void> = Promise.resolve();
@@ -76,13 +83,18 @@ export class Publisher {
     return this.#last;
   }
 
-  /** The server closed one of our producers: close ours and release its track. */
-  closedByServer(producerId: string): void {
+  /**
+   * The server closed one of our producers: close ours and release its track, unless the server's
+   * transport went away under it (`transport-closed`: its worker died, `mediaReset` follows): then
+   * the track is kept to publish again.
+   */
+  closedByServer(producerId: string, reason?: ProducerCloseReason): void {
     const p = this.#producers.get(producerId);
     if (!p) return;
     this.#producers.delete(producerId);
     p.producer.close();
-    this.#release(p.track);
+    if (reason === 'transport-closed') this.#carry[p.kind] ??= p.track;
+    else this.#release(p.track);
   }
 
   /** Close every producer and stop our own tracks. Idempotent. The transports are MediaSession's. */
@@ -98,7 +110,7 @@ export class Publisher {
    */
   reset(): void {
     if (this.#closed) return;
-    this.#unpublish();
+    this.#unpublish(true);
     this.#schedule();
   }
 
@@ -115,6 +127,7 @@ export class Publisher {
 
   async #sync(): Promise<void> {
     const status = this.#deps.status();
+    if (status !== 'ON_STAGE') this.#dropCarry();
     if (this.#closed || (status !== 'ACCEPTED_TO_JOIN_STAGE' && status !== 'ON_STAGE')) return;
     const epoch = this.#epoch;
     try {
@@ -167,6 +180,27 @@ export class Publisher {
 
   /** The tracks for the wanted kinds: the app's, or getUserMedia's (then owned here). */
   async #acquire(wanted: AllowedKinds): Promise<LocalTracks> {
+    const carried: LocalTracks = {};
+    const missing: AllowedKinds = { ...wanted };
+    for (const kind of KINDS) {
+      const track = this.#carry[kind];
+      if (wanted[kind] && track && track.readyState !== 'ended') {
+        carried[kind] = track;
+        missing[kind] = false;
+      }
+    }
+    for (const kind of KINDS) if (carried[kind]) this.#carry[kind] = undefined;
+    this.#dropCarry(); // what is not taken over here is not published any more
+    if (!missing.audio && !missing.video) return carried;
+    try {
+      return { ...(await this.#acquireNew(missing)), ...carried };
+    } catch (err) {
+      for (const kind of KINDS) if (carried[kind]) this.#release(carried[kind]);
+      throw err;
+    }
+  }
+
+  async #acquireNew(wanted: AllowedKinds): Promise<LocalTracks> {
     const option = this.#deps.tracks;
     if (typeof option === 'function') return option({ ...wanted });
     if (option)
@@ -195,15 +229,29 @@ export class Publisher {
   /** Stops a track if the client created it and nothing publishes it any more. */
   #release(track: MediaStreamTrack): void {
     if (!this.#ownTracks.has(track) || this.#isPublished(track)) return;
+    if (this.#carry.audio === track || this.#carry.video === track) return;
     this.#ownTracks.delete(track);
     track.stop();
   }
 
-  #unpublish(): void {
+  /** Closes every producer; their tracks are released, or carried over to the next publish (`keep`). */
+  #unpublish(keep = false): void {
     this.#epoch++;
     const closed = [...this.#producers.values()];
     this.#producers.clear();
     for (const p of closed) p.producer.close();
+    if (keep) {
+      for (const p of closed) this.#carry[p.kind] ??= p.track;
+      return;
+    }
+    this.#carry = {};
     for (const track of [...this.#ownTracks]) this.#release(track);
+  }
+
+  /** Let go of the carried-over tracks that were not taken by a publish. */
+  #dropCarry(): void {
+    const carried = KINDS.map((kind) => this.#carry[kind]);
+    this.#carry = {};
+    for (const track of carried) if (track) this.#release(track);
   }
 }

@@ -7,9 +7,10 @@
  *   disconnect rejects every pending request with DISCONNECTED.
  * - `on(name, listener)` subscribes to one notification, typed by `Notifications[name]`.
  *   Notifications are delivered in the order the server sent them, interleaved with acks as sent.
- * - One Signaling = one socket.io connection (`forceNew`), no automatic reconnection by default:
- *   the server forgets a participant when their socket goes away, so a new connection is a new
- *   join (see `joinMeeting`).
+ * - One Signaling = one socket.io connection at a time (`forceNew`, no socket.io reconnection):
+ *   after a drop the server wants a new `joinRoom` anyway, so the meeting reconnects itself with
+ *   `reconnect()`, which opens a new socket with the same token. Listeners (`on`, `onDisconnect`)
+ *   stay subscribed across sockets; requests pending on the old socket reject with DISCONNECTED.
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { StagegateError } from '../shared/errors.js';
@@ -50,39 +51,67 @@ interface Pending {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
 export class Signaling {
-  readonly #socket: Socket;
+  #socket: Socket;
+  readonly #opts: SignalingOptions;
   readonly #timeoutMs: number;
   readonly #pending = new Set<Pending>();
   /** Notifications received while held, delivered in order by `release()`. */
   #held: Array<[string, unknown]> | undefined;
   readonly #listeners = new Map<string, Set<(data: unknown) => void>>();
   readonly #disconnectListeners = new Set<(reason: string) => void>();
+  /** Rejects the connection attempt in progress (on `close()` or a newer `reconnect()`). */
+  #abortOpen: ((err: StagegateError) => void) | undefined;
   #closed = false;
 
-  private constructor(socket: Socket, timeoutMs: number) {
-    this.#socket = socket;
-    this.#timeoutMs = timeoutMs;
-    socket.onAny((event: string, data: unknown) => {
-      if (this.#held) this.#held.push([event, data]);
-      else this.#dispatch(event, data);
-    });
-    socket.on('disconnect', (reason: string) => {
-      this.#rejectAll(`disconnected (${reason})`);
-      for (const listener of [...this.#disconnectListeners]) {
-        try {
-          listener(reason);
-        } catch (err) {
-          console.error('stagegate: a disconnect listener threw', err);
-        }
-      }
-    });
+  private constructor(opts: SignalingOptions) {
+    this.#opts = opts;
+    this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#socket = this.#createSocket();
   }
 
   /**
    * Opens the connection. A refused connection (bad token, wrong room, unknown room) rejects
    * with the server's code (UNAUTHORIZED, NOT_FOUND...); an unreachable server with DISCONNECTED.
    */
-  static connect(opts: SignalingOptions): Promise<Signaling> {
+  static async connect(opts: SignalingOptions): Promise<Signaling> {
+    const signaling = new Signaling(opts);
+    try {
+      await signaling.#open();
+    } catch (err) {
+      signaling.close();
+      throw err;
+    }
+    return signaling;
+  }
+
+  /**
+   * Replaces the connection by a new one with the same token (after a drop; the old socket is
+   * let go, its pending requests reject with DISCONNECTED). Notifications are held from here:
+   * the caller re-joins, applies the snapshot, then calls `release()`. Rejects like `connect()`.
+   * The disconnect listeners are not called for the old socket (the caller knows); they are for
+   * the new one once it is connected.
+   */
+  async reconnect(): Promise<void> {
+    if (this.#closed) throw new StagegateError('DISCONNECTED', 'the connection was closed');
+    const old = this.#socket;
+    this.#socket = this.#createSocket();
+    this.#held = [];
+    this.#abortOpen?.(new StagegateError('DISCONNECTED', 'a newer connection attempt replaced this one'));
+    this.#rejectAll('the connection was replaced');
+    old.disconnect();
+    await this.#open();
+  }
+
+  /**
+   * @internal Tests only: closes the underlying transport (the WebSocket) without a goodbye, as
+   * a network failure does. socket.io reports 'transport close', on both ends.
+   */
+  dropTransportForTests(): void {
+    this.#socket.io.engine?.transport?.close();
+  }
+
+  #createSocket(): Socket {
+    const opts = this.#opts;
     const auth: Record<string, string> = { token: opts.token };
     if (opts.roomId !== undefined) auth.roomId = opts.roomId;
     const socket = io(opts.url, {
@@ -93,22 +122,55 @@ export class Signaling {
       auth,
       autoConnect: false,
     });
-    const signaling = new Signaling(socket, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
-    return new Promise<Signaling>((resolve, reject) => {
-      const onConnect = () => {
+    socket.onAny((event: string, data: unknown) => {
+      if (socket !== this.#socket) return; // a replaced socket
+      // goodbye at once even while held: it decides how the disconnect that follows is handled
+      if (this.#held && event !== 'goodbye') this.#held.push([event, data]);
+      else this.#dispatch(event, data);
+    });
+    socket.on('disconnect', (reason: string) => {
+      if (socket !== this.#socket) return;
+      this.#rejectAll(`disconnected (${reason})`);
+      for (const listener of [...this.#disconnectListeners]) {
+        try {
+          listener(reason);
+        } catch (err) {
+          console.error('stagegate: a disconnect listener threw', err);
+        }
+      }
+    });
+    return socket;
+  }
+
+  #open(): Promise<void> {
+    const socket = this.#socket;
+    const url = this.#opts.url;
+    return new Promise<void>((resolve, reject) => {
+      const settle = () => {
+        socket.off('connect', onConnect);
         socket.off('connect_error', onError);
-        resolve(signaling);
+        if (this.#abortOpen === abort) this.#abortOpen = undefined;
+      };
+      const onConnect = () => {
+        settle();
+        resolve();
       };
       const onError = (err: Error & { data?: unknown }) => {
-        socket.off('connect', onConnect);
-        signaling.close();
+        settle();
+        socket.disconnect();
         const wire = wireErrorOf(err.data);
         reject(
           wire
             ? new StagegateError(wire.code, wire.message)
-            : stagegateError('DISCONNECTED', `cannot connect to ${opts.url}: ${err.message}`, err),
+            : stagegateError('DISCONNECTED', `cannot connect to ${url}: ${err.message}`, err),
         );
       };
+      const abort = (err: StagegateError) => {
+        settle();
+        socket.disconnect();
+        reject(err);
+      };
+      this.#abortOpen = abort;
       socket.once('connect', onConnect);
       socket.once('connect_error', onError);
       socket.connect();
@@ -176,7 +238,10 @@ export class Signaling {
     for (const [name, data] of held ?? []) this.#dispatch(name, data);
   }
 
-  /** Called once when the connection goes away (server, network, or `close()`), with socket.io's reason. */
+  /**
+   * Called when the current connection goes away (server, network, or `close()`), with
+   * socket.io's reason: once per connection (see `reconnect()`).
+   */
   onDisconnect(listener: (reason: string) => void): () => void {
     this.#disconnectListeners.add(listener);
     return () => {
@@ -188,6 +253,7 @@ export class Signaling {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#abortOpen?.(new StagegateError('DISCONNECTED', 'the connection was closed'));
     this.#rejectAll('the connection was closed');
     this.#socket.disconnect();
   }

@@ -37,6 +37,8 @@ export class Subscriber {
   readonly #entries = new Map<string, Entry>();
   /** Producers already closed: a late (replayed) `newProducer` for one of them is ignored. */
   readonly #gone = new Set<string>();
+  /** Consumers being closed by `reset()`, by producer id: a new consume of the same producer waits. */
+  readonly #closing = new Map<string, Promise<void>>();
   #closed = false;
 
   constructor(deps: SubscriberDeps) {
@@ -46,7 +48,10 @@ export class Subscriber {
   /** Start receiving a producer. Idempotent. */
   add(info: ProducerInfo): void {
     if (this.#closed || this.#entries.has(info.id) || this.#gone.has(info.id)) return;
-    const entry: Entry = { info, closed: false, consumer: undefined, added: false, tail: Promise.resolve() };
+    // After a reset the same producer may come back (its owner kept it): trackRemoved of the old
+    // consumer comes before trackAdded of the new one.
+    const tail = this.#closing.get(info.id) ?? Promise.resolve();
+    const entry: Entry = { info, closed: false, consumer: undefined, added: false, tail };
     this.#entries.set(info.id, entry);
     this.#run(entry, () => this.#consume(entry));
   }
@@ -71,7 +76,7 @@ export class Subscriber {
   }
 
   /**
-   * The server's media is gone (mediaReset): close every local consumer, with `trackRemoved` for
+   * The server's media is gone (mediaReset, reconnect): close every local consumer, with `trackRemoved` for
    * those that were added, and forget them. Call `add` again for what is still on stage.
    */
   reset(): void {
@@ -80,6 +85,11 @@ export class Subscriber {
       this.#entries.delete(entry.info.id);
       entry.closed = true;
       this.#run(entry, () => this.#close(entry));
+      const closing = entry.tail;
+      this.#closing.set(entry.info.id, closing);
+      void closing.then(() => {
+        if (this.#closing.get(entry.info.id) === closing) this.#closing.delete(entry.info.id);
+      });
     }
   }
 
@@ -109,7 +119,9 @@ export class Subscriber {
     entry.consumer = consumer;
     // Closed meanwhile: the close task queued behind this one closes the consumer.
     if (entry.closed) return;
-    consumer.on('transportclose', () => this.remove(entry.info.id));
+    consumer.on('transportclose', () => {
+      if (!entry.closed) this.remove(entry.info.id);
+    });
     await media.resumeConsumer(consumer.id);
     if (entry.closed) return;
     entry.added = true;

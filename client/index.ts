@@ -9,7 +9,7 @@
  * ```
  */
 export { joinMeeting } from './joinMeeting.js';
-export { Meeting } from './Meeting.js';
+export { Meeting, DEFAULT_RECONNECT_TIMEOUT_MS } from './Meeting.js';
 export { MeetingStage } from './MeetingStage.js';
 export { Signaling, DEFAULT_REQUEST_TIMEOUT_MS } from './Signaling.js';
 export type { SignalingOptions, SocketConnectOptions, RequestArgs } from './Signaling.js';

@@ -11,7 +11,8 @@
  * 5. the status is followed from here on (send transport prepared when ACCEPTED_TO_JOIN_STAGE).
  *
  * Resolves once 4 is done; on any failure everything opened so far is closed and the promise
- * rejects with a `StagegateError`.
+ * rejects with a `StagegateError`. From then on an unexpected drop of the connection is ridden
+ * out by the meeting itself (`reconnecting` / `reconnected`; `reconnectTimeoutMs`).
  */
 import type { RequestData } from '../shared/protocol.js';
 import { toStagegateError } from './errors.js';
@@ -32,7 +33,7 @@ export async function joinMeeting(options: JoinMeetingOptions): Promise<Meeting>
   });
   let meeting: Meeting | undefined;
   try {
-    const media = await MediaSession.load(device, signaling);
+    const media = await MediaSession.load(device, signaling, options.handlerFactory);
     signaling.hold();
     const snapshot = await signaling.request('joinRoom', {
       rtpCapabilities: device.recvRtpCapabilities as RequestData<'joinRoom'>['rtpCapabilities'],

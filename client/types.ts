@@ -41,7 +41,10 @@ export interface JoinMeetingOptions {
   tracks?: TracksOption | undefined;
   /** mediasoup-client handler factory, e.g. `FakeHandler.createFactory(fakeParameters)` in Node. */
   handlerFactory?: HandlerFactory | undefined;
-  /** socket.io-client options, merged over `{ transports: ['websocket'], reconnection: false, forceNew: true }`. */
+  /**
+   * socket.io-client options, merged over `{ transports: ['websocket'], reconnection: false, forceNew: true }`.
+   * Leave `reconnection` off: the meeting reconnects by itself (`reconnectTimeoutMs`).
+   */
   socketOptions?: SocketConnectOptions | undefined;
   /** Per request; default 10 000 ms. */
   requestTimeoutMs?: number | undefined;
@@ -50,7 +53,20 @@ export interface JoinMeetingOptions {
    * has to produce. Default true; false saves a server transport per idle ACCEPTED participant.
    */
   prepareSendTransport?: boolean | undefined;
+  /**
+   * How long to keep trying to reconnect after the connection dropped unexpectedly, in ms,
+   * before giving up (`disconnected` {reason: 'connection-lost'}). Default 15 000, the server's
+   * default reconnect grace period (past it the server has forgotten the participant's place).
+   * 0 disables reconnection: a drop ends the meeting with socket.io's reason, as before.
+   */
+  reconnectTimeoutMs?: number | undefined;
 }
+
+/**
+ * `connected`: live. `reconnecting`: the connection dropped and the meeting is getting it back
+ * (stage actions reject with DISCONNECTED meanwhile). `disconnected`: over, for good.
+ */
+export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
 
 /** The local participant. */
 export interface SelfInfo {
@@ -96,20 +112,37 @@ export interface TrackRemovedEvent {
 }
 
 /**
- * Why the meeting ended: a server `goodbye` reason, `left` (meeting.leave()), or socket.io's
- * own disconnect reason (e.g. 'transport close', 'io server disconnect').
+ * Why the meeting ended: a server `goodbye` reason, `left` (meeting.leave()), `connection-lost`
+ * (the connection dropped and reconnecting failed or timed out), or socket.io's own disconnect
+ * reason (e.g. 'io server disconnect'; or 'transport close' when reconnection is disabled).
  */
-export type DisconnectReason = Notifications['goodbye']['reason'] | 'left' | (string & {});
+export type DisconnectReason = Notifications['goodbye']['reason'] | 'left' | 'connection-lost' | (string & {});
 
 export interface MeetingEvents {
-  participantJoined: { participant: RemoteParticipant };
-  participantLeft: { userId: string; participant: RemoteParticipant };
+  participantJoined: { participant: RemoteParticipant } & Reconciled;
+  participantLeft: { userId: string; participant: RemoteParticipant } & Reconciled;
   trackAdded: TrackAddedEvent;
   trackRemoved: TrackRemovedEvent;
   /** The server closed one of our producers (the local one is closed too). */
   producerClosedByServer: Notifications['producerClosedByServer'];
-  /** Sent once; nothing works after it. */
-  disconnected: { reason: DisconnectReason };
+  /**
+   * Sent once; nothing works after it. `error`: with `connection-lost`, the last reconnect
+   * attempt's failure (DISCONNECTED, TIMEOUT, or the server's refusal such as UNAUTHORIZED).
+   */
+  disconnected: { reason: DisconnectReason; error?: StagegateError };
+  /**
+   * The connection dropped unexpectedly; attempt number `attempt` (1, 2, ...) to get it back
+   * starts now. Emitted before each attempt. Received tracks stay as they are (frozen) until
+   * `reconnected`; `connectionState` is 'reconnecting'.
+   */
+  reconnecting: { attempt: number };
+  /**
+   * Back in the room on a new connection, reconciled with the server's state: the differences
+   * were emitted (participantJoined / participantLeft, stage events with `reconciled: true`),
+   * every received track was replaced (trackRemoved for the old, trackAdded for the new: new
+   * MediaStreamTrack objects), and when ON_STAGE the local tracks are published again.
+   */
+  reconnected: { attempt: number };
   /**
    * Following the stage status failed in the background (publishing after ON_STAGE, or
    * receiving a producer). `stage.join()` also rejects with the publish error.
@@ -117,15 +150,24 @@ export interface MeetingEvents {
   mediaError: { error: StagegateError; during: 'publish' | 'consume'; producerId?: string };
 }
 
+/**
+ * Marks an event the client made up after a reconnect from a difference between what it knew and
+ * the server's snapshot (the change happened while it was away; who made it is unknown: `by` is
+ * absent, or '' where the protocol requires it).
+ */
+export interface Reconciled {
+  reconciled?: true;
+}
+
 /** `meeting.stage` events: the payloads are the protocol notifications' data. */
 export interface StageEvents {
-  stageStatusUpdate: Notifications['stageStatusUpdate'];
-  stageAccessRequestUpdate: Notifications['stageAccessRequestUpdate'];
+  stageStatusUpdate: Notifications['stageStatusUpdate'] & Reconciled;
+  stageAccessRequestUpdate: Notifications['stageAccessRequestUpdate'] & Reconciled;
   newStageRequest: Notifications['newStageRequest'];
   stageAccessRequestAccepted: Notifications['stageAccessRequestAccepted'];
   stageRequestApproved: Notifications['stageRequestApproved'];
   stageRequestRejected: Notifications['stageRequestRejected'];
   removedFromStage: Notifications['removedFromStage'];
-  peerStageStatusUpdate: Notifications['peerStageStatusUpdate'];
-  stageModeUpdate: Notifications['stageModeUpdate'];
+  peerStageStatusUpdate: Notifications['peerStageStatusUpdate'] & Reconciled;
+  stageModeUpdate: Notifications['stageModeUpdate'] & Reconciled;
 }

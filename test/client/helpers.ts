@@ -5,6 +5,7 @@
 import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
+import type { Socket } from 'socket.io';
 import { createStagegate, type ConfigInput, type Stagegate } from '../../server/index.js';
 import type { Room } from '../../server/room/Room.js';
 import {
@@ -134,3 +135,82 @@ export function collect<T extends Meeting | MeetingStage, K extends keyof Events
 export function serverProducers(room: Room, userId: string): number {
   return room.participants.get(userId)?.producers.size ?? 0;
 }
+
+/** Faults injected on the server side of a harness, per user (see `installFaults`). */
+export interface Faults {
+  /** Holds `userId`'s new connections (after the token check) until the returned function is called. */
+  gate(userId: string): () => void;
+  /** Breaks `userId`'s connection (no goodbye: 'transport close' for the client) when a request
+   * matching `when` arrives, once, before the server handles it. */
+  dropOn(userId: string, when: (method: string) => boolean): void;
+  /** Opens every gate and forgets every drop (afterEach). */
+  clear(): void;
+}
+
+export function installFaults(h: Harness): Faults {
+  const gates = new Map<string, { promise: Promise<void>; open: () => void }>();
+  const drops = new Map<string, (method: string) => boolean>();
+  h.sg.io.use((socket: Socket, next) => {
+    const userId = (socket.data as { token?: { userId: string } }).token?.userId;
+    const gate = userId === undefined ? undefined : gates.get(userId);
+    if (gate) void gate.promise.then(() => next());
+    else next();
+  });
+  h.sg.io.on('connection', (socket: Socket) => {
+    const userId = (socket.data as { token: { userId: string } }).token.userId;
+    socket.use(([event], next) => {
+      const when = drops.get(userId);
+      if (!when?.(String(event))) return next();
+      drops.delete(userId);
+      socket.conn.close();
+    });
+  });
+  return {
+    gate(userId) {
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      gates.set(userId, { promise, open });
+      return () => {
+        gates.delete(userId);
+        open();
+      };
+    },
+    dropOn: (userId, when) => void drops.set(userId, when),
+    clear() {
+      for (const { open } of gates.values()) open();
+      gates.clear();
+      drops.clear();
+    },
+  };
+}
+
+const RECORDED_MEETING_EVENTS = [
+  'participantJoined',
+  'participantLeft',
+  'trackAdded',
+  'trackRemoved',
+  'disconnected',
+  'reconnecting',
+  'reconnected',
+  'mediaError',
+] as const satisfies readonly (keyof MeetingEvents)[];
+const RECORDED_STAGE_EVENTS = [
+  'stageStatusUpdate',
+  'peerStageStatusUpdate',
+  'stageModeUpdate',
+  'stageAccessRequestUpdate',
+] as const satisfies readonly (keyof StageEvents)[];
+
+export type EventLog = Array<[string, Record<string, unknown>]>;
+
+/** Records the events of `m` (and the main ones of `m.stage`), in order, as [name, payload]. */
+export function record(m: Meeting): EventLog {
+  const log: EventLog = [];
+  for (const name of RECORDED_MEETING_EVENTS) m.on(name, (e) => log.push([name, e as Record<string, unknown>]));
+  for (const name of RECORDED_STAGE_EVENTS) {
+    m.stage.on(name, (e: StageEvents[typeof name]) => log.push([name, e as unknown as Record<string, unknown>]));
+  }
+  return log;
+}
+
+export const names = (log: EventLog): string[] => log.map(([n]) => n);

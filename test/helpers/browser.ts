@@ -91,7 +91,9 @@ export async function inboundStats(page: Page): Promise<InboundStats> {
     for (const pc of pcs) {
       const report = await pc.getStats();
       report.forEach((s: Record<string, unknown>) => {
-        if (s.type !== 'inbound-rtp') return;
+        // mediasoup's bandwidth probe (mid 'probator', SSRC 1234) keeps sending padding with
+        // no frames after a producer closes: it is not media
+        if (s.type !== 'inbound-rtp' || s.mid === 'probator' || s.ssrc === 1234) return;
         if (s.kind === 'video') {
           out.video.framesDecoded += Number(s.framesDecoded ?? 0);
           out.video.bytesReceived += Number(s.bytesReceived ?? 0);

@@ -1,0 +1,541 @@
+/**
+ * Host console: `host.html?room=ID&key=HOSTKEY[&name=Display%20Name]`.
+ *
+ * Live stage tiles with audio level meters, the ordered request queue (accept / deny, all at
+ * once), every participant with Invite / Remove, the stage mode switch, and the host's own
+ * Join stage / Leave stage.
+ *
+ * Test hook (the only global): `window.__meeting` is the joined Meeting, set once joined.
+ */
+import {
+  joinMeeting,
+  type AccessRequest,
+  type BatchResult,
+  type Meeting,
+  type StageMode,
+  type StageStatus,
+} from '../index.js';
+import {
+  LocalMedia,
+  MODE_HELP,
+  MODE_TEXT,
+  StageView,
+  avatar,
+  byId,
+  clearNotice,
+  clock,
+  copyText,
+  demoToken,
+  errorText,
+  formatWait,
+  h,
+  mayJoinDirectly,
+  notice,
+  params,
+  setStatusBadge,
+  personRow,
+  toast,
+  type TileSpec,
+} from './ui.js';
+
+declare global {
+  interface Window {
+    /** The joined meeting, for tests and debugging from the console. */
+    __meeting?: Meeting;
+  }
+}
+
+const roomId = params().get('room')?.trim() ?? '';
+const hostKey = params().get('key')?.trim() ?? '';
+const lobby = byId('lobby');
+const lobbyForm = byId<HTMLFormElement>('lobby-form');
+const nameInput = byId<HTMLInputElement>('name-input');
+const joinButton = byId<HTMLButtonElement>('join-button');
+const lobbyError = byId('lobby-error');
+const roomEl = byId('room');
+const notices = byId('notices');
+const modeBadge = byId('mode-badge');
+const liveDot = byId('live-dot');
+const selfStatus = byId('self-status');
+const selfActions = byId('self-actions');
+const requestsEl = byId('requests');
+const peopleEl = byId('people');
+const logEl = byId('log');
+const acceptAll = byId<HTMLButtonElement>('accept-all');
+const denyAll = byId<HTMLButtonElement>('deny-all');
+const copyLink = byId<HTMLButtonElement>('copy-viewer-link');
+const stage = new StageView(
+  byId('stage-grid'),
+  'The stage is empty',
+  'Join the stage yourself, or invite a participant. Accepted requests show up here live.',
+);
+
+byId('room-id').textContent = roomId || '—';
+nameInput.value = params().get('name') ?? localStorage.getItem('stagegate.hostName') ?? 'Host';
+
+if (!roomId || !hostKey) {
+  lobbyForm.hidden = true;
+  notice(lobbyError, 'error', 'This is not a complete host link (it needs a room and a host key).', 'lobby');
+  lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, '← Create a room')));
+}
+
+lobbyForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void enter(nameInput.value.trim());
+});
+
+// ------------------------------------------------------------------ state
+const local = new LocalMedia();
+let meeting: Meeting | undefined;
+let requests: AccessRequest[] = [];
+/** Actions in flight, by key: their buttons stay disabled. */
+const pending = new Set<string>();
+
+async function enter(name: string): Promise<void> {
+  if (!name) {
+    nameInput.focus();
+    return;
+  }
+  localStorage.setItem('stagegate.hostName', name);
+  joinButton.disabled = true;
+  joinButton.textContent = 'Opening…';
+  clearNotice(lobbyError, 'lobby');
+  try {
+    const { token } = await demoToken({ roomId, name, role: 'host', hostKey });
+    meeting = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
+    requests = await meeting.stage.getAccessRequests();
+  } catch (err) {
+    void meeting?.leave();
+    meeting = undefined;
+    joinButton.disabled = false;
+    joinButton.textContent = 'Open host console';
+    const code = err instanceof Error && 'code' in err ? err.code : undefined;
+    const text =
+      code === 'FORBIDDEN'
+        ? 'This host link is not valid for this room.'
+        : code === 'NOT_FOUND'
+          ? 'This webinar does not exist or has ended.'
+          : `Could not open the console: ${errorText(err)}`;
+    notice(lobbyError, 'error', text, 'lobby');
+    return;
+  }
+  window.__meeting = meeting;
+  lobby.hidden = true;
+  roomEl.hidden = false;
+  copyLink.hidden = false;
+  byId('who').textContent = meeting.self.name;
+  document.title = `Host · ${roomId} · Stagegate`;
+  wire(meeting);
+  // Tell the server right away (a vanished connection keeps our place for its reconnect grace period).
+  addEventListener('pagehide', () => void meeting?.leave());
+  log(
+    `You opened the console (${meeting.participants.size} other participant${meeting.participants.size === 1 ? '' : 's'} here).`,
+  );
+  renderAll();
+  document.body.dataset.state = 'joined';
+}
+
+function nameOf(userId: string | undefined): string {
+  if (!userId || !meeting) return 'someone';
+  if (userId === meeting.self.id) return 'You';
+  return meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name ?? 'someone';
+}
+
+function log(text: string): void {
+  logEl.prepend(h('li', {}, h('time', {}, clock()), h('span', {}, text)));
+  while (logEl.children.length > 60) logEl.lastElementChild?.remove();
+}
+
+// ------------------------------------------------------------------ events
+function wire(m: Meeting): void {
+  const s = m.stage;
+  s.on('stageAccessRequestUpdate', ({ requests: list }) => {
+    requests = list;
+    renderRequests();
+    renderPeople();
+  });
+  s.on('newStageRequest', ({ request }) => {
+    log(`${request.name} asked to join the stage.`);
+    toast(`${request.name} asks to join the stage`);
+  });
+  s.on('stageRequestApproved', ({ userId, by, invited }) =>
+    log(
+      invited ? `${nameOf(by)} invited ${nameOf(userId)} to the stage.` : `${nameOf(by)} accepted ${nameOf(userId)}.`,
+    ),
+  );
+  s.on('stageRequestRejected', ({ userId, by, reason }) =>
+    log(
+      reason === 'mode'
+        ? `${nameOf(userId)}'s request was withdrawn (invite only).`
+        : `${by ? nameOf(by) : 'A host'} declined ${nameOf(userId)}.`,
+    ),
+  );
+  s.on('peerStageStatusUpdate', ({ userId, old, new: now }) => {
+    if (now === 'ON_STAGE') log(`${nameOf(userId)} is live on stage.`);
+    else if (old === 'ON_STAGE') log(`${nameOf(userId)} left the stage.`);
+    else if (old === 'ACCEPTED_TO_JOIN_STAGE' && now === 'OFF_STAGE') log(`${nameOf(userId)} is no longer invited.`);
+    renderAll();
+  });
+  s.on('stageStatusUpdate', ({ old, new: now }) => {
+    if (old === 'ON_STAGE' && now !== 'ON_STAGE') local.stop();
+    if (now === 'ON_STAGE') log('You are live on stage.');
+    renderAll();
+  });
+  s.on('removedFromStage', ({ by }) => notice(notices, 'warn', `Removed from stage by ${nameOf(by)}`, 'stage'));
+  s.on('stageModeUpdate', ({ mode, by }) => {
+    log(`${nameOf(by)} set the stage to “${MODE_TEXT[mode]}”.`);
+    renderAll();
+  });
+  m.on('participantJoined', ({ participant }) => {
+    log(`${participant.name} joined.`);
+    renderAll();
+  });
+  m.on('participantLeft', ({ participant }) => {
+    log(`${participant.name} left the webinar.`);
+    renderAll();
+  });
+  m.on('trackAdded', () => renderStage());
+  m.on('trackRemoved', () => renderStage());
+  m.on('mediaError', ({ error, during }) => {
+    if (during === 'publish') notice(notices, 'error', `Your camera could not go live: ${errorText(error)}`, 'media');
+    else toast(`A speaker's media could not be received: ${errorText(error)}`, 'error');
+  });
+  m.on('reconnecting', ({ attempt }) => {
+    notice(
+      notices,
+      'warn',
+      `Connection lost. Reconnecting${attempt > 1 ? ` (attempt ${attempt})` : ''}…`,
+      'connection',
+    );
+    document.body.dataset.connection = 'reconnecting';
+    renderAll();
+  });
+  m.on('reconnected', () => {
+    clearNotice(notices, 'connection');
+    document.body.dataset.connection = 'connected';
+    toast('Reconnected');
+    renderAll();
+  });
+  m.on('disconnected', ({ reason }) => {
+    clearNotice(notices, 'connection');
+    local.stop();
+    stage.clear();
+    const text =
+      reason === 'left'
+        ? 'You closed the console.'
+        : reason === 'replaced'
+          ? 'The console was opened in another tab, so this one was disconnected.'
+          : reason === 'removed-from-room'
+            ? 'You were removed from the webinar.'
+            : reason === 'room-closed' || reason === 'server-shutdown'
+              ? 'The webinar has ended.'
+              : 'The connection to the webinar was lost.';
+    const el = notice(notices, 'error', text, 'disconnected');
+    el.insertBefore(
+      h('button', { class: 'small secondary', onclick: () => location.reload() }, 'Reconnect'),
+      el.lastChild,
+    );
+    document.body.dataset.state = 'disconnected';
+    renderAll();
+  });
+  byId('mode-switch').addEventListener('click', (ev) => {
+    const mode = (ev.target as HTMLElement).closest<HTMLElement>('[data-mode]')?.dataset.mode as StageMode | undefined;
+    if (!mode || mode === m.stage.mode) return;
+    void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+  });
+  acceptAll.addEventListener('click', () => {
+    const ids = requests.map((r) => r.userId);
+    if (ids.length) void act('all', 'Could not accept', () => batch(m.stage.grantAccess(ids)));
+  });
+  denyAll.addEventListener('click', () => {
+    const ids = requests.map((r) => r.userId);
+    if (ids.length) void act('all', 'Could not deny', () => batch(m.stage.denyAccess(ids)));
+  });
+  copyLink.addEventListener('click', () => {
+    const link = `${location.origin}/viewer.html?room=${encodeURIComponent(roomId)}`;
+    void copyText(link).then((ok) => toast(ok ? 'Viewer link copied' : link));
+  });
+  // Waiting times tick every second without re-rendering the queue.
+  setInterval(() => {
+    for (const el of requestsEl.querySelectorAll<HTMLElement>('[data-since]')) {
+      el.textContent = `waiting ${formatWait(Date.now() - Number(el.dataset.since))}`;
+    }
+  }, 1000);
+}
+
+/** A batch action's per-user failures become one toast. */
+async function batch(result: Promise<BatchResult>): Promise<void> {
+  const failed = Object.entries(await result).filter(([, r]) => !r.ok);
+  if (failed.length) {
+    toast(failed.map(([id, r]) => `${nameOf(id)}: ${r.ok ? '' : r.message}`).join(' · '), 'error');
+  }
+}
+
+async function act(key: string, what: string, action: () => Promise<unknown>): Promise<void> {
+  if (pending.has(key)) return;
+  pending.add(key);
+  renderAll();
+  try {
+    await action();
+  } catch (err) {
+    toast(`${what}: ${errorText(err)}`, 'error');
+  } finally {
+    pending.delete(key);
+    renderAll();
+  }
+}
+
+// ------------------------------------------------------------------ rendering
+function renderAll(): void {
+  if (!meeting) return;
+  renderHeader();
+  renderSelf();
+  renderStage();
+  renderRequests();
+  renderPeople();
+}
+
+function renderHeader(): void {
+  const m = meeting!;
+  const mode = m.stage.mode;
+  modeBadge.hidden = false;
+  modeBadge.textContent = MODE_TEXT[mode];
+  modeBadge.dataset.mode = mode;
+  for (const b of byId('mode-switch').querySelectorAll<HTMLButtonElement>('[data-mode]')) {
+    b.setAttribute('aria-pressed', String(b.dataset.mode === mode));
+    b.disabled = pending.has('mode') || m.connectionState !== 'connected';
+  }
+  byId('mode-help').textContent = MODE_HELP[mode];
+  const live = m.stage.status === 'ON_STAGE' || [...m.participants.values()].some((p) => p.stageStatus === 'ON_STAGE');
+  liveDot.classList.toggle('idle', !live);
+  liveDot.textContent = live ? 'Live' : 'Off air';
+}
+
+function renderSelf(): void {
+  const m = meeting!;
+  const status = m.stage.status;
+  if (status === 'ACCEPTED_TO_JOIN_STAGE') setStatusBadge(selfStatus, status, 'You are off stage', 'OFF_STAGE');
+  else if (status === 'ON_STAGE') setStatusBadge(selfStatus, status, 'You are live');
+  else setStatusBadge(selfStatus, status);
+  const off = m.connectionState !== 'connected' || pending.has('self');
+  if (status === 'ON_STAGE') {
+    selfActions.replaceChildren(
+      h(
+        'button',
+        {
+          class: 'small ghost-danger',
+          'data-testid': 'host-leave-stage',
+          disabled: off,
+          onclick: () => void act('self', 'Could not leave the stage', () => m.stage.leave()),
+        },
+        'Leave stage',
+      ),
+    );
+  } else {
+    selfActions.replaceChildren(
+      h(
+        'button',
+        {
+          class: 'small success',
+          'data-testid': 'host-join-stage',
+          disabled: off || status !== 'ACCEPTED_TO_JOIN_STAGE',
+          onclick: () => void act('self', 'Could not join the stage', () => m.stage.join()),
+        },
+        pending.has('self') ? 'Joining…' : 'Join stage',
+      ),
+    );
+  }
+}
+
+function renderStage(): void {
+  const m = meeting!;
+  const specs: TileSpec[] = [];
+  if (m.connected) {
+    if (m.stage.status === 'ON_STAGE') {
+      const mine = m.localTracks;
+      specs.push({ id: m.self.id, name: m.self.name, self: true, video: mine.video, audio: mine.audio });
+    }
+    for (const p of m.participants.values()) {
+      if (p.stageStatus !== 'ON_STAGE') continue;
+      specs.push({
+        id: p.id,
+        name: p.name,
+        video: p.tracks.video,
+        audio: p.tracks.audio,
+        onRemove: m.self.preset.kickParticipant
+          ? () => void act(`p:${p.id}`, `Could not remove ${p.name}`, () => batch(m.stage.kick([p.id])))
+          : undefined,
+      });
+    }
+  }
+  stage.render(specs);
+  byId('stage-count').textContent = String(specs.length);
+}
+
+/** Requests already on screen: only new ones slide in. */
+let shownRequests = new Set<string>();
+
+function renderRequests(): void {
+  const m = meeting!;
+  byId('requests-card').classList.toggle('attention', requests.length > 0);
+  const count = byId('request-count');
+  count.textContent = String(requests.length);
+  count.classList.toggle('hot', requests.length > 0);
+  const off = m.connectionState !== 'connected' || pending.has('all');
+  acceptAll.disabled = off || requests.length === 0;
+  denyAll.disabled = off || requests.length === 0;
+  if (requests.length === 0) {
+    requestsEl.replaceChildren(
+      h(
+        'li',
+        { class: 'empty' },
+        m.stage.mode === 'INVITE'
+          ? 'Requests are off: the stage is invite only.'
+          : 'No one is waiting. Requests appear here, oldest first.',
+      ),
+    );
+    shownRequests = new Set();
+    return;
+  }
+  requestsEl.replaceChildren(
+    ...requests.map((r, i) => {
+      const busy = off || pending.has(`p:${r.userId}`);
+      return h(
+        'li',
+        {
+          class: shownRequests.has(r.userId) ? 'request-item' : 'request-item fresh',
+          'data-testid': 'request-item',
+          'data-user-id': r.userId,
+        },
+        h('span', { class: 'queue-pos' }, String(i + 1)),
+        avatar(r.userId, r.name),
+        h(
+          'div',
+          { class: 'who' },
+          h('span', { class: 'nm' }, r.name),
+          h(
+            'span',
+            { class: 'sub', 'data-since': String(r.requestedAt) },
+            `waiting ${formatWait(Date.now() - r.requestedAt)}`,
+          ),
+        ),
+        h(
+          'div',
+          { class: 'acts' },
+          h(
+            'button',
+            {
+              class: 'small success',
+              'data-testid': 'accept-request',
+              disabled: busy,
+              onclick: () =>
+                void act(`p:${r.userId}`, `Could not accept ${r.name}`, () => batch(m.stage.grantAccess([r.userId]))),
+            },
+            'Accept',
+          ),
+          h(
+            'button',
+            {
+              class: 'small secondary',
+              'data-testid': 'deny-request',
+              disabled: busy,
+              onclick: () =>
+                void act(`p:${r.userId}`, `Could not deny ${r.name}`, () => batch(m.stage.denyAccess([r.userId]))),
+            },
+            'Deny',
+          ),
+        ),
+      );
+    }),
+  );
+  shownRequests = new Set(requests.map((r) => r.userId));
+}
+
+function renderPeople(): void {
+  const m = meeting!;
+  const mode = m.stage.mode;
+  const rank = (s: StageStatus) =>
+    s === 'ON_STAGE' ? 0 : s === 'REQUESTED_TO_JOIN_STAGE' ? 1 : s === 'ACCEPTED_TO_JOIN_STAGE' ? 2 : 3;
+  const others = [...m.participants.values()].sort(
+    (a, b) => rank(a.stageStatus) - rank(b.stageStatus) || a.name.localeCompare(b.name),
+  );
+  const items: HTMLLIElement[] = [
+    personRow({
+      id: m.self.id,
+      name: m.self.name,
+      presetName: m.self.preset.name,
+      status: m.stage.status,
+      mode,
+      self: true,
+      testid: 'participant-item',
+    }),
+  ];
+  for (const p of others) {
+    const busy = m.connectionState !== 'connected' || pending.has(`p:${p.id}`);
+    const actions: HTMLElement[] = [];
+    const btn = (label: string, testid: string, cls: string, what: string, run: () => Promise<BatchResult>) =>
+      h(
+        'button',
+        {
+          class: `small ${cls}`,
+          'data-testid': testid,
+          disabled: busy,
+          onclick: () => void act(`p:${p.id}`, what, () => batch(run())),
+        },
+        label,
+      );
+    let note: string | undefined;
+    switch (p.stageStatus) {
+      case 'ON_STAGE':
+        if (m.self.preset.kickParticipant) {
+          actions.push(
+            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${p.name}`, () =>
+              m.stage.kick([p.id]),
+            ),
+          );
+        }
+        break;
+      case 'REQUESTED_TO_JOIN_STAGE':
+        actions.push(
+          btn('Accept', 'accept-participant', 'success', `Could not accept ${p.name}`, () =>
+            m.stage.grantAccess([p.id]),
+          ),
+          btn('Deny', 'deny-participant', 'secondary', `Could not deny ${p.name}`, () => m.stage.denyAccess([p.id])),
+        );
+        break;
+      case 'ACCEPTED_TO_JOIN_STAGE':
+        if (!mayJoinDirectly(p.presetName, mode)) {
+          note = 'deciding whether to join';
+          if (m.self.preset.kickParticipant) {
+            actions.push(
+              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${p.name}`, () =>
+                m.stage.kick([p.id]),
+              ),
+            );
+          }
+        }
+        break;
+      case 'OFF_STAGE':
+        actions.push(
+          btn('Invite to stage', 'invite-button', 'secondary', `Could not invite ${p.name}`, () =>
+            m.stage.grantAccess([p.id]),
+          ),
+        );
+        break;
+    }
+    items.push(
+      personRow({
+        id: p.id,
+        name: p.name,
+        presetName: p.presetName,
+        status: p.stageStatus,
+        mode,
+        note,
+        testid: 'participant-item',
+        actions,
+      }),
+    );
+  }
+  peopleEl.replaceChildren(...items);
+  byId('people-count').textContent = String(items.length);
+}

@@ -1,0 +1,489 @@
+/**
+ * Viewer page: `viewer.html?room=ID[&name=Display%20Name]`.
+ *
+ * Watches everyone on stage; asks to join (REQUEST mode), previews the camera once accepted or
+ * invited, joins / declines / leaves the stage, and says clearly when a request was denied or
+ * the host removed them.
+ *
+ * Test hook (the only global): `window.__meeting` is the joined Meeting, set once joined.
+ */
+import { joinMeeting, type Meeting, type StageStatus } from '../index.js';
+import {
+  LocalMedia,
+  MODE_TEXT,
+  StageView,
+  byId,
+  clearNotice,
+  demoToken,
+  errorText,
+  formatWait,
+  h,
+  notice,
+  params,
+  setStatusBadge,
+  toast,
+  personRow,
+  type TileSpec,
+} from './ui.js';
+
+declare global {
+  interface Window {
+    /** The joined meeting, for tests and debugging from the console. */
+    __meeting?: Meeting;
+  }
+}
+
+const roomId = params().get('room')?.trim() ?? '';
+const lobby = byId('lobby');
+const lobbyForm = byId<HTMLFormElement>('lobby-form');
+const nameInput = byId<HTMLInputElement>('name-input');
+const joinButton = byId<HTMLButtonElement>('join-button');
+const lobbyError = byId('lobby-error');
+const roomEl = byId('room');
+const notices = byId('notices');
+const selfPanel = byId('self-panel');
+const statusEl = byId('stage-status');
+const modeBadge = byId('mode-badge');
+const liveDot = byId('live-dot');
+const people = byId('people');
+const stage = new StageView(
+  byId('stage-grid'),
+  'Nobody is on stage yet',
+  'The webinar will appear here as soon as a speaker goes live.',
+);
+
+byId('room-id').textContent = roomId || '—';
+nameInput.value = params().get('name') ?? localStorage.getItem('stagegate.name') ?? '';
+
+if (!roomId) {
+  lobbyForm.hidden = true;
+  notice(lobbyError, 'error', 'This link has no room. Ask the host for the viewer link, or create a room.', 'lobby');
+  lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, '← Back to Stagegate')));
+}
+
+lobbyForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void enter(nameInput.value.trim());
+});
+
+// ------------------------------------------------------------------ state
+const local = new LocalMedia();
+let meeting: Meeting | undefined;
+/** A host accepted our request or invited us (since we were last off stage). */
+let granted: { by: string; invited: boolean } | undefined;
+/** In OPEN mode the viewer asked to see their camera before joining. */
+let previewWanted = false;
+let requestedAt = 0;
+let busy = false;
+let previewError = '';
+const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
+previewVideo.muted = true;
+
+async function enter(name: string): Promise<void> {
+  if (!name) {
+    nameInput.focus();
+    return;
+  }
+  localStorage.setItem('stagegate.name', name);
+  joinButton.disabled = true;
+  joinButton.textContent = 'Joining…';
+  clearNotice(lobbyError, 'lobby');
+  try {
+    const { token } = await demoToken({ roomId, name, role: 'viewer' });
+    meeting = await joinMeeting({
+      url: location.origin,
+      token,
+      roomId,
+      // The page owns the camera: the preview's tracks are the ones published on stage.
+      tracks: (allowed) => local.tracksFor(allowed),
+    });
+  } catch (err) {
+    joinButton.disabled = false;
+    joinButton.textContent = 'Join as viewer';
+    const text =
+      err instanceof Error && 'code' in err && err.code === 'NOT_FOUND'
+        ? 'This webinar does not exist or has ended.'
+        : `Could not join: ${errorText(err)}`;
+    notice(lobbyError, 'error', text, 'lobby');
+    return;
+  }
+  window.__meeting = meeting;
+  lobby.hidden = true;
+  roomEl.hidden = false;
+  byId('who').textContent = meeting.self.name;
+  document.title = `Webinar ${roomId} · Stagegate`;
+  wire(meeting);
+  // Tell the server right away (a vanished connection keeps our place for its reconnect grace period).
+  addEventListener('pagehide', () => void meeting?.leave());
+  renderAll();
+  document.body.dataset.state = 'joined';
+}
+
+function nameOf(userId: string | undefined): string {
+  if (!userId || !meeting) return 'the host';
+  if (userId === meeting.self.id) return 'you';
+  return meeting.participants.get(userId)?.name ?? 'the host';
+}
+
+// ------------------------------------------------------------------ events
+function wire(m: Meeting): void {
+  const s = m.stage;
+  s.on('stageStatusUpdate', ({ old, new: now }) => {
+    if (now === 'OFF_STAGE' || now === 'REQUESTED_TO_JOIN_STAGE' || (old === 'ON_STAGE' && now !== 'ON_STAGE')) {
+      // Off stage (left, removed, declined, denied): the camera goes off at once.
+      local.stop();
+      granted = undefined;
+      previewWanted = false;
+      previewError = '';
+    }
+    if (now === 'REQUESTED_TO_JOIN_STAGE') requestedAt = Date.now();
+    if (now === 'ON_STAGE') clearNotice(notices, 'stage');
+    renderAll();
+  });
+  s.on('stageModeUpdate', ({ mode }) => {
+    // A notice about the previous mode is stale now.
+    notices.querySelector('[data-reason="mode"]')?.remove();
+    clearNotice(notices, 'mode');
+    if (mode === 'INVITE' && m.stage.status === 'OFF_STAGE' && !notices.querySelector('[data-notice="stage"]')) {
+      notice(notices, 'info', 'The host made the stage invite only.', 'mode');
+    }
+    renderAll();
+  });
+  s.on('stageAccessRequestAccepted', ({ by, invited }) => {
+    granted = { by, invited };
+    // The self panel says it (with the camera preview): no banner on top of it.
+    clearNotice(notices, 'stage');
+    void startPreview();
+    renderAll();
+  });
+  s.on('stageRequestRejected', ({ userId, by, reason }) => {
+    if (userId !== m.self.id) return;
+    clearNotice(notices, 'mode');
+    const el = notice(
+      notices,
+      'warn',
+      reason === 'mode'
+        ? 'The host made the stage invite only, so your request was withdrawn.'
+        : `${nameOf(by)} declined your request to join the stage. You can ask again later.`,
+      'stage',
+    );
+    el.dataset.reason = reason;
+    renderAll();
+  });
+  s.on('removedFromStage', ({ by }) => {
+    notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
+    renderAll();
+  });
+  s.on('peerStageStatusUpdate', () => renderAll());
+  m.on('participantJoined', () => renderAll());
+  m.on('participantLeft', () => renderAll());
+  m.on('trackAdded', () => renderAll());
+  m.on('trackRemoved', () => renderAll());
+  m.on('producerClosedByServer', () => renderAll());
+  m.on('mediaError', ({ error, during }) => {
+    if (during === 'publish') notice(notices, 'error', `Your camera could not go live: ${errorText(error)}`, 'media');
+    else toast(`A speaker's media could not be received: ${errorText(error)}`, 'error');
+    renderAll();
+  });
+  m.on('reconnecting', ({ attempt }) => {
+    notice(
+      notices,
+      'warn',
+      `Connection lost. Reconnecting${attempt > 1 ? ` (attempt ${attempt})` : ''}…`,
+      'connection',
+    );
+    document.body.dataset.connection = 'reconnecting';
+    renderAll();
+  });
+  m.on('reconnected', () => {
+    clearNotice(notices, 'connection');
+    document.body.dataset.connection = 'connected';
+    toast('Reconnected');
+    renderAll();
+  });
+  m.on('disconnected', ({ reason }) => {
+    clearNotice(notices, 'connection');
+    local.stop();
+    stage.clear();
+    const text =
+      reason === 'left'
+        ? 'You left the webinar.'
+        : reason === 'replaced'
+          ? 'You joined this webinar from another tab, so this one was disconnected.'
+          : reason === 'removed-from-room'
+            ? 'You were removed from the webinar.'
+            : reason === 'room-closed' || reason === 'server-shutdown'
+              ? 'The webinar has ended.'
+              : 'The connection to the webinar was lost.';
+    const el = notice(notices, 'error', text, 'disconnected');
+    el.insertBefore(
+      h('button', { class: 'small secondary', onclick: () => location.reload() }, 'Rejoin'),
+      el.lastChild,
+    );
+    document.body.dataset.state = 'disconnected';
+    renderAll();
+  });
+  setInterval(() => {
+    const el = selfPanel.querySelector<HTMLElement>('[data-wait]');
+    if (el && requestedAt) el.textContent = formatWait(Date.now() - requestedAt);
+  }, 1000);
+}
+
+async function startPreview(): Promise<void> {
+  if (!meeting) return;
+  previewError = '';
+  try {
+    const { media } = meeting.self.preset;
+    await local.open({ audio: media.audio === 'ALLOWED', video: media.video === 'ALLOWED' });
+  } catch (err) {
+    previewError = errorText(err);
+  }
+  renderAll();
+}
+
+async function act(what: string, action: () => Promise<unknown>): Promise<void> {
+  if (busy) return;
+  busy = true;
+  renderSelf();
+  try {
+    await action();
+  } catch (err) {
+    toast(`${what}: ${errorText(err)}`, 'error');
+  } finally {
+    busy = false;
+    renderAll();
+  }
+}
+
+// ------------------------------------------------------------------ rendering
+function renderAll(): void {
+  if (!meeting) return;
+  renderHeader();
+  renderSelf();
+  renderStage();
+  renderPeople();
+}
+
+function renderHeader(): void {
+  const m = meeting!;
+  modeBadge.hidden = false;
+  modeBadge.textContent = MODE_TEXT[m.stage.mode];
+  modeBadge.dataset.mode = m.stage.mode;
+  const live = m.stage.status === 'ON_STAGE' || [...m.participants.values()].some((p) => p.stageStatus === 'ON_STAGE');
+  liveDot.classList.toggle('idle', !live);
+  liveDot.textContent = live ? 'Live' : 'Off air';
+}
+
+function button(label: string, testid: string, onclick: () => void, cls = ''): HTMLButtonElement {
+  return h(
+    'button',
+    { class: cls, 'data-testid': testid, disabled: busy || meeting?.connectionState !== 'connected', onclick },
+    label,
+  );
+}
+
+function renderSelf(): void {
+  const m = meeting!;
+  const status: StageStatus = m.stage.status;
+  const mode = m.stage.mode;
+  setStatusBadge(statusEl, status);
+  const parts: Node[] = [];
+  if (!m.connected) {
+    parts.push(h('p', {}, 'You are not connected to this webinar any more.'));
+  } else if (status === 'OFF_STAGE') {
+    if (mode === 'INVITE') {
+      parts.push(
+        h(
+          'p',
+          { 'data-testid': 'invite-only-note' },
+          h('strong', {}, 'Invite only. '),
+          'The host brings people on stage by invitation; you will be asked here if you are invited.',
+        ),
+      );
+    } else {
+      parts.push(
+        h('p', {}, 'Want to speak? Ask the host to bring you on stage. You can check your camera before you go live.'),
+      );
+      parts.push(
+        h(
+          'div',
+          { class: 'btn-row' },
+          button(
+            'Ask to join stage',
+            'ask-button',
+            () => void act('Could not ask to join', () => m.stage.requestAccess()),
+            'big',
+          ),
+        ),
+      );
+    }
+  } else if (status === 'REQUESTED_TO_JOIN_STAGE') {
+    parts.push(
+      h(
+        'div',
+        { class: 'waiting', 'data-testid': 'waiting' },
+        h('span', { class: 'spinner' }),
+        h(
+          'span',
+          {},
+          'Waiting for the host to let you in… ',
+          h('span', { 'data-wait': '' }, formatWait(Date.now() - requestedAt)),
+        ),
+      ),
+    );
+    parts.push(
+      h(
+        'div',
+        { class: 'btn-row' },
+        button(
+          'Cancel request',
+          'cancel-request-button',
+          () => void act('Could not cancel', () => m.stage.cancelRequestAccess()),
+          'secondary',
+        ),
+      ),
+    );
+  } else if (status === 'ACCEPTED_TO_JOIN_STAGE') {
+    const showPreview = !!granted || previewWanted || local.live;
+    const title = granted
+      ? granted.invited
+        ? `${nameOf(granted.by)} invited you to the stage`
+        : 'Your request was accepted'
+      : 'The stage is open';
+    const callout = h(
+      'div',
+      { class: 'invite-callout', 'data-testid': 'accepted-panel' },
+      h('h3', {}, title),
+      h(
+        'p',
+        {},
+        showPreview
+          ? 'This is how you will look. Join when you are ready, everyone will see and hear you.'
+          : 'Everyone may join the stage in this webinar. Check your camera first, or join right away.',
+      ),
+    );
+    if (showPreview) {
+      if (previewVideo.srcObject !== (local.stream ?? null)) previewVideo.srcObject = local.stream ?? null;
+      callout.append(
+        h(
+          'div',
+          { class: 'preview' },
+          previewVideo,
+          h(
+            'span',
+            { class: 'preview-tag' },
+            local.live ? 'Camera preview' : previewError ? 'Camera unavailable' : 'Starting camera…',
+          ),
+        ),
+      );
+      if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
+    }
+    const row = h('div', { class: 'btn-row' });
+    row.append(
+      button(
+        'Join stage',
+        'join-stage-button',
+        () => void act('Could not join the stage', () => m.stage.join()),
+        'success big',
+      ),
+    );
+    if (granted) {
+      row.append(
+        button(
+          'Decline',
+          'decline-button',
+          () => void act('Could not decline', () => m.stage.leave()),
+          'secondary big',
+        ),
+      );
+    } else if (!showPreview) {
+      row.append(
+        button(
+          'Check camera',
+          'preview-button',
+          () => {
+            previewWanted = true;
+            void startPreview();
+          },
+          'secondary big',
+        ),
+      );
+    } else {
+      row.append(
+        button(
+          'Close preview',
+          'close-preview-button',
+          () => {
+            previewWanted = false;
+            local.stop();
+            renderAll();
+          },
+          'secondary big',
+        ),
+      );
+    }
+    callout.append(row);
+    parts.push(callout);
+  } else {
+    parts.push(h('p', {}, h('strong', {}, 'You are live. '), 'Everyone in the webinar sees and hears you.'));
+    parts.push(
+      h(
+        'div',
+        { class: 'btn-row' },
+        button(
+          'Leave stage',
+          'leave-stage-button',
+          () => void act('Could not leave the stage', () => m.stage.leave()),
+          'danger big',
+        ),
+      ),
+    );
+  }
+  selfPanel.replaceChildren(...parts);
+}
+
+function renderStage(): void {
+  const m = meeting!;
+  const specs: TileSpec[] = [];
+  if (m.connected) {
+    for (const p of m.participants.values()) {
+      if (p.stageStatus !== 'ON_STAGE') continue;
+      specs.push({ id: p.id, name: p.name, video: p.tracks.video, audio: p.tracks.audio });
+    }
+    if (m.stage.status === 'ON_STAGE') {
+      const mine = m.localTracks;
+      specs.unshift({ id: m.self.id, name: m.self.name, self: true, video: mine.video, audio: mine.audio });
+    }
+  }
+  stage.render(specs);
+  byId('stage-count').textContent = String(specs.length);
+  byId('stage-hint').textContent = specs.length
+    ? `${specs.length === 1 ? '1 speaker' : `${specs.length} speakers`} live`
+    : '';
+}
+
+function renderPeople(): void {
+  const m = meeting!;
+  const mode = m.stage.mode;
+  const all = [
+    { id: m.self.id, name: m.self.name, presetName: m.self.preset.name, stageStatus: m.stage.status, self: true },
+    ...[...m.participants.values()].map((p) => ({ ...p, self: false })),
+  ];
+  const rank = (s: StageStatus) =>
+    s === 'ON_STAGE' ? 0 : s === 'ACCEPTED_TO_JOIN_STAGE' ? 1 : s === 'REQUESTED_TO_JOIN_STAGE' ? 2 : 3;
+  all.sort((a, b) => rank(a.stageStatus) - rank(b.stageStatus) || a.name.localeCompare(b.name));
+  people.replaceChildren(
+    ...all.map((p) =>
+      personRow({
+        id: p.id,
+        name: p.name,
+        presetName: p.presetName,
+        status: p.stageStatus,
+        mode,
+        self: p.self,
+        testid: 'person',
+      }),
+    ),
+  );
+  byId('people-count').textContent = String(all.length);
+}

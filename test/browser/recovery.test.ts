@@ -1,0 +1,150 @@
+/**
+ * Recovery with real media: real Chromium pages (fake camera and microphone) driving the thin
+ * client, a real server and a real mediasoup worker. What proves recovery is decoded video on the
+ * viewer (`inbound-rtp` framesDecoded from getStats()), with no action by anyone.
+ *
+ * a) The speaker's connection drops (its WebSocket closes under socket.io, as a network failure
+ *    would: `meeting.__dropConnectionForTests()`). The server keeps the speaker ON_STAGE for the
+ *    grace period and closes their producers; the client reconnects by itself and publishes again;
+ *    the viewer receives the new producers.
+ * b) The room's mediasoup worker is killed (SIGKILL). The room moves to a new worker (new
+ *    router), clients get `mediaReset`, rebuild their transports, publish and consume again; the
+ *    stage is untouched.
+ */
+import fs from 'node:fs';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import type { Room } from '../../server/room/Room.js';
+import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { buildClientWebRoot } from '../helpers/clientBundle.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let server: TestServer;
+let browser: BrowserHandle;
+let webRoot: string;
+const pages: Page[] = [];
+const rooms: Room[] = [];
+
+beforeAll(async () => {
+  webRoot = await buildClientWebRoot();
+  server = await startServer({ extra: { webRoot }, config: { reconnectGraceMs: 30_000 } });
+  browser = await launchBrowser();
+}, 120_000);
+
+afterEach(async () => {
+  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
+  for (const room of rooms.splice(0)) if (!room.closed) room.close();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
+});
+
+/**
+ * Opens a page that joins the room with the thin client (default tracks: getUserMedia), plays
+ * what it receives, records the connection events on `window.connectionLog` and counts the
+ * getUserMedia calls on `window.gumCalls`.
+ */
+async function openMeeting(userId: string, preset: 'speaker' | 'viewer', room: Room, onStage: boolean): Promise<Page> {
+  const token = await server.token(userId, preset, room.id);
+  const page = await browser.newPage(`${server.url}/index.html`);
+  pages.push(page);
+  // A string, not a function: vitest would rewrite a dynamic import() inside a function's source.
+  await page.evaluate(`(async () => {
+    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
+    window.gumCalls = 0;
+    const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = (c) => (window.gumCalls++, gum(c));
+    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(room.id)} });
+    window.connectionLog = [];
+    for (const name of ['reconnecting', 'reconnected', 'disconnected', 'mediaError']) {
+      meeting.on(name, (e) => window.connectionLog.push(name + ' ' + JSON.stringify(e)));
+    }
+    meeting.on('trackAdded', ({ track, producerId }) => {
+      const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
+      el.autoplay = true;
+      el.muted = true;
+      el.id = producerId;
+      el.srcObject = new MediaStream([track]);
+      document.body.append(el);
+    });
+    meeting.on('trackRemoved', ({ producerId }) => document.getElementById(producerId)?.remove());
+    window.meeting = meeting;
+    if (${onStage}) await meeting.stage.join();
+  })()`);
+  return page;
+}
+
+const framesDecoded = async (page: Page) => (await inboundStats(page)).video.framesDecoded;
+
+async function decoding(viewer: Page, moreThan: number): Promise<void> {
+  await expect.poll(() => framesDecoded(viewer), { timeout: 15_000, interval: 250 }).toBeGreaterThan(moreThan);
+}
+
+function producerIds(room: Room, userId: string): string[] {
+  return [...(room.participants.get(userId)?.producers.keys() ?? [])];
+}
+
+it('a speaker whose connection drops is back on stage by itself; the viewer decodes the new producer', async () => {
+  const room = await server.sg.rooms.create('recovery-reconnect');
+  rooms.push(room);
+  const speaker = await openMeeting('spk', 'speaker', room, true);
+  const viewer = await openMeeting('v', 'viewer', room, false);
+  await decoding(viewer, 20);
+  const before = producerIds(room, 'spk');
+  expect(before).toHaveLength(2);
+
+  const atDrop = await framesDecoded(viewer);
+  await speaker.evaluate('window.meeting.__dropConnectionForTests()');
+  // The server saw the drop: producers closed at once, the place on stage kept.
+  await expect.poll(() => producerIds(room, 'spk').filter((id) => before.includes(id)), { timeout: 5_000 }).toEqual([]);
+  expect(room.stage.get('spk')?.status).toBe('ON_STAGE');
+
+  // No action by anyone: the client reconnects and publishes again; the viewer decodes it.
+  await decoding(viewer, atDrop + 20);
+  const after = producerIds(room, 'spk');
+  expect(after).toHaveLength(2);
+  expect(after.some((id) => before.includes(id))).toBe(false);
+  const consumed = [...room.participants.get('v')!.consumers.values()].map((c) => c.producerId);
+  expect(consumed.sort()).toEqual([...after].sort());
+  expect(room.stage.get('spk')?.status).toBe('ON_STAGE');
+  expect(await speaker.evaluate('window.meeting.connectionState')).toBe('connected');
+  expect(await speaker.evaluate('window.connectionLog')).toEqual([
+    'reconnecting {"attempt":1}',
+    'reconnected {"attempt":1}',
+  ]);
+  expect(await viewer.evaluate('window.connectionLog')).toEqual([]);
+  expect(await speaker.evaluate('window.gumCalls')).toBe(1); // the same camera and microphone, published again
+  const video = await inboundStats(viewer);
+  expect(video.video).toMatchObject({ frameWidth: 640, frameHeight: 480 });
+});
+
+it('the room survives its mediasoup worker dying: the viewer decodes again from the new router, the stage is unchanged', async () => {
+  const room = await server.sg.rooms.create('recovery-worker');
+  rooms.push(room);
+  const speaker = await openMeeting('spk', 'speaker', room, true);
+  const viewer = await openMeeting('v', 'viewer', room, false);
+  await decoding(viewer, 20);
+  const stageBefore = room.stage.members().map((m) => ({ ...m }));
+  const deadPid = room.worker.pid;
+  const oldRouter = room.router;
+
+  const atKill = await framesDecoded(viewer);
+  process.kill(deadPid, 'SIGKILL');
+  await expect.poll(() => room.worker.pid, { timeout: 10_000 }).not.toBe(deadPid);
+  expect(room.router).not.toBe(oldRouter);
+
+  await decoding(viewer, atKill + 20);
+  expect(room.stage.members()).toEqual(stageBefore);
+  expect(producerIds(room, 'spk')).toHaveLength(2);
+  expect(room.participants.get('v')!.consumers.size).toBe(2);
+  const dump = (await room.router.dump()) as { mapProducerIdConsumerIds: unknown[] };
+  expect(dump.mapProducerIdConsumerIds).toHaveLength(2);
+  expect(await speaker.evaluate('window.meeting.stage.status')).toBe('ON_STAGE');
+  // a worker death is not a connection drop
+  expect(await speaker.evaluate('window.connectionLog')).toEqual([]);
+  expect(await viewer.evaluate('window.connectionLog')).toEqual([]);
+  expect(await speaker.evaluate('window.gumCalls')).toBe(1);
+});
