@@ -36,6 +36,7 @@ import {
   personRow,
   toast,
   type TileSpec,
+  wireConnectionNotices,
 } from './ui.js';
 
 declare global {
@@ -196,48 +197,20 @@ function wire(m: Meeting): void {
   });
   m.on('trackAdded', () => renderStage());
   m.on('trackRemoved', () => renderStage());
-  m.on('mediaError', ({ error, during }) => {
-    if (during === 'publish') notice(notices, 'error', `Your camera could not go live: ${errorText(error)}`, 'media');
-    else toast(`A speaker's media could not be received: ${errorText(error)}`, 'error');
-  });
-  m.on('reconnecting', ({ attempt }) => {
-    notice(
-      notices,
-      'warn',
-      `Connection lost. Reconnecting${attempt > 1 ? ` (attempt ${attempt})` : ''}…`,
-      'connection',
-    );
-    document.body.dataset.connection = 'reconnecting';
-    renderAll();
-  });
-  m.on('reconnected', () => {
-    clearNotice(notices, 'connection');
-    document.body.dataset.connection = 'connected';
-    toast('Reconnected');
-    renderAll();
-  });
-  m.on('disconnected', ({ reason }) => {
-    clearNotice(notices, 'connection');
-    local.stop();
-    stage.clear();
-    const text =
-      reason === 'left'
-        ? 'You closed the console.'
-        : reason === 'replaced'
-          ? 'The console was opened in another tab, so this one was disconnected.'
-          : reason === 'removed-from-room'
-            ? 'You were removed from the webinar.'
-            : reason === 'room-closed' || reason === 'server-shutdown'
-              ? 'The webinar has ended.'
-              : 'The connection to the webinar was lost.';
-    const el = notice(notices, 'error', text, 'disconnected');
-    el.insertBefore(
-      h('button', { class: 'small secondary', onclick: () => location.reload() }, 'Reconnect'),
-      el.lastChild,
-    );
-    document.body.dataset.state = 'disconnected';
-    renderAll();
-  });
+  wireConnectionNotices(
+    m,
+    notices,
+    {
+      left: 'You closed the console.',
+      replaced: 'The console was opened in another tab, so this one was disconnected.',
+      again: 'Reconnect',
+    },
+    renderAll,
+    () => {
+      local.stop();
+      stage.clear();
+    },
+  );
   byId('mode-switch').addEventListener('click', (ev) => {
     const mode = (ev.target as HTMLElement).closest<HTMLElement>('[data-mode]')?.dataset.mode as StageMode | undefined;
     if (!mode || mode === m.stage.mode) return;

@@ -577,3 +577,67 @@ export async function copyText(text: string, input?: HTMLInputElement): Promise<
 }
 
 export type { Meeting };
+
+/** What a page says when its meeting ends, by reason (see DisconnectReason). */
+export interface ConnectionTexts {
+  left: string;
+  replaced: string;
+  /** Label of the button that reloads the page. */
+  again: string;
+}
+
+/**
+ * The connection and media notices both pages show: reconnecting / reconnected, background
+ * media errors, and why the meeting ended (with a button to load the page again).
+ * `onChange` re-renders the page; `onEnded` runs first when the meeting is over.
+ */
+export function wireConnectionNotices(
+  m: Meeting,
+  notices: HTMLElement,
+  texts: ConnectionTexts,
+  onChange: () => void,
+  onEnded: () => void,
+): void {
+  m.on('mediaError', ({ error, during }) => {
+    if (during === 'publish') notice(notices, 'error', `Your camera could not go live: ${errorText(error)}`, 'media');
+    else toast(`A speaker's media could not be received: ${errorText(error)}`, 'error');
+    onChange();
+  });
+  m.on('reconnecting', ({ attempt }) => {
+    notice(
+      notices,
+      'warn',
+      `Connection lost. Reconnecting${attempt > 1 ? ` (attempt ${attempt})` : ''}…`,
+      'connection',
+    );
+    document.body.dataset.connection = 'reconnecting';
+    onChange();
+  });
+  m.on('reconnected', () => {
+    clearNotice(notices, 'connection');
+    document.body.dataset.connection = 'connected';
+    toast('Reconnected');
+    onChange();
+  });
+  m.on('disconnected', ({ reason }) => {
+    clearNotice(notices, 'connection');
+    onEnded();
+    const text =
+      reason === 'left'
+        ? texts.left
+        : reason === 'replaced'
+          ? texts.replaced
+          : reason === 'removed-from-room'
+            ? 'You were removed from the webinar.'
+            : reason === 'room-closed' || reason === 'server-shutdown'
+              ? 'The webinar has ended.'
+              : 'The connection to the webinar was lost.';
+    const el = notice(notices, 'error', text, 'disconnected');
+    el.insertBefore(
+      h('button', { class: 'small secondary', onclick: () => location.reload() }, texts.again),
+      el.lastChild,
+    );
+    document.body.dataset.state = 'disconnected';
+    onChange();
+  });
+}

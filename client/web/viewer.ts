@@ -24,6 +24,7 @@ import {
   toast,
   personRow,
   type TileSpec,
+  wireConnectionNotices,
 } from './ui.js';
 
 declare global {
@@ -180,49 +181,20 @@ function wire(m: Meeting): void {
   m.on('trackAdded', () => renderAll());
   m.on('trackRemoved', () => renderAll());
   m.on('producerClosedByServer', () => renderAll());
-  m.on('mediaError', ({ error, during }) => {
-    if (during === 'publish') notice(notices, 'error', `Your camera could not go live: ${errorText(error)}`, 'media');
-    else toast(`A speaker's media could not be received: ${errorText(error)}`, 'error');
-    renderAll();
-  });
-  m.on('reconnecting', ({ attempt }) => {
-    notice(
-      notices,
-      'warn',
-      `Connection lost. Reconnecting${attempt > 1 ? ` (attempt ${attempt})` : ''}…`,
-      'connection',
-    );
-    document.body.dataset.connection = 'reconnecting';
-    renderAll();
-  });
-  m.on('reconnected', () => {
-    clearNotice(notices, 'connection');
-    document.body.dataset.connection = 'connected';
-    toast('Reconnected');
-    renderAll();
-  });
-  m.on('disconnected', ({ reason }) => {
-    clearNotice(notices, 'connection');
-    local.stop();
-    stage.clear();
-    const text =
-      reason === 'left'
-        ? 'You left the webinar.'
-        : reason === 'replaced'
-          ? 'You joined this webinar from another tab, so this one was disconnected.'
-          : reason === 'removed-from-room'
-            ? 'You were removed from the webinar.'
-            : reason === 'room-closed' || reason === 'server-shutdown'
-              ? 'The webinar has ended.'
-              : 'The connection to the webinar was lost.';
-    const el = notice(notices, 'error', text, 'disconnected');
-    el.insertBefore(
-      h('button', { class: 'small secondary', onclick: () => location.reload() }, 'Rejoin'),
-      el.lastChild,
-    );
-    document.body.dataset.state = 'disconnected';
-    renderAll();
-  });
+  wireConnectionNotices(
+    m,
+    notices,
+    {
+      left: 'You left the webinar.',
+      replaced: 'You joined this webinar from another tab, so this one was disconnected.',
+      again: 'Rejoin',
+    },
+    renderAll,
+    () => {
+      local.stop();
+      stage.clear();
+    },
+  );
   setInterval(() => {
     const el = selfPanel.querySelector<HTMLElement>('[data-wait]');
     if (el && requestedAt) el.textContent = formatWait(Date.now() - requestedAt);
