@@ -39,7 +39,12 @@ interface Published extends LocalProducerInfo {
   producer: types.Producer;
 }
 
-const KINDS: readonly MediaKind[] = ['audio', 'video'];
+/**
+ * Video first: its first key frame is what a viewer waits for (encoder start plus the next camera
+ * frame), so starting it ~30 ms earlier cuts stage-join-to-first-frame by about that much
+ * (benchmark 1); audio follows a round trip later.
+ */
+const KINDS: readonly MediaKind[] = ['video', 'audio'];
 
 export class Publisher {
   readonly #deps: PublisherDeps;

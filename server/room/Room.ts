@@ -38,6 +38,8 @@ export const MEDIA_CODECS: ms.RouterRtpCodecCapability[] = [
   },
 ];
 
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export interface RtcOptions {
   listenIp: string;
   announcedAddress?: string | undefined;
@@ -203,7 +205,10 @@ export class Room {
     if (direction === 'send')
       this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
     const { listenIp, announcedAddress } = this.rtc;
-    const listen = announcedAddress ? { ip: listenIp, announcedAddress } : { ip: listenIp };
+    // Larger socket buffers: under fan-out load the worker otherwise drops incoming packets in
+    // the kernel while it sends a key-frame burst to hundreds of consumers (benchmark 3).
+    const buffers = { recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES };
+    const listen = announcedAddress ? { ip: listenIp, announcedAddress, ...buffers } : { ip: listenIp, ...buffers };
     const transport = await this.router.createWebRtcTransport({
       listenInfos: [
         { protocol: 'udp', ...listen },

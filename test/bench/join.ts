@@ -1,0 +1,281 @@
+/**
+ * Benchmark 1: stage join latency, real Chromium on both ends (one page: speaker and viewer).
+ *
+ * From the speaker's action to the viewer's first decoded video frame (first of: getStats
+ * framesDecoded > 0 polled every 5 ms, or the first requestVideoFrameCallback) and first audio
+ * bytes (getStats bytesReceived > 0):
+ *
+ * - `stagegate/thin-client`: `meeting.stage.join()` of the thin client (the product). The speaker
+ *   (preset speaker: ACCEPTED_TO_JOIN_STAGE on arrival) has its send transport prepared at
+ *   ACCEPTED; the tracks are opened before t0 (the camera start-up is not counted, see openDevices).
+ * - `stagegate/raw`: the same page code as the baseline (mediasoup-client + socket.io) sending
+ *   `stage.join` then producing: isolates the server's stage logic from the thin client.
+ * - `baseline/raw`: produce to first frame against the baseline server (no stage logic).
+ *
+ * `cold`: a fresh connection per sample (send transport created but never connected: ICE + DTLS
+ * are inside the measured time, as for a participant who just arrived). `warm`: the same
+ * connection leaves and re-joins the stage (the send transport stays connected).
+ *
+ * Samples run round-robin over the variants so machine noise hits them alike. The breakdown maps
+ * the worker's own timestamps (MediaTimeline) and the page's onto the sample's t0.
+ */
+import type { BenchBrowser } from './page/page.js';
+import type { RecvRecord } from './page/bench-page.js';
+import { median, round, roundAll, sleep, summarize, type Summary } from './stats.js';
+import type { Systems } from './systems.js';
+
+export interface JoinOptions {
+  samples: number;
+  warmSamples: number;
+  log: (msg: string) => void;
+}
+
+type Variant = 'stagegate/thin-client' | 'stagegate/raw' | 'baseline/raw';
+const VARIANTS: Variant[] = ['stagegate/thin-client', 'stagegate/raw', 'baseline/raw'];
+const WARM_VARIANTS: Variant[] = ['stagegate/thin-client', 'baseline/raw'];
+
+/** One sample: milliseconds after t0 (NaN when not observed). */
+export interface JoinSample {
+  firstFrame: number;
+  firstAudio: number;
+  joinResolved: number;
+  breakdown: Record<string, number>;
+}
+
+export interface JoinVariantResult {
+  samples: JoinSample[];
+  failures: string[];
+  firstFrame: Summary;
+  firstAudio: Summary;
+  joinResolved: Summary;
+  /** Median of each milestone, ms after t0. */
+  breakdownMedian: Record<string, number>;
+}
+
+export interface JoinResult {
+  cold: Record<string, JoinVariantResult>;
+  warm: Record<string, JoinVariantResult>;
+  openDevicesMs: number;
+  clock: { offsetMs: number; rttMs: number };
+}
+
+interface Ctx {
+  sys: Systems;
+  bb: BenchBrowser;
+  roomTc: string;
+  roomRaw: string;
+}
+
+export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOptions): Promise<JoinResult> {
+  const roomTc = 'join-thin-client';
+  const roomRaw = 'join-raw';
+  await sys.sg.sg.rooms.create(roomTc, 'REQUEST');
+  await sys.sg.sg.rooms.create(roomRaw, 'REQUEST');
+  for (const room of [roomTc, roomRaw]) {
+    sys.sg.sg.rooms.get(room)!.stage.on('statusChanged', ({ userId, to }) => {
+      if (to === 'ON_STAGE') sys.sgTimeline.push('on-stage', userId);
+    });
+  }
+  const ctx: Ctx = { sys, bb, roomTc, roomRaw };
+  const openDevicesMs = await bb.call('openDevices');
+  const clock = await bb.calibrate();
+
+  // One viewer per variant, alive for the whole benchmark.
+  await bb.call('tcJoin', 'viewer-tc', sys.sg.url, await sys.sg.token('viewer-tc', 'viewer', roomTc), false);
+  await bb.call(
+    'rawConnect',
+    'viewer-sg',
+    sys.sg.url,
+    { token: await sys.sg.token('viewer-sg', 'viewer', roomRaw) },
+    {
+      stagegate: true,
+      recv: true,
+      send: false,
+    },
+  );
+  await bb.call(
+    'rawConnect',
+    'viewer-bl',
+    sys.baseline.url,
+    { userId: 'viewer-bl' },
+    { stagegate: false, recv: true, send: false },
+  );
+
+  const cold = await runRounds(ctx, VARIANTS, opts.samples, 'cold', opts.log);
+  const warm = await runRounds(ctx, WARM_VARIANTS, opts.warmSamples, 'warm', opts.log);
+
+  await bb.call('tcLeave', 'viewer-tc');
+  await bb.call('rawClose', 'viewer-sg');
+  await bb.call('rawClose', 'viewer-bl');
+  return {
+    cold,
+    warm,
+    openDevicesMs: round(openDevicesMs),
+    clock: { offsetMs: round(clock.offsetMs, 3), rttMs: round(clock.rttMs, 3) },
+  };
+}
+
+async function runRounds(
+  ctx: Ctx,
+  variants: Variant[],
+  samples: number,
+  mode: 'cold' | 'warm',
+  log: (msg: string) => void,
+): Promise<Record<string, JoinVariantResult>> {
+  const raw: Record<string, { samples: JoinSample[]; failures: string[] }> = {};
+  for (const v of variants) raw[v] = { samples: [], failures: [] };
+  const warmSpeakers = new Set<Variant>();
+  const deadline = Date.now() + Math.max(30_000, samples * variants.length * 4000);
+  for (let i = 0; i < samples && Date.now() < deadline; i++) {
+    if (i % 10 === 0) await ctx.bb.calibrate();
+    for (const v of variants) {
+      try {
+        if (mode === 'warm' && !warmSpeakers.has(v)) {
+          await connectSpeaker(ctx, v, `spk-warm-${v.replace(/\W/g, '')}`);
+          warmSpeakers.add(v);
+          await oneSample(ctx, v, mode, -1); // the first join connects the send transport: not counted
+        }
+        raw[v]!.samples.push(await oneSample(ctx, v, mode, i));
+      } catch (err) {
+        raw[v]!.failures.push(String((err as Error).message ?? err));
+        log(`  join ${mode} ${v} #${i} failed: ${(err as Error).message}`);
+        await ctx.bb.call(v === 'stagegate/thin-client' ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+        warmSpeakers.delete(v);
+      }
+    }
+    if ((i + 1) % 10 === 0 || i + 1 === samples) {
+      const line = variants
+        .map((v) => `${v} p50 ${round(median(raw[v]!.samples.map((s) => s.firstFrame)), 1)} ms`)
+        .join(', ');
+      log(`  join ${mode} ${i + 1}/${samples}: ${line}`);
+    }
+  }
+  for (const v of warmSpeakers)
+    await ctx.bb.call(v === 'stagegate/thin-client' ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+
+  const out: Record<string, JoinVariantResult> = {};
+  for (const v of variants) {
+    const { samples: s, failures } = raw[v]!;
+    const keys = [...new Set(s.flatMap((x) => Object.keys(x.breakdown)))];
+    out[v] = {
+      samples: s,
+      failures,
+      firstFrame: summarize(s.map((x) => x.firstFrame)),
+      firstAudio: summarize(s.map((x) => x.firstAudio)),
+      joinResolved: summarize(s.map((x) => x.joinResolved)),
+      breakdownMedian: Object.fromEntries(keys.map((k) => [k, round(median(s.map((x) => x.breakdown[k] ?? NaN)))])),
+    };
+  }
+  return out;
+}
+
+async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<void> {
+  const { sys, bb } = ctx;
+  if (v === 'stagegate/thin-client') {
+    const r = await bb.call('tcJoin', 'spk', sys.sg.url, await sys.sg.token(userId, 'speaker', ctx.roomTc), true);
+    if (r.status !== 'ACCEPTED_TO_JOIN_STAGE') throw new Error(`speaker arrived ${r.status}`);
+  } else if (v === 'stagegate/raw') {
+    await bb.call(
+      'rawConnect',
+      'spk',
+      sys.sg.url,
+      { token: await sys.sg.token(userId, 'speaker', ctx.roomRaw) },
+      {
+        stagegate: true,
+        recv: false,
+        send: true,
+      },
+    );
+  } else {
+    await bb.call('rawConnect', 'spk', sys.baseline.url, { userId }, { stagegate: false, recv: false, send: true });
+  }
+}
+
+async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number): Promise<JoinSample> {
+  const { bb } = ctx;
+  const thin = v === 'stagegate/thin-client';
+  const userId = mode === 'cold' ? `spk-${v.replace(/\W/g, '')}-${i}` : `spk-warm-${v.replace(/\W/g, '')}`;
+  if (mode === 'cold') await connectSpeaker(ctx, v, userId);
+  await sleep(50); // let the prepared transport and the previous sample's tear-down settle
+
+  const j = await bb.call(thin ? 'tcStageJoin' : 'rawStageJoin', 'spk');
+  if (j.producerIds.length !== 2) throw new Error(`published ${j.producerIds.length} producers, not 2`);
+  const recs = await waitRecords(bb, j.producerIds, (r) => r.tFirstStats !== undefined, 8000);
+  // Give the tracer / rVFC a moment to report the first frame if getStats won.
+  await sleep(30);
+  const final = await Promise.all(j.producerIds.map((id) => bb.call('record', id)));
+  const video = final.find((r) => r?.kind === 'video') ?? recs.find((r) => r.kind === 'video');
+  const audio = final.find((r) => r?.kind === 'audio') ?? recs.find((r) => r.kind === 'audio');
+  if (!video || !audio) throw new Error('missing a received track');
+
+  const t0 = bb.toWall(j.t0);
+  const since = (pageT: number | undefined) => (pageT === undefined ? NaN : round(bb.toWall(pageT) - t0));
+  const frameT = Math.min(video.tFirstStats ?? Infinity, video.tFirstFrame ?? Infinity);
+  const tl = v.startsWith('baseline') ? ctx.sys.baselineTimeline : ctx.sys.sgTimeline;
+  const pv = j.producerIds.find((id) => final.find((r) => r?.producerId === id)?.kind === 'video')!;
+  const pa = j.producerIds.find((id) => id !== pv)!;
+  const s = (e: number | undefined) => (e === undefined ? NaN : round(e - t0));
+  const since0 = t0 - 5;
+  const breakdown: Record<string, number> = {
+    'server: ON_STAGE': s(tl.first('on-stage', userId, since0)),
+    'send transport ICE connected': s(
+      tl.first('ice:connected', `${userId}/send`, since0) ?? tl.first('ice:completed', `${userId}/send`, since0),
+    ),
+    'send transport DTLS connected': s(tl.first('dtls:connected', `${userId}/send`, since0)),
+    'audio producer created': s(tl.first('producer', pa, since0)),
+    'video producer created': s(tl.first('producer', pv, since0)),
+    'audio first RTP at producer': s(tl.first('producer-rtp', pa, since0)),
+    'video first RTP at producer': s(tl.first('producer-rtp', pv, since0)),
+    'video first key frame at producer': s(tl.first('producer-keyframe', pv, since0)),
+    'viewer video consumer created': s(tl.first('consumer', pv, since0)),
+    'viewer video consumer resumed': s(tl.first('consumer-resume', pv, since0)),
+    'viewer video first key frame sent': s(tl.first('consumer-keyframe', pv, since0)),
+    'viewer: video track added': since(video.tAdded),
+    'viewer: first frame received (rVFC receiveTime)': since(video.tFirstFrameReceived),
+    'viewer: first frame decoded (getStats)': since(video.tFirstStats),
+    'viewer: first frame painted (rVFC)': since(video.tFirstFrame),
+    'viewer: first audio bytes': since(audio.tFirstStats),
+    'speaker: join() resolved': since(j.tResolved),
+  };
+
+  // Tear down: cold closes the connection, warm leaves the stage; the viewer must see the tracks go.
+  if (mode === 'cold') await bb.call(thin ? 'tcLeave' : 'rawClose', 'spk');
+  else await bb.call(thin ? 'tcStageLeave' : 'rawStageLeave', 'spk');
+  await waitRecords(bb, j.producerIds, (r) => r.tRemoved !== undefined, 5000).catch(() => undefined);
+  await bb.call('forget', j.producerIds);
+
+  return {
+    firstFrame: since(Number.isFinite(frameT) ? frameT : undefined),
+    firstAudio: since(audio.tFirstStats),
+    joinResolved: since(j.tResolved),
+    breakdown,
+  };
+}
+
+async function waitRecords(
+  bb: BenchBrowser,
+  producerIds: string[],
+  done: (r: RecvRecord) => boolean,
+  timeoutMs: number,
+): Promise<RecvRecord[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const recs = (await Promise.all(producerIds.map((id) => bb.call('record', id)))) as (RecvRecord | undefined)[];
+    if (recs.every((r) => r && done(r))) return recs as RecvRecord[];
+    if (Date.now() > end) {
+      throw new Error(
+        `viewer: ${recs.filter((r) => r && done(r)).length}/${producerIds.length} tracks ready after ${timeoutMs} ms`,
+      );
+    }
+    await sleep(15);
+  }
+}
+
+/** Flattens a variant result for the JSON file (raw samples rounded). */
+export function rawSamples(r: JoinVariantResult) {
+  return {
+    firstFrame: roundAll(r.samples.map((s) => s.firstFrame)),
+    firstAudio: roundAll(r.samples.map((s) => s.firstAudio)),
+    joinResolved: roundAll(r.samples.map((s) => s.joinResolved)),
+  };
+}

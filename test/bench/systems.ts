@@ -1,0 +1,121 @@
+/**
+ * The two systems every benchmark compares, started side by side in this process: Stagegate
+ * (createStagegate via test/helpers/server.ts) and the baseline server, each on its own mediasoup
+ * worker created with the same settings. `MediaTimeline` timestamps what the workers do (transport
+ * ICE/DTLS, producer and consumer creation, first RTP, first key frame) from mediasoup's observer
+ * and trace events, identically for both systems.
+ */
+import type { types as ms } from 'mediasoup';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { createBaselineServer, createBenchWorker, type BaselineServer } from './baseline-server.js';
+import { wall } from './stats.js';
+
+export interface Systems {
+  sg: TestServer;
+  baseline: BaselineServer;
+  sgWorker: ms.Worker;
+  baselineWorker: ms.Worker;
+  sgTimeline: MediaTimeline;
+  baselineTimeline: MediaTimeline;
+  close(): Promise<void>;
+}
+
+export async function startSystems(opts: { timeline?: boolean } = {}): Promise<Systems> {
+  const [sgWorker, baselineWorker] = await Promise.all([createBenchWorker(), createBenchWorker()]);
+  const sgTimeline = new MediaTimeline();
+  const baselineTimeline = new MediaTimeline();
+  if (opts.timeline) {
+    sgTimeline.attach(sgWorker);
+    baselineTimeline.attach(baselineWorker);
+  }
+  const sg = await startServer({ extra: { workers: [sgWorker] } });
+  const baseline = await createBaselineServer({ worker: baselineWorker });
+  return {
+    sg,
+    baseline,
+    sgWorker,
+    baselineWorker,
+    sgTimeline,
+    baselineTimeline,
+    async close() {
+      await Promise.allSettled([sg.close(), baseline.close()]);
+      sgWorker.close();
+      baselineWorker.close();
+    },
+  };
+}
+
+export interface TimelineEvent {
+  /** Wall clock (epoch ms, sub-ms resolution) when this process learnt of it. */
+  t: number;
+  what: string;
+  /** Producer id (producer events), the consumed producer id (consumer events), or the transport's user. */
+  key: string;
+  kind?: string;
+}
+
+/**
+ * Timestamps of what the worker does, from mediasoup's observer API and trace events:
+ * `transport` (created) and `ice:<state>` / `dtls:<state>` keyed by `<userId>/<direction>`;
+ * `producer`, `producer-rtp` (first RTP packet), `producer-keyframe` keyed by producer id;
+ * `consumer`, `consumer-resume`, `consumer-rtp` (first RTP out), `consumer-keyframe` keyed by the
+ * consumed producer id; `producer-close` keyed by producer id.
+ */
+export class MediaTimeline {
+  readonly events: TimelineEvent[] = [];
+  #max = 20_000;
+
+  attach(worker: ms.Worker): void {
+    worker.observer.on('newrouter', (router) => router.observer.on('newtransport', (t) => this.#transport(t)));
+  }
+
+  push(what: string, key: string, kind?: string): void {
+    if (this.events.length >= this.#max) this.events.splice(0, this.#max / 2);
+    this.events.push(kind ? { t: wall(), what, key, kind } : { t: wall(), what, key });
+  }
+
+  /** First event named `what` for `key` at or after `since`. */
+  first(what: string, key: string, since: number): number | undefined {
+    return this.events.find((e) => e.what === what && e.key === key && e.t >= since)?.t;
+  }
+
+  clear(): void {
+    this.events.length = 0;
+  }
+
+  #transport(t: ms.Transport): void {
+    const owner = `${String(t.appData.userId ?? '?')}/${String(t.appData.direction ?? t.type)}`;
+    this.push('transport', owner);
+    if (t.type === 'webrtc') {
+      const w = t as ms.WebRtcTransport;
+      w.on('icestatechange', (s) => this.push(`ice:${s}`, owner));
+      w.on('dtlsstatechange', (s) => this.push(`dtls:${s}`, owner));
+    }
+    t.observer.on('newproducer', (p) => {
+      this.push('producer', p.id, p.kind);
+      p.observer.once('close', () => this.push('producer-close', p.id, p.kind));
+      const seen = new Set<string>();
+      p.on('trace', (tr) => {
+        if (seen.has(tr.type)) return;
+        seen.add(tr.type);
+        this.push(`producer-${tr.type}`, p.id, p.kind);
+        if (seen.has('rtp') && (p.kind === 'audio' || seen.has('keyframe')))
+          void p.enableTraceEvent([]).catch(() => undefined);
+      });
+      void p.enableTraceEvent(p.kind === 'video' ? ['rtp', 'keyframe'] : ['rtp']).catch(() => undefined);
+    });
+    t.observer.on('newconsumer', (c) => {
+      this.push('consumer', c.producerId, c.kind);
+      c.observer.on('resume', () => this.push('consumer-resume', c.producerId, c.kind));
+      const seen = new Set<string>();
+      c.on('trace', (tr) => {
+        if (tr.direction !== 'out' || seen.has(tr.type)) return;
+        seen.add(tr.type);
+        this.push(`consumer-${tr.type}`, c.producerId, c.kind);
+        if (seen.has('rtp') && (c.kind === 'audio' || seen.has('keyframe')))
+          void c.enableTraceEvent([]).catch(() => undefined);
+      });
+      void c.enableTraceEvent(c.kind === 'video' ? ['rtp', 'keyframe'] : ['rtp']).catch(() => undefined);
+    });
+  }
+}
