@@ -15,6 +15,7 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { StagegateError } from '../shared/errors.js';
 import type {
+  BatchNotification,
   Ack,
   NotificationName,
   Notifications,
@@ -62,9 +63,12 @@ export class Signaling {
   /** Rejects the connection attempt in progress (on `close()` or a newer `reconnect()`). */
   #abortOpen: ((err: StagegateError) => void) | undefined;
   #closed = false;
+  /** Our user id, from the token (a JWT's `sub`): `batch` items name the user they skip. */
+  readonly #userId: string | undefined;
 
   private constructor(opts: SignalingOptions) {
     this.#opts = opts;
+    this.#userId = subjectOf(opts.token);
     this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#socket = this.#createSocket();
   }
@@ -122,11 +126,18 @@ export class Signaling {
       auth,
       autoConnect: false,
     });
-    socket.onAny((event: string, data: unknown) => {
-      if (socket !== this.#socket) return; // a replaced socket
+    const receive = (event: string, data: unknown) => {
       // goodbye at once even while held: it decides how the disconnect that follows is handled
       if (this.#held && event !== 'goodbye') this.#held.push([event, data]);
       else this.#dispatch(event, data);
+    };
+    socket.onAny((event: string, data: unknown) => {
+      if (socket !== this.#socket) return; // a replaced socket
+      if (event !== 'batch') return receive(event, data);
+      // the room's notifications of one server turn, in order; skip those not meant for us
+      for (const [name, item, except] of (data as BatchNotification).items) {
+        if (except !== this.#userId) receive(name, item);
+      }
     });
     socket.on('disconnect', (reason: string) => {
       if (socket !== this.#socket) return;
@@ -282,4 +293,16 @@ function isAck(value: unknown): value is Ack<unknown> {
   const v = value as { ok?: unknown; error?: unknown };
   if (v.ok === true) return true;
   return v.ok === false && wireErrorOf(v.error) !== undefined;
+}
+
+/** The `sub` claim of a JWT, read without verifying it (the server did). */
+function subjectOf(token: string): string | undefined {
+  try {
+    const payload = token.split('.')[1] ?? '';
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const sub = (JSON.parse(json) as { sub?: unknown }).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -20,7 +20,8 @@ import { createStatic } from './http/static.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkerPool } from './media/WorkerPool.js';
 import { RoomRegistry } from './room/RoomRegistry.js';
-import { attachSignaling, roomKey, userKey } from './signaling/signaling.js';
+import { Outbox } from './signaling/outbox.js';
+import { attachSignaling } from './signaling/signaling.js';
 
 export { StagegateError } from '../shared/errors.js';
 export type { Config, ConfigInput } from './config.js';
@@ -100,13 +101,11 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       cors: { origin: true },
     });
 
+  const outbox = new Outbox(io);
   const rooms = new RoomRegistry({
     pool,
     channelFor: (roomId) => ({
-      toAll: (name, data, exceptUserId) => {
-        const target = io.to(roomKey(roomId));
-        (exceptUserId ? target.except(userKey(roomId, exceptUserId)) : target).emit(name, data);
-      },
+      toAll: (name, data, exceptUserId) => outbox.broadcast(roomId, name, data, exceptUserId),
     }),
     rtc: { listenIp: config.rtcListenIp, announcedAddress: config.rtcAnnouncedAddress },
     log,
@@ -118,6 +117,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     rooms,
     tokens,
     log,
+    outbox,
     limits: { requestsPerSecond: config.requestsPerSecond, stageActionsPerSecond: config.stageActionsPerSecond },
     onRequest: (method, outcome) => metrics.countRequest(method, outcome),
   });
@@ -187,6 +187,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     },
     close() {
       closing ??= (async () => {
+        outbox.flush();
         rooms.closeAll('server-shutdown');
         // sockets that never joined a room are told too
         for (const socket of io.of('/').sockets.values()) {

@@ -214,3 +214,20 @@ export interface Notifications {
   goodbye: { reason: 'replaced' | 'removed-from-room' | 'room-closed' | 'server-shutdown' };
 }
 export type NotificationName = keyof Notifications;
+
+/**
+ * One room notification inside a `batch`: name, data, and the user it is not meant for (the
+ * one the event is about, who learns it otherwise). A client skips items whose third element
+ * is its own user id.
+ */
+export type BatchItem = {
+  [N in NotificationName]: [N, Notifications[N]] | [N, Notifications[N], string];
+}[NotificationName];
+
+/**
+ * The server coalesces the room notifications of one event-loop turn into one `batch` event
+ * (`{ items: BatchItem[] }`), delivered in order; a single one is sent as a plain event.
+ */
+export interface BatchNotification {
+  items: BatchItem[];
+}

@@ -11,10 +11,10 @@ import type { ParticipantSession } from '../room/Participant.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import type { Room } from '../room/Room.js';
 import { handlers, type ConnectionContext } from './handlers.js';
+import { roomKey, userKey, type Outbox } from './outbox.js';
 import { TokenBucket } from './rateLimit.js';
 
-export const roomKey = (roomId: string) => `room:${roomId}`;
-export const userKey = (roomId: string, userId: string) => `user:${roomId}:${userId}`;
+export { roomKey, userKey } from './outbox.js';
 
 interface SocketData {
   token: VerifiedToken;
@@ -29,11 +29,13 @@ export interface SignalingDeps {
   tokens: TokenService;
   log: Logger;
   limits: { requestsPerSecond: number; stageActionsPerSecond: number };
+  /** Room broadcasts and acks leave through it (coalesced per event-loop turn). */
+  outbox: Outbox;
   /** Called after every request with its outcome ('ok' or the error code), for metrics. */
   onRequest?: (method: RequestMethod, outcome: string) => void;
 }
 
-export function attachSignaling({ io, rooms, tokens, log, limits, onRequest }: SignalingDeps): void {
+export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequest }: SignalingDeps): void {
   io.use((socket, next) => {
     authenticate(socket.handshake.auth, tokens, rooms).then(
       (data) => {
@@ -75,7 +77,7 @@ export function attachSignaling({ io, rooms, tokens, log, limits, onRequest }: S
       socket.on(
         method,
         (...args: unknown[]) =>
-          void dispatch(method, args, ctx, socket, clog, buckets).then((outcome) => onRequest?.(method, outcome)),
+          void dispatch(method, args, ctx, clog, buckets, outbox).then((outcome) => onRequest?.(method, outcome)),
       );
     }
     socket.on('disconnect', (reason) => {
@@ -99,9 +101,9 @@ async function dispatch(
   method: RequestMethod,
   args: unknown[],
   ctx: ConnectionContext,
-  socket: Socket,
   log: Logger,
   buckets: Buckets,
+  outbox: Outbox,
 ): Promise<string> {
   const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<unknown>) => void) : undefined;
   const started = performance.now();
@@ -134,7 +136,8 @@ async function dispatch(
   const ms = Math.round((performance.now() - started) * 100) / 100;
   if (reply.ok) log.debug({ method, ms }, '<== request ok');
   else log.info({ method, ms, code: reply.error.code, reason: reply.error.message }, '<== request refused');
-  if (ack && socket.connected) ack(reply);
+  // behind the broadcasts this request caused, as if they had been sent at once
+  if (ack) outbox.ack(() => ack(reply));
   return reply.ok ? 'ok' : reply.error.code;
 }
 

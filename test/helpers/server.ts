@@ -6,7 +6,14 @@
 import { io, type Socket } from 'socket.io-client';
 import type { TokenClaims } from '../../server/auth/tokens.js';
 import { createStagegate, type Stagegate, type StagegateOptions } from '../../server/index.js';
-import type { Ack, NotificationName, Notifications, RequestMethod, Responses } from '../../shared/protocol.js';
+import type {
+  Ack,
+  BatchNotification,
+  NotificationName,
+  Notifications,
+  RequestMethod,
+  Responses,
+} from '../../shared/protocol.js';
 import type { ConfigInput } from '../../server/config.js';
 
 export interface TestServer {
@@ -50,12 +57,19 @@ export function connectRaw(url: string, auth: Record<string, unknown>): Promise<
   const socket = io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
   const received: { name: string; data: unknown }[] = [];
   const waiters: { name: string; resolve: (d: unknown) => void }[] = [];
-  socket.onAny((name: string, data: unknown) => {
+  const self = typeof auth.token === 'string' ? subjectOf(auth.token) : undefined;
+  const receive = (name: string, data: unknown) => {
     received.push({ name, data });
     for (const w of waiters.filter((x) => x.name === name)) {
       waiters.splice(waiters.indexOf(w), 1);
       w.resolve(data);
     }
+  };
+  socket.onAny((name: string, data: unknown) => {
+    if (name !== 'batch') return receive(name, data);
+    // coalesced room notifications: skip those not meant for us, as the client does
+    for (const [item, itemData, except] of (data as BatchNotification).items)
+      if (except !== self) receive(item, itemData);
   });
   const client: RawClient = {
     socket,
@@ -130,5 +144,13 @@ export async function until(
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function subjectOf(token: string): string | undefined {
+  try {
+    return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()).sub;
+  } catch {
+    return undefined;
   }
 }
