@@ -249,7 +249,7 @@ async function oneKick(side: SystemSide) {
   const consumerClosed: number[] = [];
   let resolveAll!: () => void;
   const allTold = new Promise<void>((r) => (resolveAll = r));
-  const listeners: [RawClient, string, (d: { producerId: string }) => void][] = [];
+  const unsubscribe: (() => void)[] = [];
   const check = () => producerClosed.length >= expected && consumerClosed.length >= expected && resolveAll();
   let t0 = 0;
   for (const c of side.receivers) {
@@ -261,9 +261,8 @@ async function oneKick(side: SystemSide) {
       if (producers.some((p) => p.id === d.producerId)) consumerClosed.push(wall() - t0);
       check();
     };
-    c.socket.on('producerClosed', onP);
-    c.socket.on('consumerClosed', onC);
-    listeners.push([c, 'producerClosed', onP], [c, 'consumerClosed', onC]);
+    // through RawClient.on: these arrive inside the server's coalesced 'batch' frames
+    unsubscribe.push(c.on('producerClosed', onP), c.on('consumerClosed', onC));
   }
   let closeEvent = NaN;
   const inWorker = new Promise<number>((resolve, reject) => {
@@ -282,7 +281,7 @@ async function oneKick(side: SystemSide) {
   await withTimeout(allTold, 5000, `${expected} producerClosed + consumerClosed`).catch((e: Error) => {
     throw new Error(`${e.message} (got ${producerClosed.length} + ${consumerClosed.length})`);
   });
-  for (const [c, name, fn] of listeners) c.socket.off(name, fn as never);
+  for (const off of unsubscribe) off();
   // One idle dump round trip, for the slack in `workerClosed`.
   const d0 = wall();
   await side.dump();

@@ -49,6 +49,8 @@ export interface RawClient {
   /** Every notification received so far, in order. */
   received: { name: string; data: unknown }[];
   next<N extends NotificationName>(name: N, timeoutMs?: number): Promise<Notifications[N]>;
+  /** Calls `listener` for every `name` notification (also those inside batches); returns an unsubscribe. */
+  on<N extends NotificationName>(name: N, listener: (data: Notifications[N]) => void): () => void;
   close(): void;
 }
 
@@ -58,8 +60,10 @@ export function connectRaw(url: string, auth: Record<string, unknown>): Promise<
   const received: { name: string; data: unknown }[] = [];
   const waiters: { name: string; resolve: (d: unknown) => void }[] = [];
   const self = typeof auth.token === 'string' ? subjectOf(auth.token) : undefined;
+  const listeners = new Set<{ name: string; fn: (d: unknown) => void }>();
   const receive = (name: string, data: unknown) => {
     received.push({ name, data });
+    for (const l of [...listeners]) if (l.name === name) l.fn(data);
     for (const w of waiters.filter((x) => x.name === name)) {
       waiters.splice(waiters.indexOf(w), 1);
       w.resolve(data);
@@ -92,6 +96,11 @@ export function connectRaw(url: string, auth: Record<string, unknown>): Promise<
           },
         });
       }),
+    on(name, listener) {
+      const entry = { name, fn: listener as (d: unknown) => void };
+      listeners.add(entry);
+      return () => void listeners.delete(entry);
+    },
     close: () => void socket.disconnect(),
   };
   return new Promise((resolve, reject) => {
