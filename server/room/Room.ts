@@ -25,20 +25,9 @@ import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js'
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { Stage, type StageChangeReason } from '../stage/Stage.js';
+import { MEDIA_CODECS, SOCKET_BUFFER_BYTES, kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
-
-export const MEDIA_CODECS: ms.RouterRtpCodecCapability[] = [
-  { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 },
-  { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, parameters: { 'x-google-start-bitrate': 1000 } },
-  {
-    kind: 'video',
-    mimeType: 'video/H264',
-    clockRate: 90000,
-    parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 },
-  },
-];
-
-const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+import { forwardStageEvents } from './stageEvents.js';
 
 export interface RtcOptions {
   listenIp: string;
@@ -76,7 +65,8 @@ export class Room {
     readonly reconnectGraceMs: number,
   ) {
     this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
-    this.#wireStage();
+    this.#gateMedia();
+    forwardStageEvents(this.stage, this.participants, channel, log);
   }
 
   static async create(opts: {
@@ -205,8 +195,6 @@ export class Room {
     if (direction === 'send')
       this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
     const { listenIp, announcedAddress } = this.rtc;
-    // Larger socket buffers: under fan-out load the worker otherwise drops incoming packets in
-    // the kernel while it sends a key-frame burst to hundreds of consumers (benchmark 3).
     const buffers = { recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES };
     const listen = announcedAddress ? { ip: listenIp, announcedAddress, ...buffers } : { ip: listenIp, ...buffers };
     const transport = await this.router.createWebRtcTransport({
@@ -372,41 +360,18 @@ export class Room {
   }
 
   // ------------------------------------------------------------------ internals
-  #wireStage(): void {
-    const s = this.stage;
-    const hosts = () => [...this.participants.values()].filter((p) => p.preset.acceptStageRequests);
-    const toUser = <N extends NotificationName>(userId: string, name: N, data: Notifications[N]) =>
-      this.participants.get(userId)?.session.notify(name, data);
-    const toHosts = <N extends NotificationName>(name: N, data: Notifications[N]) => {
-      for (const h of hosts()) h.session.notify(name, data);
-    };
-
-    s.on('statusChanged', ({ userId, from, to, reason, by }) => {
+  /** Media gating: every exit from ON_STAGE closes the producers right here, before anyone is told. */
+  #gateMedia(): void {
+    this.stage.on('statusChanged', ({ userId, from, to, reason }) => {
       const p = this.participants.get(userId);
-      this.log.info({ userId, from, to, reason, by }, 'stage status changed');
-      // A member's first status is in their joinRoom snapshot and everyone's participantJoined.
-      if (reason === 'join-room') return;
-      if (p && from === 'ON_STAGE' && to !== 'ON_STAGE') {
+      if (!p || reason === 'join-room') return;
+      if (from === 'ON_STAGE' && to !== 'ON_STAGE') {
         p.stageEpoch++;
         const why = CLOSE_REASON[reason] ?? 'left-stage';
         for (const staged of p.closeProducers()) this.#dropProducer(p, staged, why);
       }
-      if (p && (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE')) p.closeSendTransport();
-      toUser(userId, 'stageStatusUpdate', by ? { old: from, new: to, by } : { old: from, new: to });
-      this.channel.toAll('peerStageStatusUpdate', { userId, old: from, new: to }, userId);
+      if (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE') p.closeSendTransport();
     });
-    s.on('requestsChanged', (requests) => toHosts('stageAccessRequestUpdate', { requests }));
-    s.on('newRequest', (request) => toHosts('newStageRequest', { request }));
-    s.on('requestApproved', ({ userId, by, invited }) => {
-      toUser(userId, 'stageAccessRequestAccepted', { by, invited });
-      toHosts('stageRequestApproved', { userId, by, invited });
-    });
-    s.on('requestRejected', (e) => {
-      toUser(e.userId, 'stageRequestRejected', e);
-      for (const h of hosts()) if (h.id !== e.userId) h.session.notify('stageRequestRejected', e);
-    });
-    s.on('removed', ({ userId, by }) => toUser(userId, 'removedFromStage', { by }));
-    s.on('modeChanged', ({ mode, by }) => this.channel.toAll('stageModeUpdate', { mode, by }));
   }
 
   /** Closes every media object of `p`, telling everyone about the producers. */
@@ -441,22 +406,4 @@ export class Room {
   #assertOpen(): void {
     if (this.#closed) throw new StagegateError('NOT_FOUND', `room ${this.id} is closed`);
   }
-}
-
-/**
- * An error from a worker call that carried client-supplied parameters (DTLS, RTP): mediasoup
- * validates them in the worker and answers a plain Error (duplicate SSRC or MID, bad
- * fingerprint...). That is the client's fault, so INVALID_REQUEST, not INTERNAL.
- */
-function workerRefusal(err: unknown): unknown {
-  if (err instanceof StagegateError || !(err instanceof Error)) return err;
-  if (err.name === 'InvalidStateError') return err;
-  return new StagegateError('INVALID_REQUEST', `the media server refused the parameters: ${err.message}`);
-}
-
-/** The media kind of RTP parameters, from their codecs' MIME types; undefined when mixed. */
-export function kindOfRtp(rtp: ms.RtpParameters): MediaKind | undefined {
-  const kinds = new Set(rtp.codecs.map((c) => c.mimeType.split('/')[0]?.toLowerCase()));
-  const [only] = kinds;
-  return kinds.size === 1 && (only === 'audio' || only === 'video') ? only : undefined;
 }

@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net';
 import * as mediasoup from 'mediasoup';
 import type { types as ms } from 'mediasoup';
 import { Server as IoServer, type Socket } from 'socket.io';
-import { MEDIA_CODECS } from '../../server/room/Room.js';
+import { MEDIA_CODECS } from '../../server/media/rtp.js';
 import { LIMITS, requestSchemas, type ProducerInfo } from '../../shared/protocol.js';
 
 const ROOM = 'baseline';
