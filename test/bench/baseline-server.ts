@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net';
 import * as mediasoup from 'mediasoup';
 import type { types as ms } from 'mediasoup';
 import { Server as IoServer, type Socket } from 'socket.io';
-import { MEDIA_CODECS } from '../../server/media/rtp.js';
+import { MEDIA_CODECS, SOCKET_BUFFER_BYTES } from '../../server/media/rtp.js';
 import { LIMITS, requestSchemas, type ProducerInfo } from '../../shared/protocol.js';
 
 const ROOM = 'baseline';
@@ -110,9 +110,10 @@ export async function createBaselineServer(opts: BaselineOptions = {}): Promise<
     },
     async createTransport(peer, { direction }) {
       const transport = await router.createWebRtcTransport({
+        // same socket buffers as Stagegate's transports: the media path must be the same
         listenInfos: [
-          { protocol: 'udp', ip: listenIp },
-          { protocol: 'tcp', ip: listenIp },
+          { protocol: 'udp', ip: listenIp, recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES },
+          { protocol: 'tcp', ip: listenIp, recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES },
         ],
         preferUdp: true,
         appData: { userId: peer.id, direction },
