@@ -16,10 +16,8 @@ import {
   type StageStatus,
 } from '../index.js';
 import {
-  LocalMedia,
   MODE_HELP,
   MODE_TEXT,
-  StageView,
   avatar,
   byId,
   clearNotice,
@@ -35,9 +33,9 @@ import {
   setStatusBadge,
   personRow,
   toast,
-  type TileSpec,
   wireConnectionNotices,
 } from './ui.js';
+import { LocalMedia, StageView, type TileSpec } from './media.js';
 
 declare global {
   interface Window {

@@ -12,7 +12,8 @@
  * stats of the receiver that carries the remote track.
  */
 import { joinMeeting, type Meeting } from '../index.js';
-import { AudioMeter, byId, createDemoRoom, demoToken, errorText, notice } from './ui.js';
+import { byId, createDemoRoom, demoToken, errorText, notice } from './ui.js';
+import { AudioMeter } from './media.js';
 
 const pcs: RTCPeerConnection[] = [];
 {

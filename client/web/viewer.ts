@@ -9,9 +9,7 @@
  */
 import { joinMeeting, type Meeting, type StageStatus } from '../index.js';
 import {
-  LocalMedia,
   MODE_TEXT,
-  StageView,
   byId,
   clearNotice,
   demoToken,
@@ -23,9 +21,9 @@ import {
   setStatusBadge,
   toast,
   personRow,
-  type TileSpec,
   wireConnectionNotices,
 } from './ui.js';
+import { LocalMedia, StageView, type TileSpec } from './media.js';
 
 declare global {
   interface Window {

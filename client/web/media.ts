@@ -1,0 +1,306 @@
+/**
+ * What the pages show of media: audio level meters (WebAudio), video tiles, the stage grid, and
+ * the camera and microphone the page opens itself (app-owned tracks handed to the thin client).
+ */
+import type { AllowedKinds, LocalTracks } from '../index.js';
+import { StagegateError } from '../../shared/errors.js';
+import { h, initials } from './ui.js';
+// ------------------------------------------------------------------ audio levels
+let audioContext: AudioContext | undefined;
+function getAudioContext(): AudioContext | undefined {
+  if (typeof AudioContext === 'undefined') return undefined;
+  audioContext ??= new AudioContext();
+  if (audioContext.state === 'suspended') void audioContext.resume().catch(() => undefined);
+  return audioContext;
+}
+// Browsers start an AudioContext suspended until a user gesture: resume it on the first click.
+addEventListener('pointerdown', () => void audioContext?.resume().catch(() => undefined), { capture: true });
+
+const meters = new Set<AudioMeter>();
+/** A timer, not requestAnimationFrame: a host console in a background tab keeps metering. */
+let meterTimer: ReturnType<typeof setInterval> | undefined;
+function tickMeters(): void {
+  for (const m of meters) m.update();
+  if (!meters.size && meterTimer) {
+    clearInterval(meterTimer);
+    meterTimer = undefined;
+  }
+}
+
+/** An AnalyserNode on one audio track, drawn into a bar; marks the tile as speaking. */
+export class AudioMeter {
+  readonly #source: MediaStreamAudioSourceNode;
+  readonly #analyser: AnalyserNode;
+  readonly #data: Uint8Array<ArrayBuffer>;
+  #level = 0;
+
+  private constructor(
+    ctx: AudioContext,
+    readonly track: MediaStreamTrack,
+    private readonly bar: HTMLElement,
+    private readonly tile: HTMLElement,
+  ) {
+    this.#source = ctx.createMediaStreamSource(new MediaStream([track]));
+    this.#analyser = ctx.createAnalyser();
+    this.#analyser.fftSize = 512;
+    this.#analyser.smoothingTimeConstant = 0.6;
+    this.#data = new Uint8Array(this.#analyser.fftSize);
+    this.#source.connect(this.#analyser);
+    meters.add(this);
+    meterTimer ??= setInterval(tickMeters, 60);
+  }
+
+  static attach(track: MediaStreamTrack, bar: HTMLElement, tile: HTMLElement): AudioMeter | undefined {
+    const ctx = getAudioContext();
+    if (!ctx) return undefined;
+    try {
+      return new AudioMeter(ctx, track, bar, tile);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** 0..1, smoothed. */
+  get level(): number {
+    return this.#level;
+  }
+
+  update(): void {
+    this.#analyser.getByteTimeDomainData(this.#data);
+    let sum = 0;
+    for (const v of this.#data) {
+      const x = (v - 128) / 128;
+      sum += x * x;
+    }
+    const rms = Math.sqrt(sum / this.#data.length);
+    // Perceptual-ish scale: -60 dBFS → 0, 0 dBFS → 1.
+    const db = 20 * Math.log10(rms || 1e-6);
+    const target = Math.min(1, Math.max(0, (db + 60) / 60));
+    this.#level = target > this.#level ? target : this.#level * 0.85 + target * 0.15;
+    this.bar.style.width = `${Math.round(this.#level * 100)}%`;
+    this.tile.classList.toggle('speaking', this.#level > 0.45);
+    this.tile.dataset.audioLevel = this.#level.toFixed(2);
+  }
+
+  stop(): void {
+    meters.delete(this);
+    this.#source.disconnect();
+    this.bar.style.width = '0%';
+    this.tile.classList.remove('speaking');
+  }
+}
+
+// ------------------------------------------------------------------ tiles
+export interface TileSpec {
+  id: string;
+  name: string;
+  /** The local participant: mirrored, muted, "You" tag. */
+  self?: boolean;
+  video?: MediaStreamTrack | undefined;
+  audio?: MediaStreamTrack | undefined;
+  /** Shows a "Remove" action on the tile. */
+  onRemove?: (() => void) | undefined;
+}
+
+/** One participant on stage: video (or avatar), name, audio level meter; plays remote audio. */
+export class Tile {
+  readonly el: HTMLDivElement;
+  readonly #video: HTMLVideoElement;
+  readonly #audio: HTMLAudioElement;
+  readonly #avatar: HTMLDivElement;
+  readonly #name: HTMLSpanElement;
+  readonly #bar: HTMLElement;
+  readonly #actions: HTMLDivElement;
+  #videoTrack: MediaStreamTrack | undefined;
+  #audioTrack: MediaStreamTrack | undefined;
+  #meter: AudioMeter | undefined;
+  #removable = false;
+  #onRemove: (() => void) | undefined;
+
+  constructor(spec: TileSpec) {
+    this.#video = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'tile-video' });
+    this.#video.muted = true;
+    if (spec.self) this.#video.classList.add('mirror');
+    this.#audio = h('audio', { autoplay: true });
+    this.#avatar = h('div', { class: 'avatar' }, h('span', {}, initials(spec.name)));
+    this.#name = h('span', { class: 'name', 'data-testid': 'tile-name' }, spec.name);
+    this.#bar = h('i');
+    this.#actions = h('div', { class: 'tile-actions' });
+    this.el = h(
+      'div',
+      {
+        class: 'tile',
+        'data-testid': 'stage-tile',
+        'data-user-id': spec.id,
+        'data-self': spec.self ? 'true' : undefined,
+      },
+      this.#video,
+      this.#avatar,
+      this.#actions,
+      h(
+        'div',
+        { class: 'label' },
+        this.#name,
+        spec.self ? h('span', { class: 'you' }, 'You') : null,
+        h('span', { class: 'meter', 'data-testid': 'audio-meter', title: 'Audio level' }, this.#bar),
+      ),
+      this.#audio,
+    );
+    this.update(spec);
+  }
+
+  update(spec: TileSpec): void {
+    if (this.#name.textContent !== spec.name) this.#name.textContent = spec.name;
+    if (spec.video !== this.#videoTrack) {
+      this.#videoTrack = spec.video;
+      this.#video.srcObject = spec.video ? new MediaStream([spec.video]) : null;
+      if (spec.video) void this.#video.play().catch(() => undefined);
+    }
+    this.#avatar.hidden = !!spec.video;
+    this.#video.hidden = !spec.video;
+    if (spec.audio !== this.#audioTrack) {
+      this.#audioTrack = spec.audio;
+      this.#meter?.stop();
+      this.#meter = undefined;
+      // Never play our own microphone back. Remote audio must also play in a media element for
+      // Chromium to feed WebAudio from it.
+      this.#audio.srcObject = spec.audio && !spec.self ? new MediaStream([spec.audio]) : null;
+      if (spec.audio && !spec.self) void this.#audio.play().catch(() => undefined);
+      if (spec.audio) this.#meter = AudioMeter.attach(spec.audio, this.#bar, this.el);
+    }
+    const removable = !!spec.onRemove;
+    this.#onRemove = spec.onRemove;
+    if (removable !== this.#removable) {
+      this.#removable = removable;
+      this.#actions.replaceChildren();
+      if (removable) {
+        this.#actions.append(
+          h(
+            'button',
+            {
+              class: 'small',
+              'data-testid': 'tile-remove-button',
+              title: 'Remove from stage',
+              onclick: () => this.#onRemove?.(),
+            },
+            'Remove',
+          ),
+        );
+      }
+    }
+  }
+
+  destroy(): void {
+    this.#meter?.stop();
+    this.#video.srcObject = null;
+    this.#audio.srcObject = null;
+    this.el.remove();
+  }
+}
+
+/** The stage grid: reconciles tiles by participant id (keeps elements, so video never restarts). */
+export class StageView {
+  readonly #tiles = new Map<string, Tile>();
+  readonly #empty: HTMLElement;
+
+  constructor(
+    private readonly grid: HTMLElement,
+    emptyTitle: string,
+    emptyText: string,
+  ) {
+    this.#empty = h(
+      'div',
+      { class: 'stage-empty', 'data-testid': 'stage-empty' },
+      h('strong', {}, emptyTitle),
+      emptyText,
+    );
+  }
+
+  get size(): number {
+    return this.#tiles.size;
+  }
+
+  render(specs: TileSpec[]): void {
+    const keep = new Set(specs.map((s) => s.id));
+    for (const [id, tile] of this.#tiles) {
+      if (!keep.has(id)) {
+        tile.destroy();
+        this.#tiles.delete(id);
+      }
+    }
+    for (const spec of specs) {
+      let tile = this.#tiles.get(spec.id);
+      if (tile) tile.update(spec);
+      else {
+        tile = new Tile(spec);
+        this.#tiles.set(spec.id, tile);
+      }
+      this.grid.append(tile.el); // appending an attached node moves it: keeps the order of specs
+    }
+    if (specs.length === 0) this.grid.append(this.#empty);
+    else this.#empty.remove();
+  }
+
+  clear(): void {
+    this.render([]);
+  }
+}
+
+// ------------------------------------------------------------------ local media (app-owned)
+/**
+ * The local camera and microphone, owned by the page (not the client): opened for the device
+ * preview, then handed to the client when the participant goes on stage (`tracks` option of
+ * joinMeeting), so the camera is opened once. The page stops them when leaving the stage.
+ */
+export class LocalMedia {
+  #stream: MediaStream | undefined;
+  #opening: Promise<MediaStream> | undefined;
+
+  get stream(): MediaStream | undefined {
+    return this.#stream;
+  }
+
+  get live(): boolean {
+    return !!this.#stream && this.#stream.getTracks().some((t) => t.readyState === 'live');
+  }
+
+  /** Opens camera + microphone (once; concurrent callers share the request). */
+  open(kinds: AllowedKinds = { audio: true, video: true }): Promise<MediaStream> {
+    if (this.live && this.#stream) return Promise.resolve(this.#stream);
+    if (this.#opening) return this.#opening;
+    const opening = navigator.mediaDevices
+      .getUserMedia({
+        audio: kinds.audio,
+        video: kinds.video ? { width: { ideal: 1280 }, height: { ideal: 720 } } : false,
+      })
+      .then((stream) => {
+        if (this.#opening !== opening) {
+          // stop() was called while the permission prompt was open.
+          for (const t of stream.getTracks()) t.stop();
+          throw new StagegateError('INVALID_STATE', 'the camera was closed while it opened');
+        }
+        this.#stream = stream;
+        return stream;
+      })
+      .finally(() => {
+        if (this.#opening === opening) this.#opening = undefined;
+      });
+    this.#opening = opening;
+    return opening;
+  }
+
+  /** For joinMeeting's `tracks` option: the preview's tracks, or freshly opened ones. */
+  async tracksFor(allowed: AllowedKinds): Promise<LocalTracks> {
+    const stream = await this.open(allowed);
+    return {
+      audio: allowed.audio ? stream.getAudioTracks()[0] : undefined,
+      video: allowed.video ? stream.getVideoTracks()[0] : undefined,
+    };
+  }
+
+  stop(): void {
+    this.#opening = undefined;
+    for (const t of this.#stream?.getTracks() ?? []) t.stop();
+    this.#stream = undefined;
+  }
+}
