@@ -20,7 +20,6 @@ import {
   MODE_TEXT,
   avatar,
   byId,
-  clearNotice,
   clock,
   copyText,
   demoToken,
@@ -34,24 +33,13 @@ import {
   personRow,
   toast,
   wireConnectionNotices,
+  runLobby,
+  codeOf,
 } from './ui.js';
 import { LocalMedia, StageView, type TileSpec } from './media.js';
 
-declare global {
-  interface Window {
-    /** The joined meeting, for tests and debugging from the console. */
-    __meeting?: Meeting;
-  }
-}
-
 const roomId = params().get('room')?.trim() ?? '';
 const hostKey = params().get('key')?.trim() ?? '';
-const lobby = byId('lobby');
-const lobbyForm = byId<HTMLFormElement>('lobby-form');
-const nameInput = byId<HTMLInputElement>('name-input');
-const joinButton = byId<HTMLButtonElement>('join-button');
-const lobbyError = byId('lobby-error');
-const roomEl = byId('room');
 const notices = byId('notices');
 const modeBadge = byId('mode-badge');
 const liveDot = byId('live-dot');
@@ -70,19 +58,6 @@ const stage = new StageView(
 );
 
 byId('room-id').textContent = roomId || '—';
-nameInput.value = params().get('name') ?? localStorage.getItem('stagegate.hostName') ?? 'Host';
-
-if (!roomId || !hostKey) {
-  lobbyForm.hidden = true;
-  notice(lobbyError, 'error', 'This is not a complete host link (it needs a room and a host key).', 'lobby');
-  lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, '← Create a room')));
-}
-
-lobbyForm.addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  void enter(nameInput.value.trim());
-});
-
 // ------------------------------------------------------------------ state
 const local = new LocalMedia();
 let meeting: Meeting | undefined;
@@ -90,49 +65,41 @@ let requests: AccessRequest[] = [];
 /** Actions in flight, by key: their buttons stay disabled. */
 const pending = new Set<string>();
 
-async function enter(name: string): Promise<void> {
-  if (!name) {
-    nameInput.focus();
-    return;
-  }
-  localStorage.setItem('stagegate.hostName', name);
-  joinButton.disabled = true;
-  joinButton.textContent = 'Opening…';
-  clearNotice(lobbyError, 'lobby');
-  try {
+runLobby({
+  nameKey: 'stagegate.hostName',
+  defaultName: 'Host',
+  invalid:
+    roomId && hostKey
+      ? undefined
+      : { text: 'This is not a complete host link (it needs a room and a host key).', back: '← Create a room' },
+  idleLabel: 'Open host console',
+  busyLabel: 'Opening…',
+  async join(name) {
     const { token } = await demoToken({ roomId, name, role: 'host', hostKey });
-    meeting = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
-    requests = await meeting.stage.getAccessRequests();
-  } catch (err) {
-    void meeting?.leave();
-    meeting = undefined;
-    joinButton.disabled = false;
-    joinButton.textContent = 'Open host console';
-    const code = err instanceof Error && 'code' in err ? err.code : undefined;
-    const text =
-      code === 'FORBIDDEN'
-        ? 'This host link is not valid for this room.'
-        : code === 'NOT_FOUND'
-          ? 'This webinar does not exist or has ended.'
-          : `Could not open the console: ${errorText(err)}`;
-    notice(lobbyError, 'error', text, 'lobby');
-    return;
-  }
-  window.__meeting = meeting;
-  lobby.hidden = true;
-  roomEl.hidden = false;
-  copyLink.hidden = false;
-  byId('who').textContent = meeting.self.name;
-  document.title = `Host · ${roomId} · Stagegate`;
-  wire(meeting);
-  // Tell the server right away (a vanished connection keeps our place for its reconnect grace period).
-  addEventListener('pagehide', () => void meeting?.leave());
-  log(
-    `You opened the console (${meeting.participants.size} other participant${meeting.participants.size === 1 ? '' : 's'} here).`,
-  );
-  renderAll();
-  document.body.dataset.state = 'joined';
-}
+    const m = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
+    try {
+      requests = await m.stage.getAccessRequests();
+    } catch (err) {
+      void m.leave();
+      throw err;
+    }
+    return (meeting = m);
+  },
+  failure: (err) =>
+    codeOf(err) === 'FORBIDDEN'
+      ? 'This host link is not valid for this room.'
+      : codeOf(err) === 'NOT_FOUND'
+        ? 'This webinar does not exist or has ended.'
+        : `Could not open the console: ${errorText(err)}`,
+  joined(m) {
+    copyLink.hidden = false;
+    document.title = `Host · ${roomId} · Stagegate`;
+    wire(m);
+    const others = m.participants.size;
+    log(`You opened the console (${others} other participant${others === 1 ? '' : 's'} here).`);
+    renderAll();
+  },
+});
 
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'someone';

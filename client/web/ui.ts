@@ -341,3 +341,80 @@ export function wireConnectionNotices(
     onChange();
   });
 }
+
+declare global {
+  interface Window {
+    /** The joined meeting, for tests and debugging from the console. */
+    __meeting?: Meeting;
+  }
+}
+
+export interface LobbyOptions {
+  /** localStorage key of the remembered display name. */
+  nameKey: string;
+  defaultName: string;
+  /** Set when the link cannot work: what to say, and the label of the link back home. */
+  invalid?: { text: string; back: string } | undefined;
+  /** The join button's label, and its label while joining. */
+  idleLabel: string;
+  busyLabel: string;
+  /** Joins the room with this display name; throws when it cannot. */
+  join(name: string): Promise<Meeting>;
+  /** What the lobby says when `join` threw. */
+  failure(err: unknown): string;
+  /** Runs once joined, with the room shown. */
+  joined(meeting: Meeting): void;
+}
+
+/**
+ * The lobby both pages start with: a display name (from `&name=`, else the remembered one), the
+ * join button, errors in place; once joined it shows the room, and leaves the meeting when the
+ * page goes away (a vanished connection would keep our place for the reconnect grace period).
+ */
+export function runLobby(o: LobbyOptions): void {
+  const lobby = byId('lobby');
+  const form = byId<HTMLFormElement>('lobby-form');
+  const nameInput = byId<HTMLInputElement>('name-input');
+  const button = byId<HTMLButtonElement>('join-button');
+  const errorEl = byId('lobby-error');
+  nameInput.value = params().get('name') ?? localStorage.getItem(o.nameKey) ?? o.defaultName;
+  if (o.invalid) {
+    form.hidden = true;
+    notice(errorEl, 'error', o.invalid.text, 'lobby');
+    lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, o.invalid.back)));
+    return;
+  }
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    void enter(nameInput.value.trim());
+  });
+
+  async function enter(name: string): Promise<void> {
+    if (!name) return nameInput.focus();
+    localStorage.setItem(o.nameKey, name);
+    button.disabled = true;
+    button.textContent = o.busyLabel;
+    clearNotice(errorEl, 'lobby');
+    let meeting: Meeting;
+    try {
+      meeting = await o.join(name);
+    } catch (err) {
+      button.disabled = false;
+      button.textContent = o.idleLabel;
+      notice(errorEl, 'error', o.failure(err), 'lobby');
+      return;
+    }
+    window.__meeting = meeting;
+    lobby.hidden = true;
+    byId('room').hidden = false;
+    byId('who').textContent = meeting.self.name;
+    addEventListener('pagehide', () => void meeting.leave());
+    o.joined(meeting);
+    document.body.dataset.state = 'joined';
+  }
+}
+
+/** The error code a thin-client rejection carries, if any. */
+export function codeOf(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err ? String(err.code) : undefined;
+}

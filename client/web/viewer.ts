@@ -22,23 +22,12 @@ import {
   toast,
   personRow,
   wireConnectionNotices,
+  runLobby,
+  codeOf,
 } from './ui.js';
 import { LocalMedia, StageView, type TileSpec } from './media.js';
 
-declare global {
-  interface Window {
-    /** The joined meeting, for tests and debugging from the console. */
-    __meeting?: Meeting;
-  }
-}
-
 const roomId = params().get('room')?.trim() ?? '';
-const lobby = byId('lobby');
-const lobbyForm = byId<HTMLFormElement>('lobby-form');
-const nameInput = byId<HTMLInputElement>('name-input');
-const joinButton = byId<HTMLButtonElement>('join-button');
-const lobbyError = byId('lobby-error');
-const roomEl = byId('room');
 const notices = byId('notices');
 const selfPanel = byId('self-panel');
 const statusEl = byId('stage-status');
@@ -52,19 +41,6 @@ const stage = new StageView(
 );
 
 byId('room-id').textContent = roomId || '—';
-nameInput.value = params().get('name') ?? localStorage.getItem('stagegate.name') ?? '';
-
-if (!roomId) {
-  lobbyForm.hidden = true;
-  notice(lobbyError, 'error', 'This link has no room. Ask the host for the viewer link, or create a room.', 'lobby');
-  lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, '← Back to Stagegate')));
-}
-
-lobbyForm.addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  void enter(nameInput.value.trim());
-});
-
 // ------------------------------------------------------------------ state
 const local = new LocalMedia();
 let meeting: Meeting | undefined;
@@ -78,45 +54,35 @@ let previewError = '';
 const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
 previewVideo.muted = true;
 
-async function enter(name: string): Promise<void> {
-  if (!name) {
-    nameInput.focus();
-    return;
-  }
-  localStorage.setItem('stagegate.name', name);
-  joinButton.disabled = true;
-  joinButton.textContent = 'Joining…';
-  clearNotice(lobbyError, 'lobby');
-  try {
+runLobby({
+  nameKey: 'stagegate.name',
+  defaultName: '',
+  invalid: roomId
+    ? undefined
+    : {
+        text: 'This link has no room. Ask the host for the viewer link, or create a room.',
+        back: '← Back to Stagegate',
+      },
+  idleLabel: 'Join as viewer',
+  busyLabel: 'Joining…',
+  async join(name) {
     const { token } = await demoToken({ roomId, name, role: 'viewer' });
-    meeting = await joinMeeting({
+    // The page owns the camera: the preview's tracks are the ones published on stage.
+    return (meeting = await joinMeeting({
       url: location.origin,
       token,
       roomId,
-      // The page owns the camera: the preview's tracks are the ones published on stage.
       tracks: (allowed) => local.tracksFor(allowed),
-    });
-  } catch (err) {
-    joinButton.disabled = false;
-    joinButton.textContent = 'Join as viewer';
-    const text =
-      err instanceof Error && 'code' in err && err.code === 'NOT_FOUND'
-        ? 'This webinar does not exist or has ended.'
-        : `Could not join: ${errorText(err)}`;
-    notice(lobbyError, 'error', text, 'lobby');
-    return;
-  }
-  window.__meeting = meeting;
-  lobby.hidden = true;
-  roomEl.hidden = false;
-  byId('who').textContent = meeting.self.name;
-  document.title = `Webinar ${roomId} · Stagegate`;
-  wire(meeting);
-  // Tell the server right away (a vanished connection keeps our place for its reconnect grace period).
-  addEventListener('pagehide', () => void meeting?.leave());
-  renderAll();
-  document.body.dataset.state = 'joined';
-}
+    }));
+  },
+  failure: (err) =>
+    codeOf(err) === 'NOT_FOUND' ? 'This webinar does not exist or has ended.' : `Could not join: ${errorText(err)}`,
+  joined(m) {
+    document.title = `Webinar ${roomId} · Stagegate`;
+    wire(m);
+    renderAll();
+  },
+});
 
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'the host';
