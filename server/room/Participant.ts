@@ -29,6 +29,8 @@ export class Participant {
   readonly transports = new Map<string, ms.WebRtcTransport>();
   readonly producers = new Map<string, StagedProducer>();
   readonly consumers = new Map<string, ms.Consumer>();
+  /** Sources whose producer the worker is creating right now (see Room.produce). */
+  readonly producingSources = new Set<MediaSource>();
   rtpCapabilities: ms.RtpCapabilities | undefined;
   sendTransportId: string | undefined;
   recvTransportId: string | undefined;

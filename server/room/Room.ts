@@ -265,14 +265,17 @@ export class Room {
     }
     const transport = p.sendTransportId === req.transportId ? p.transports.get(req.transportId) : undefined;
     if (!transport) throw new StagegateError('NOT_FOUND', `no send transport ${req.transportId}`);
-    if ([...p.producers.values()].some((sp) => sp.source === source)) {
+    // one producer per source, counting those still being created (two calls may race)
+    if (p.producingSources.has(source) || [...p.producers.values()].some((sp) => sp.source === source)) {
       throw new StagegateError('INVALID_STATE', `already producing ${source}`);
     }
 
     const epoch = p.stageEpoch;
+    p.producingSources.add(source);
     const producer = await transport
       .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source } })
-      .catch((err: unknown) => Promise.reject(workerRefusal(err)));
+      .catch((err: unknown) => Promise.reject(workerRefusal(err)))
+      .finally(() => p.producingSources.delete(source));
     // Gating, second half: a kick, leave or disconnect during the await bumped the epoch.
     if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
       producer.close();

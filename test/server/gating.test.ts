@@ -141,6 +141,23 @@ describe('produce is refused unless ON_STAGE', () => {
     expect((await workerCounts()).producers).toBe(0);
   });
 
+  it('allows one producer per source, also when two produce calls race', async () => {
+    await freshRoom();
+    const speaker = await client('speaker', 'speaker');
+    const tid = await onStageWithTransport(speaker);
+    const acks = await Promise.all(
+      [1, 2, 3].map((n) =>
+        speaker.ack('produce', { transportId: tid, kind: 'audio', rtpParameters: rtpParameters('audio', 5000 + n) }),
+      ),
+    );
+    expect(acks.filter((a) => a.ok)).toHaveLength(1);
+    expect(acks.filter((a) => !a.ok)).toEqual([
+      { ok: false, error: { code: 'INVALID_STATE', message: 'already producing audio' } },
+      { ok: false, error: { code: 'INVALID_STATE', message: 'already producing audio' } },
+    ]);
+    expect((await workerCounts()).producers).toBe(1);
+  });
+
   it('refuses producing on another participant’s transport', async () => {
     await freshRoom();
     const a = await client('a', 'speaker');
