@@ -71,13 +71,18 @@ async function held(router: ms.Router) {
   };
 }
 
+const SSRC = { audio: 1111, video: 2222 };
+
 /** A send transport and a producer per kind (the caller is ON_STAGE); returns the producer ids. */
 async function publish(speaker: RawClient, kinds: ('audio' | 'video')[]) {
   const t = await speaker.request('createTransport', { direction: 'send' });
   await speaker.request('connectTransport', { transportId: t.id, dtlsParameters: DTLS });
   const ids: string[] = [];
   for (const kind of kinds)
-    ids.push((await speaker.request('produce', { transportId: t.id, kind, rtpParameters: rtpParameters(kind) })).id);
+    ids.push(
+      (await speaker.request('produce', { transportId: t.id, kind, rtpParameters: rtpParameters(kind, SSRC[kind]) }))
+        .id,
+    );
   return ids;
 }
 
