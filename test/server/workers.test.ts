@@ -290,6 +290,18 @@ describe('every pipe closes with its producer', () => {
     });
   }
 
+  it('the pipes close in the same turn as their producer, not when the worker reports it', async () => {
+    const x = await pipedSetup();
+    const edge = edgeOf(x.room);
+    expect(edge.counts().pipeProducers).toBe(2);
+    const speaker = x.room.participants.get('speaker')!;
+    x.room.closeProducer(speaker, x.producerIds[0]!);
+    expect(edge.counts().pipeProducers).toBe(1);
+    x.room.stage.kick('host', ['speaker']);
+    expect(edge.counts()).toMatchObject({ pipeProducers: 0, pipeTransports: 0 });
+    await expectNoPipes(x.room);
+  });
+
   it('a producer going on stage again is piped again, through a new pipe', async () => {
     const x = await pipedSetup();
     await x.speaker.request('stage.leave');
