@@ -51,7 +51,7 @@ export function sizes(smoke: boolean): Sizes {
         kick: { samples: 2, receivers: 2, browserSamples: 1 },
         fanout: { levels: [0, 5], windowMs: 1000, warmupMs: 600, reps: 1, budgetMs: 60_000 },
         signaling: { participants: 20, requesters: 10, grantBatch: 5, concurrency: 10, idleWindowMs: 300 },
-        spread: { levels: [0, 4], windowMs: 700, warmupMs: 400, reps: 1, budgetMs: 30_000 },
+        spread: { levels: [0, 4], windowMs: 500, warmupMs: 300, reps: 1, budgetMs: 30_000 },
       }
     : {
         join: { samples: 30, warmSamples: 30 },
