@@ -113,13 +113,14 @@ export class RoomMedia {
   /** A send transport on the origin, or a receive transport where placement says. */
   async createTransport(appData: TransportAppData, make: TransportFactory = this.#webRtc): Promise<ms.Transport> {
     this.#assertOpen();
-    const target = appData.direction === 'send' ? this.#origin : this.#place();
-    target.pending++;
+    const recv = appData.direction === 'recv';
+    const target = recv ? this.#place() : this.#origin;
+    if (recv) target.pending++;
     let transport: ms.Transport;
     try {
       transport = await make(await target.ready, appData);
     } finally {
-      target.pending--;
+      if (recv) target.pending--;
     }
     if (target.closed || this.#closed) {
       transport.close();

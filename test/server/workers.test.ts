@@ -226,6 +226,17 @@ describe('a room spans the workers', () => {
     expect(room.media.routers().map((r) => r.consumers)).toEqual([3, 3]);
   });
 
+  it('receive transports created at the same moment spread over the routers (placement counts those on the way)', async () => {
+    const { s, room } = await twoWorkers();
+    const ids = ['a', 'b', 'c', 'd'];
+    for (const u of ids) await client(s, room, u, 'viewer');
+    // one turn: none of them exists in a worker when the next is placed
+    await Promise.all(ids.map((u) => room.createTransport(room.participants.get(u)!, 'recv')));
+    const roles = ids.map((u) => routerOf(room, u, 'recv').role);
+    expect(roles.filter((r) => r === 'origin')).toHaveLength(2);
+    expect(roles.filter((r) => r === 'edge')).toHaveLength(2);
+  });
+
   it('concurrent first consumes of a producer on one edge share a single pipe', async () => {
     const { s, room } = await twoWorkers();
     const speaker = await client(s, room, 'speaker', 'speaker');
