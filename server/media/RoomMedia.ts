@@ -149,7 +149,11 @@ export class RoomMedia {
    * Makes `producer` (on the origin) consumable on `transport`'s router with these
    * capabilities: checks the capabilities, and pipes the producer there on an edge.
    */
-  async prepareConsume(transport: ms.Transport, producer: ms.Producer, rtpCapabilities: ms.RtpCapabilities) {
+  async prepareConsume(
+    transport: ms.Transport,
+    producer: ms.Producer,
+    rtpCapabilities: ms.RtpCapabilities,
+  ): Promise<void> {
     const at = this.#routerOf.get(transport);
     if (!at || at.closed || transport.closed) {
       throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
