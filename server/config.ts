@@ -18,6 +18,11 @@ export const configSchema = z.object({
   rtcMaxPort: z.coerce.number().int().min(1024).max(65535).default(49999),
   /** mediasoup workers; default one per core. */
   numWorkers: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
+  /**
+   * Consumers a room's router carries before its next viewers' receive transports go to a router
+   * on another worker (pipes bring the stage there). 0 spreads from the first viewer.
+   */
+  maxConsumersPerRouter: z.coerce.number().int().min(0).max(1_000_000).default(200),
   /** HS256 secret for participant tokens. Default: random per process (tokens die with it). */
   tokenSecret: z.string().min(32).optional(),
   /** Secret for the backend HTTP API (Authorization: Bearer ...). Default: random per process. */

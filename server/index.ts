@@ -111,6 +111,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     log,
     autoCreate: config.demo,
     reconnectGraceMs: config.reconnectGraceMs,
+    maxConsumersPerRouter: config.maxConsumersPerRouter,
   });
   attachSignaling({
     io,

@@ -73,6 +73,8 @@ export function roomDetails(room: Room) {
     ...roomSummary(room),
     participants: [...room.participants.values()].map((p) => room.info(p)),
     requests: room.stage.getAccessRequests(BACKEND_ACTOR),
+    /** Where the media is: each router's worker pid and counts, each participant's routers. */
+    media: room.media.placement(),
   };
 }
 

@@ -60,6 +60,29 @@ export function createMetrics(rooms: RoomRegistry, pool: WorkerPool): Metrics {
     },
   });
   new Gauge({
+    name: 'stagegate_worker_consumers',
+    help: "Live consumers on each mediasoup worker (participants' and pipe consumers, every room)",
+    labelNames: ['pid'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of pool.workers) if (!w.closed && !w.died) this.set({ pid: String(w.pid) }, pool.consumersOn(w));
+    },
+  });
+  new Gauge({
+    name: 'stagegate_worker_routers',
+    help: 'Routers of rooms on each mediasoup worker, by role (origin: producers; edge: viewers fed by pipes)',
+    labelNames: ['pid', 'role'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of pool.workers)
+        if (!w.closed && !w.died) for (const role of ['origin', 'edge']) this.set({ pid: String(w.pid), role }, 0);
+      for (const room of rooms.list())
+        for (const r of room.media.routers()) if (!r.closed) this.inc({ pid: String(r.worker.pid), role: r.role });
+    },
+  });
+  new Gauge({
     name: 'stagegate_worker_cpu_seconds',
     help: 'CPU time (user + system) used by each mediasoup worker',
     labelNames: ['pid'],

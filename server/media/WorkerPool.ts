@@ -1,6 +1,8 @@
 /**
  * A pool of mediasoup workers, one per core by default. Rooms are placed on the least loaded
- * worker. A worker that dies is reported through `onWorkerDied`; the pool replaces it.
+ * worker. A worker that dies is reported through `onWorkerDied`; the pool replaces it. The pool
+ * counts the live consumers of every worker (of every room, pipe consumers included) from
+ * mediasoup's observer events: a room's media plane puts a new router on the least busy worker.
  */
 import * as mediasoup from 'mediasoup';
 import type { types as ms } from 'mediasoup';
@@ -21,6 +23,8 @@ export class WorkerPool {
   readonly #workers: ms.Worker[] = [];
   /** Rooms placed per worker, to pick the least loaded one. */
   readonly #load = new Map<ms.Worker, number>();
+  /** Live consumers per worker, every router and transport included. */
+  readonly #consumers = new Map<ms.Worker, number>();
   #closed = false;
 
   private constructor(opts: WorkerPoolOptions) {
@@ -67,6 +71,21 @@ export class WorkerPool {
     return worker;
   }
 
+  /** Live consumers on `worker` (0 for a worker the pool does not know). */
+  consumersOn(worker: ms.Worker): number {
+    return this.#consumers.get(worker) ?? 0;
+  }
+
+  /** The live workers, fewest consumers first (ties: fewest rooms, then pool order). */
+  byLoad(): ms.Worker[] {
+    const live = this.#workers.filter((w) => !w.closed && !w.died);
+    const key = (w: ms.Worker) => [this.consumersOn(w), this.#load.get(w) ?? 0] as const;
+    return live
+      .map((w, i) => ({ w, i, k: key(w) }))
+      .sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1] || a.i - b.i)
+      .map((x) => x.w);
+  }
+
   release(worker: ms.Worker): void {
     const n = this.#load.get(worker);
     if (n !== undefined) this.#load.set(worker, Math.max(0, n - 1));
@@ -78,6 +97,22 @@ export class WorkerPool {
     for (const w of this.#workers) w.close();
   }
 
+  #countConsumers(worker: ms.Worker): void {
+    this.#consumers.set(worker, 0);
+    const add = (n: number) => {
+      const now = this.#consumers.get(worker);
+      if (now !== undefined) this.#consumers.set(worker, now + n);
+    };
+    worker.observer.on('newrouter', (router) =>
+      router.observer.on('newtransport', (transport) =>
+        transport.observer.on('newconsumer', (consumer) => {
+          add(1);
+          consumer.observer.once('close', () => add(-1));
+        }),
+      ),
+    );
+  }
+
   async #spawn(): Promise<ms.Worker> {
     const { rtcMinPort, rtcMaxPort, logLevel } = this.#opts;
     return mediasoup.createWorker({ logLevel, rtcMinPort, rtcMaxPort });
@@ -87,11 +122,13 @@ export class WorkerPool {
     const { logger } = this.#opts;
     this.#workers.push(worker);
     this.#load.set(worker, 0);
+    this.#countConsumers(worker);
     logger.info({ pid: worker.pid }, 'mediasoup worker started');
     worker.on('died', (error) => {
       logger.error({ pid: worker.pid, err: error }, 'mediasoup worker died');
       this.#workers.splice(this.#workers.indexOf(worker), 1);
       this.#load.delete(worker);
+      this.#consumers.delete(worker);
       if (this.#closed || !replaceOnDeath) {
         this.#opts.onWorkerDied?.(worker, undefined);
         return;

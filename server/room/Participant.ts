@@ -26,7 +26,7 @@ export interface ParticipantSession {
 }
 
 export class Participant {
-  readonly transports = new Map<string, ms.WebRtcTransport>();
+  readonly transports = new Map<string, ms.Transport>();
   readonly producers = new Map<string, StagedProducer>();
   readonly consumers = new Map<string, ms.Consumer>();
   /** Sources whose producer the worker is creating right now (see Room.produce). */

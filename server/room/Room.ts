@@ -1,5 +1,6 @@
 /**
- * One webinar: a mediasoup Router, the stage state machine, and the participants.
+ * One webinar: the stage state machine, the participants, and its media plane (RoomMedia: the
+ * routers on the process's workers, placement and pipes, in server/media/).
  *
  * Media gating lives here and nowhere else:
  * - `createTransport('send')` only while ACCEPTED_TO_JOIN_STAGE or ON_STAGE;
@@ -25,14 +26,13 @@ import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js'
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { Stage, type StageChangeReason } from '../stage/Stage.js';
-import { MEDIA_CODECS, SOCKET_BUFFER_BYTES, kindOfRtp, workerRefusal } from '../media/rtp.js';
+import { kindOfRtp, workerRefusal } from '../media/rtp.js';
+import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
+import type { WorkerPool } from '../media/WorkerPool.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
 import { forwardStageEvents } from './stageEvents.js';
 
-export interface RtcOptions {
-  listenIp: string;
-  announcedAddress?: string | undefined;
-}
+export type { RtcOptions } from '../media/RoomMedia.js';
 
 /** How the room reaches every participant at once (socket.io rooms in production). */
 export interface RoomChannel {
@@ -55,10 +55,8 @@ export class Room {
 
   private constructor(
     readonly id: string,
-    public worker: ms.Worker,
-    public router: ms.Router,
+    readonly media: RoomMedia,
     readonly channel: RoomChannel,
-    readonly rtc: RtcOptions,
     readonly log: Logger,
     mode: StageMode,
     /** How long a dropped participant keeps their place (stage status, queue position). */
@@ -67,21 +65,36 @@ export class Room {
     this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
     this.#gateMedia();
     forwardStageEvents(this.stage, this.participants, channel, log);
+    media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
   }
 
   static async create(opts: {
     id: string;
     mode?: StageMode;
+    /** The origin's worker; edges go on the pool's other workers. */
     worker: ms.Worker;
+    pool: WorkerPool;
+    /** Consumers per router before a receive transport goes to another worker (RoomMedia). */
+    maxConsumersPerRouter: number;
     channel: RoomChannel;
     rtc: RtcOptions;
     log: Logger;
     reconnectGraceMs?: number;
   }): Promise<Room> {
-    const router = await opts.worker.createRouter({ mediaCodecs: MEDIA_CODECS });
     const log = opts.log.child({ roomId: opts.id });
-    const { id, worker, channel, rtc, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
-    return new Room(id, worker, router, channel, rtc, log, mode, reconnectGraceMs);
+    const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
+    const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
+    return new Room(id, media, channel, log, mode, reconnectGraceMs);
+  }
+
+  /** The origin router: every producer is there, and its RTP capabilities are every router's. */
+  get router(): ms.Router {
+    return this.media.router;
+  }
+
+  /** The origin router's worker (the registry moves the room when it dies). */
+  get worker(): ms.Worker {
+    return this.media.worker;
   }
 
   /** Called once when the room closes. */
@@ -147,15 +160,13 @@ export class Room {
   }
 
   /**
-   * Moves the room to a live worker after its worker died: a new router, every participant's
-   * media dropped (the worker took it), and every client told to set its media up again.
-   * Stage state is untouched.
+   * Moves the room to a live worker after its origin's worker died: a new origin router (every
+   * other router of the room closed too), every participant's media dropped, and every client
+   * told to set its media up again. Stage state is untouched.
    */
   async moveTo(worker: ms.Worker): Promise<void> {
-    const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
-    if (this.#closed) return void router.close();
-    this.worker = worker;
-    this.router = router;
+    await this.media.moveOrigin(worker);
+    if (this.#closed) return;
     for (const p of this.participants.values()) this.#dropMedia(p, 'transport-closed');
     this.log.warn({ workerPid: worker.pid }, 'room moved to another mediasoup worker');
     for (const p of this.participants.values())
@@ -192,19 +203,25 @@ export class Room {
 
   // ------------------------------------------------------------------ transports
   async createTransport(p: Participant, direction: 'send' | 'recv'): Promise<TransportOptions> {
+    const transport = (await this.openTransport(p, direction)) as ms.WebRtcTransport;
+    return {
+      id: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+    };
+  }
+
+  /**
+   * Gating and placement of a transport, made by `make` (default: a WebRtcTransport) on the
+   * router the media plane chose; it replaces the participant's previous one of that direction.
+   * The hook for transports the protocol does not create (the fan-out benchmark's PlainTransports).
+   */
+  async openTransport(p: Participant, direction: 'send' | 'recv', make?: TransportFactory): Promise<ms.Transport> {
+    this.#assertOpen();
     if (direction === 'send')
       this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
-    const { listenIp, announcedAddress } = this.rtc;
-    const buffers = { recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES };
-    const listen = announcedAddress ? { ip: listenIp, announcedAddress, ...buffers } : { ip: listenIp, ...buffers };
-    const transport = await this.router.createWebRtcTransport({
-      listenInfos: [
-        { protocol: 'udp', ...listen },
-        { protocol: 'tcp', ...listen },
-      ],
-      preferUdp: true,
-      appData: { userId: p.id, direction },
-    });
+    const transport = await this.media.createTransport({ userId: p.id, direction }, make);
     // The participant may have left, or left the stage, while the worker created it.
     const stillAllowed =
       this.participants.get(p.id) === p &&
@@ -221,12 +238,7 @@ export class Room {
     p.transports.set(transport.id, transport);
     if (direction === 'send') p.sendTransportId = transport.id;
     else p.recvTransportId = transport.id;
-    return {
-      id: transport.id,
-      iceParameters: transport.iceParameters,
-      iceCandidates: transport.iceCandidates,
-      dtlsParameters: transport.dtlsParameters,
-    };
+    return transport;
   }
 
   async connectTransport(p: Participant, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
@@ -311,15 +323,17 @@ export class Room {
     if (owner === p) throw new StagegateError('INVALID_REQUEST', 'cannot consume your own producer');
     const transport = p.recvTransportId ? p.transports.get(p.recvTransportId) : undefined;
     if (!transport) throw new StagegateError('INVALID_STATE', 'create a recv transport first');
-    if (!p.rtpCapabilities || !this.router.canConsume({ producerId, rtpCapabilities: p.rtpCapabilities })) {
-      throw new StagegateError('UNSUPPORTED', 'your RTP capabilities cannot receive this producer');
-    }
-    const consumer = await transport.consume({
-      producerId,
-      rtpCapabilities: p.rtpCapabilities,
-      paused: true,
-      appData: { userId: p.id },
-    });
+    if (!p.rtpCapabilities) throw new StagegateError('UNSUPPORTED', 'no RTP capabilities to receive with');
+    // On an edge router, this pipes the producer there first (one pipe per producer and edge).
+    await this.media.prepareConsume(transport, staged.producer, p.rtpCapabilities);
+    if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+    const consumer = await transport
+      .consume({ producerId, rtpCapabilities: p.rtpCapabilities, paused: true, appData: { userId: p.id } })
+      .catch((err: unknown) => {
+        // its pipe (on an edge) or the producer closed during the call
+        if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+        throw err;
+      });
     if (consumer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
     p.consumers.set(consumer.id, consumer);
     consumer.on('transportclose', () => p.consumers.delete(consumer.id));
@@ -357,7 +371,7 @@ export class Room {
     }
     this.participants.clear();
     this.#owners.clear();
-    this.router.close();
+    this.media.close();
     this.log.info({ reason }, 'room closed');
     for (const listener of this.#closeListeners.splice(0)) listener();
   }
@@ -375,6 +389,19 @@ export class Room {
       }
       if (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE') p.closeSendTransport();
     });
+  }
+
+  /**
+   * An edge worker died with these transports: their owners lose all their media, as with a dead
+   * origin, and are told to set it up again (a new receive transport goes to a live router).
+   */
+  #edgeLost(transportIds: Set<string>): void {
+    for (const p of this.participants.values()) {
+      if (![...p.transports.keys()].some((id) => transportIds.has(id))) continue;
+      this.#dropMedia(p, 'transport-closed');
+      p.log.warn('media reset: the worker of the recv transport died');
+      if (p.connected) p.session.notify('mediaReset', { reason: 'worker-died' });
+    }
   }
 
   /** Closes every media object of `p`, telling everyone about the producers. */

@@ -17,6 +17,8 @@ export interface RoomRegistryOptions {
   /** Create a room on first connection with a valid token for it (demo mode). */
   autoCreate: boolean;
   reconnectGraceMs?: number;
+  /** Consumers a router of a room carries before its viewers go to another worker (config). */
+  maxConsumersPerRouter: number;
 }
 
 export class RoomRegistry {
@@ -38,9 +40,20 @@ export class RoomRegistry {
     if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
       throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
     }
-    const { pool, channelFor, rtc, log, reconnectGraceMs } = this.opts;
+    const { pool, channelFor, rtc, log, reconnectGraceMs, maxConsumersPerRouter } = this.opts;
     const worker = pool.acquire();
-    const creating = Room.create({ id: roomId, mode, worker, channel: channelFor(roomId), rtc, log, reconnectGraceMs });
+    const channel = channelFor(roomId);
+    const creating = Room.create({
+      id: roomId,
+      mode,
+      worker,
+      pool,
+      maxConsumersPerRouter,
+      channel,
+      rtc,
+      log,
+      reconnectGraceMs,
+    });
     this.#pending.set(roomId, creating);
     try {
       const room = await creating;
@@ -67,7 +80,10 @@ export class RoomRegistry {
     return this.create(roomId);
   }
 
-  /** A worker died: move each of its rooms to a live worker (stage state is kept). */
+  /**
+   * A worker died: move each room whose origin was there to a live worker (stage state is kept).
+   * Rooms with only an edge router there reset just those viewers, by themselves (RoomMedia).
+   */
   async onWorkerDied(dead: { pid: number }): Promise<void> {
     const { pool, log } = this.opts;
     const moving = this.list().filter((room) => room.worker.pid === dead.pid && !room.closed);

@@ -21,7 +21,7 @@ const finite = (v: number, what: string) => expect(Number.isFinite(v), `${what} 
 
 describe('benchmarks (smoke sizes)', () => {
   it(
-    'runs join, kick, fan-out and signaling against the baseline and reports well-formed numbers',
+    'runs join, kick, fan-out, signaling and fan-out across workers against the baseline and reports well-formed numbers',
     { timeout: 58_000 },
     async () => {
       const lines: string[] = [];
@@ -80,6 +80,20 @@ describe('benchmarks (smoke sizes)', () => {
         finite(s.idle.heapBytesPerParticipant, `${system} heap per participant`);
       }
       expectSummary(report.signaling!.stagegate.grant.notifiedMs, 'grant notified', 10);
+
+      // 5. fan-out across workers: media flowed to every consumer on both workers
+      const sp = report.spread!;
+      const l = sp.levels.at(-1)!;
+      expect(l.receivers).toBe(4);
+      for (const w of [...l.one, ...l.two]) {
+        expect(w.consumersReceiving).toBe(8);
+        finite(w.loss, 'spread loss');
+      }
+      expect(l.two[0]!.workerCores).toHaveLength(2);
+      // spread from the first receiver: both workers carry consumers (the origin its pipe consumers too)
+      expect(l.twoWorkerConsumers.every((n) => n > 0)).toBe(true);
+      expect(l.twoWorkerConsumers.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(8);
+      finite(l.twoCpuPerConsumerUs, 'spread cpu per consumer');
 
       // the report renders, and survives JSON
       expect(report.rows.length).toBeGreaterThan(8);

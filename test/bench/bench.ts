@@ -1,5 +1,6 @@
 /**
- * Runs the four benchmarks (join latency, kick latency, fan-out cost, signaling scale), each
+ * Runs the benchmarks (join latency, kick latency, fan-out cost, signaling scale, fan-out across
+ * workers), each
  * against the baseline in the same run, and builds the report: the full JSON (machine, options,
  * raw samples, summaries) and the summary rows printed as a console table and as Markdown.
  *
@@ -13,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { version as mediasoupVersion } from 'mediasoup';
 import { benchFanout, type FanoutOptions, type FanoutResult } from './fanout.js';
+import { benchSpread, type SpreadOptions, type SpreadResult } from './fanout-workers.js';
 import { benchJoin, rawSamples, type JoinOptions, type JoinResult } from './join.js';
 import { benchKick, type KickOptions, type KickResult } from './kick.js';
 import { openBenchBrowser, type BenchBrowser } from './page/page.js';
@@ -23,8 +25,8 @@ import { CHROMIUM } from '../helpers/browser.js';
 
 const require = createRequire(import.meta.url);
 
-export type BenchName = 'join' | 'kick' | 'fanout' | 'signaling';
-export const BENCH_NAMES: BenchName[] = ['join', 'kick', 'fanout', 'signaling'];
+export type BenchName = 'join' | 'kick' | 'fanout' | 'signaling' | 'spread';
+export const BENCH_NAMES: BenchName[] = ['join', 'kick', 'fanout', 'signaling', 'spread'];
 
 export interface BenchOptions {
   smoke?: boolean;
@@ -39,6 +41,7 @@ export interface Sizes {
   kick: Omit<KickOptions, 'log'>;
   fanout: Omit<FanoutOptions, 'log'>;
   signaling: Omit<SignalingOptions, 'log'>;
+  spread: Omit<SpreadOptions, 'log'>;
 }
 
 export function sizes(smoke: boolean): Sizes {
@@ -48,6 +51,7 @@ export function sizes(smoke: boolean): Sizes {
         kick: { samples: 2, receivers: 2, browserSamples: 1 },
         fanout: { levels: [0, 5], windowMs: 1000, warmupMs: 600, reps: 1, budgetMs: 60_000 },
         signaling: { participants: 20, requesters: 10, grantBatch: 5, concurrency: 10, idleWindowMs: 300 },
+        spread: { levels: [0, 4], windowMs: 500, warmupMs: 300, reps: 1, budgetMs: 30_000 },
       }
     : {
         join: { samples: 30, warmSamples: 30 },
@@ -60,6 +64,13 @@ export function sizes(smoke: boolean): Sizes {
           budgetMs: 270_000,
         },
         signaling: { participants: 1000, requesters: 500, grantBatch: 100, concurrency: 100, idleWindowMs: 3000 },
+        spread: {
+          levels: [0, 100, 200, 300, 400, 500, 600, 700],
+          windowMs: 3000,
+          warmupMs: 1000,
+          reps: 3,
+          budgetMs: 300_000,
+        },
       };
 }
 
@@ -99,6 +110,7 @@ export interface BenchReport {
   kick?: KickResult;
   fanout?: FanoutResult;
   signaling?: SignalingResult;
+  spread?: SpreadResult;
   rows: Row[];
 }
 
@@ -224,6 +236,10 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRepor
 
   await timed('signaling', async () => {
     report.signaling = await benchSignaling({ ...sz.signaling, log });
+  });
+
+  await timed('spread', async () => {
+    report.spread = await benchSpread({ ...sz.spread, log });
   });
 
   report.machine.loadAverageAtEnd = os.loadavg().map((x) => round(x, 2));
@@ -502,7 +518,57 @@ export function rows(rep: BenchReport): Row[] {
       r2(g.joinServerCpuSeconds, b.joinServerCpuSeconds),
     );
   }
+  spreadRows(rep.spread, add);
   return out;
+}
+
+/** Benchmark 5 rows: the Stagegate column is the 2-worker server, the Baseline column the 1-worker one. */
+function spreadRows(
+  sp: SpreadResult | undefined,
+  add: (b: string, m: string, s: string, bl: string, r: string, t?: string, met?: string) => void,
+): void {
+  if (!sp) return;
+  const B = '5 fan-out, 2 workers vs 1';
+  for (const l of sp.levels) {
+    if (l.receivers === 0) continue;
+    const machine = l.saturated ? '; machine saturated' : '';
+    add(
+      B,
+      `N=${l.receivers} (${l.consumers} consumers): worker CPU (2 workers: origin + edge), consumers each worker carries, worst loss${machine}`,
+      `${l.twoWorkerCores.map((c) => pct(c, 1)).join(' + ')} core, ${l.twoWorkerConsumers.join(' + ')} consumers, ${pct(l.twoWorstLoss, 2)} loss${l.keptUp.two ? '' : ', fell behind'}`,
+      `${pct(l.oneCores, 1)} core, ${l.consumers} consumers, ${pct(l.oneWorstLoss, 2)} loss${l.keptUp.one ? '' : ', fell behind'}`,
+      r2(l.twoCores, l.oneCores),
+    );
+  }
+  add(
+    B,
+    `most consumers of one room with < 0.5% loss in every window (levels ${sp.levels.map((l) => l.receivers).join(', ')}${sp.skippedLevels.length ? `; skipped ${sp.skippedLevels.join(', ')}` : ''})`,
+    String(sp.mostConsumers.two),
+    String(sp.mostConsumers.one),
+    r2(sp.mostConsumers.two, sp.mostConsumers.one),
+    '≥ 1.8×',
+    yes(sp.mostConsumers.one > 0 && sp.mostConsumers.two >= 1.8 * sp.mostConsumers.one),
+  );
+  const c = sp.cpuPerConsumer;
+  add(
+    B,
+    `worker CPU per consumer above N=0, all workers together: with pipes (2 workers) vs without (1), at N=${c.receivers} (µs of CPU per second)`,
+    String(c.two),
+    String(c.one),
+    Number.isFinite(c.ratio) ? `${c.ratio}×` : '–',
+    '≤ 1.10×',
+    yes(c.ratio <= 1.1),
+  );
+  const top = [...sp.levels].reverse().find((l) => l.receivers > 0);
+  if (top) {
+    add(
+      B,
+      `2 workers at N=${top.receivers}: consumers each worker carries (origin + edge) and its CPU per consumer (µs/s)`,
+      top.twoWorkerConsumers.map((n, i) => `${n} @ ${top.twoWorkerCpuPerConsumerUs[i]}`).join(' + '),
+      `${top.consumers} @ ${top.oneCpuPerConsumerUs}`,
+      '',
+    );
+  }
 }
 
 /** Geometric mean of ratios with a normal-approximation 95% confidence interval on the logs. */

@@ -10,9 +10,10 @@
  * PlainTransport (SRTP AEAD_AES_256_GCM, so the per-consumer encryption a WebRTC consumer costs is
  * included) sending to one UDP socket per receiver in a child process that counts packets and
  * sequence gaps (fanout-receiver.ts). The protocol only creates WebRtcTransports, so the bench
- * creates those PlainTransports on the room's router and registers them on the participant
- * (`transports`, `sendTransportId` / `recvTransportId`) the way createTransport does; everything
- * after that (produce gating, consume, resume + key frame) is the server's own code.
+ * makes those PlainTransports through the media plane's hook (`room.openTransport(participant,
+ * direction, make)`: the server's gating and placement, the bench's transport kind); the
+ * baseline's are registered on its peer objects. Everything after that (produce gating,
+ * consume, resume + key frame) is the servers' own code.
  *
  * Per level N, per system, alternating which goes first: warm-up, then a fixed window over which
  * the worker's CPU (utime + stime from /proc/<pid>/stat) and the receivers' packets are counted;
@@ -24,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { types as ms } from 'mediasoup';
+import type { Room } from '../../server/room/Room.js';
 import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
 import { forkTs, type Child } from './child.js';
 import { CpuWindow, udpCounters } from './proc.js';
@@ -60,6 +62,8 @@ interface ParticipantLike {
 
 interface Side {
   name: 'stagegate' | 'baseline';
+  /** A PlainTransport of the participant, made where the server places it (see the header). */
+  openPlain(userId: string, direction: 'send' | 'recv', options: ms.PlainTransportOptions): Promise<ms.PlainTransport>;
   worker: ms.Worker;
   router: ms.Router;
   url: string;
@@ -240,6 +244,7 @@ async function stagegateSide(sys: Systems, sources: Child, opts: FanoutOptions):
   const room = await sys.sg.sg.rooms.create('fanout', 'REQUEST');
   const side = await makeSide(sources, opts, {
     name: 'stagegate',
+    openPlain: (userId, direction, options) => openPlain(room, userId, direction, options),
     worker: sys.sgWorker,
     router: room.router,
     url: sys.sg.url,
@@ -251,8 +256,14 @@ async function stagegateSide(sys: Systems, sources: Child, opts: FanoutOptions):
 }
 
 async function baselineSide(sys: Systems, sources: Child, opts: FanoutOptions): Promise<Side> {
+  const router = sys.baseline.router;
   return makeSide(sources, opts, {
     name: 'baseline',
+    async openPlain(userId, direction, options) {
+      const t = await router.createPlainTransport({ ...options, appData: { userId, direction } });
+      adopt(sys.baseline.peers.get(userId) as unknown as ParticipantLike | undefined, t, direction);
+      return t;
+    },
     worker: sys.baselineWorker,
     router: sys.baseline.router,
     url: sys.baseline.url,
@@ -265,7 +276,7 @@ async function baselineSide(sys: Systems, sources: Child, opts: FanoutOptions): 
 async function makeSide(
   sources: Child,
   opts: FanoutOptions,
-  s: Pick<Side, 'name' | 'worker' | 'router' | 'url' | 'auth' | 'participant' | 'closeRoom'>,
+  s: Pick<Side, 'name' | 'openPlain' | 'worker' | 'router' | 'url' | 'auth' | 'participant' | 'closeRoom'>,
 ): Promise<Side> {
   const videoSsrc = s.name === 'stagegate' ? 1111 : 2222;
   const { port: sourcePort } = await sources.call<{ port: number }>('bind', { name: s.name, videoSsrc });
@@ -273,14 +284,12 @@ async function makeSide(
   await joinRaw(speaker);
   if (s.name === 'stagegate') await speaker.request('stage.join');
   const rcvbuf = opts.producerRecvBufferSize;
-  const transport = await s.router.createPlainTransport({
+  const transport = await s.openPlain('speaker', 'send', {
     listenInfo: { protocol: 'udp', ip: '127.0.0.1', ...(rcvbuf ? { recvBufferSize: rcvbuf } : {}) },
     rtcpMux: true,
     comedia: false,
-    appData: { userId: 'speaker', direction: 'send' },
   });
   await transport.connect({ ip: '127.0.0.1', port: sourcePort });
-  adopt(s.participant('speaker'), transport, 'send');
   const producerIds: string[] = [];
   for (const kind of ['video', 'audio'] as const) {
     const r = await speaker.request('produce', {
@@ -306,7 +315,25 @@ async function makeSide(
   };
 }
 
-/** Registers a bench-made transport on a participant as its send or recv transport (as createTransport does). */
+/**
+ * A PlainTransport of a Stagegate participant through the room's supported hook: the server's
+ * gating and placement (which router, on which worker), the bench's transport kind.
+ */
+export async function openPlain(
+  room: Room,
+  userId: string,
+  direction: 'send' | 'recv',
+  options: ms.PlainTransportOptions,
+): Promise<ms.PlainTransport> {
+  const p = room.participants.get(userId);
+  if (!p) throw new Error(`participant ${userId} not found`);
+  const t = await room.openTransport(p, direction, (router, appData) =>
+    router.createPlainTransport({ ...options, appData }),
+  );
+  return t as ms.PlainTransport;
+}
+
+/** Registers a bench-made transport on a baseline peer as its send or recv transport. */
 function adopt(p: ParticipantLike | undefined, t: ms.Transport, direction: 'send' | 'recv'): void {
   if (!p) throw new Error('participant not found');
   p.transports.set(t.id, t);
@@ -327,20 +354,18 @@ async function grow(side: Side, n: number, child: Child, log: (m: string) => voi
     const c = await connectRaw(side.url, await side.auth(userId, 'viewer'));
     side.clients.push(c);
     await joinRaw(c);
-    const transport = await side.router.createPlainTransport({
+    const transport = await side.openPlain(userId, 'recv', {
       listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
       rtcpMux: true,
       comedia: false,
       enableSrtp: srtp,
       ...(srtp ? { srtpCryptoSuite: SRTP_SUITE } : {}),
-      appData: { userId, direction: 'recv' },
     });
     await transport.connect({
       ip: '127.0.0.1',
       port,
       ...(srtp ? { srtpParameters: { cryptoSuite: SRTP_SUITE, keyBase64: randomBytes(44).toString('base64') } } : {}),
     });
-    adopt(side.participant(userId), transport, 'recv');
     side.receiverIds.push(userId);
     for (const producerId of side.producerIds) {
       const o = await c.request('consume', { producerId });
@@ -353,15 +378,15 @@ async function grow(side: Side, n: number, child: Child, log: (m: string) => voi
   log(`  fan-out ${side.name}: ${n} receivers ready (+${n - have} in ${round((performance.now() - t0) / 1000, 1)} s)`);
 }
 
-type Snapshot = Map<number, [number, number]>;
+export type Snapshot = Map<number, [number, number]>;
 
-async function snapshot(child: Child): Promise<Snapshot> {
+export async function snapshot(child: Child): Promise<Snapshot> {
   const { ssrcs } = await child.call<{ ssrcs: [number, number, number][] }>('snapshot');
   return new Map(ssrcs.map(([ssrc, received, highest]) => [ssrc, [received, highest]]));
 }
 
 /** Packets the worker counted for these producers (in) and sent on these consumers (out). */
-async function packetCount(objs: (ms.Producer | ms.Consumer)[]): Promise<number> {
+export async function packetCount(objs: (ms.Producer | ms.Consumer)[]): Promise<number> {
   const stats = await Promise.all(objs.map((o) => o.getStats().catch(() => [])));
   let n = 0;
   for (const list of stats) {

@@ -4,7 +4,7 @@
  * raw samples, percentiles) to bench-results/latest.json.
  *
  *   BENCH_SMOKE=1            tiny sizes (what the test suite runs), written to bench-results/smoke.json
- *   BENCH_ONLY=join,fanout   a subset (join, kick, fanout, signaling)
+ *   BENCH_ONLY=join,fanout   a subset (join, kick, fanout, signaling, spread)
  *   BENCH_OUT=path.json      another output file
  *   BENCH_CPU_PROF=dir       --cpu-prof for the signaling server children (profiles land in dir)
  *   BENCH_RENDER=file.json   print the tables of an earlier run again (no benchmark runs)

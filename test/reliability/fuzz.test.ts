@@ -19,6 +19,7 @@
  */
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
+import type { types as ms } from 'mediasoup';
 import { pino } from 'pino';
 import { Decoder, Encoder, PacketType, type Packet } from 'socket.io-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,7 +140,7 @@ async function serverState() {
   const dump = await room.router.dump();
   const transports = [];
   for (const p of room.participants.values()) {
-    for (const t of p.transports.values()) {
+    for (const t of p.transports.values() as Iterable<ms.WebRtcTransport>) {
       const d = await t.dump();
       transports.push({
         owner: p.id,
