@@ -172,11 +172,29 @@ export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
 
 // ------------------------------------------------------------------ notifications
 /** Why a producer was closed on the server. */
-export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconnected' | 'transport-closed';
+export type ProducerCloseReason =
+  | 'closed'
+  | 'left-stage'
+  | 'kicked'
+  | 'disconnected'
+  | 'transport-closed'
+  /** The owner's new token's preset does not allow the source. */
+  | 'forbidden';
 
 export interface Notifications {
   participantJoined: { participant: ParticipantInfo };
   participantLeft: { userId: string };
+  /**
+   * To everyone who sees the participant (not to them): they reconnected with a new token that
+   * changed their display name or preset. Their status changes, if any, follow as usual.
+   */
+  participantUpdated: { userId: string; name: string; presetName: string };
+  /**
+   * To this connection only: a fresh token for the same identity, sent before the current one
+   * expires (at 80% of its remaining life); use it for the next reconnect. Also the answer of
+   * `refreshToken`.
+   */
+  tokenRefreshed: { token: string; expiresAt: number };
   /** To the participant: their own status changed. */
   stageStatusUpdate: { old: StageStatus; new: StageStatus; by?: string };
   /** To everyone: someone's status changed. */
