@@ -108,6 +108,8 @@ const dtlsParameters = z.looseObject({
 export const requestSchemas = {
   getRouterRtpCapabilities: empty,
   joinRoom: z.strictObject({ rtpCapabilities }),
+  /** A fresh token for this connection's identity (the server also sends one by itself: `tokenRefreshed`). */
+  refreshToken: empty,
   /** Leave the room now (a dropped connection instead keeps the place for the grace period). */
   leaveRoom: empty,
   createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
@@ -143,6 +145,7 @@ export type RequestData<M extends RequestMethod> = z.input<(typeof requestSchema
 export interface Responses {
   getRouterRtpCapabilities: { rtpCapabilities: unknown };
   joinRoom: RoomSnapshot;
+  refreshToken: { token: string; expiresAt: number };
   leaveRoom: Record<string, never>;
   createTransport: TransportOptions;
   connectTransport: Record<string, never>;
