@@ -58,13 +58,19 @@ export class Roster {
   }
 
   /** `participantUpdated`: their new token changed their name or preset. */
-  updated({ userId, name, presetName }: { userId: string; name: string; presetName: string }, reconciled = false): void {
+  updated(
+    { userId, name, presetName }: { userId: string; name: string; presetName: string },
+    reconciled = false,
+  ): void {
     const p = this.#participants.get(userId);
     if (!p || (p.name === name && p.presetName === presetName)) return;
     const old = { name: p.name, presetName: p.presetName };
     p.name = name;
     p.presetName = presetName;
-    this.#deps.events.emit('participantUpdated', reconciled ? { participant: p, old, reconciled } : { participant: p, old });
+    this.#deps.events.emit(
+      'participantUpdated',
+      reconciled ? { participant: p, old, reconciled } : { participant: p, old },
+    );
   }
 
   setStatus(userId: string, status: StageStatus): void {

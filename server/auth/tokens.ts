@@ -90,7 +90,12 @@ export class TokenService {
    */
   async refresh(token: VerifiedToken, minTtlSeconds = 1): Promise<{ token: string; expiresAt: number }> {
     const expiresAt = Math.floor(Date.now() / 1000) + Math.max(minTtlSeconds, token.expiresAt - token.issuedAt);
-    const claims: TokenClaims = { userId: token.userId, name: token.name, roomId: token.roomId, preset: token.presetClaim };
+    const claims: TokenClaims = {
+      userId: token.userId,
+      name: token.name,
+      roomId: token.roomId,
+      preset: token.presetClaim,
+    };
     if (token.roomInstance) claims.roomInstance = token.roomInstance;
     return { token: await this.#sign(claims, expiresAt), expiresAt };
   }

@@ -81,7 +81,10 @@ export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequ
     const scheduleRefresh = () => {
       clearTimeout(refreshTimer);
       if (!socket.connected) return;
-      const delay = Math.min(MAX_TIMER_MS, Math.max(MIN_REFRESH_MS, REFRESH_AT * (current.expiresAt * 1000 - Date.now())));
+      const delay = Math.min(
+        MAX_TIMER_MS,
+        Math.max(MIN_REFRESH_MS, REFRESH_AT * (current.expiresAt * 1000 - Date.now())),
+      );
       refreshTimer = setTimeout(() => {
         refresh().then(
           (fresh) => socket.emit('tokenRefreshed', fresh),
