@@ -175,14 +175,7 @@ export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
 
 // ------------------------------------------------------------------ notifications
 /** Why a producer was closed on the server. */
-export type ProducerCloseReason =
-  | 'closed'
-  | 'left-stage'
-  | 'kicked'
-  | 'disconnected'
-  | 'transport-closed'
-  /** The owner's new token's preset does not allow the source. */
-  | 'forbidden';
+export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconnected' | 'transport-closed';
 
 export interface Notifications {
   participantJoined: { participant: ParticipantInfo };

@@ -150,18 +150,14 @@ export class Room {
    * The participant's name or preset changed (already set on `p`): everyone who sees them is told
    * (`participantUpdated`), then the stage applies the new preset (lost rights are gone at once;
    * off stage as if kicked by `@backend` when the preset no longer lets them be there; see
-   * `Stage.updateMember`), then every producer of a source the new preset forbids is closed.
-   * Host-only notifications follow `p.preset`, so a demoted host gets none from here on.
+   * `Stage.updateMember`). Host-only notifications follow `p.preset`, so a demoted host gets
+   * none from here on. No producer of the old connection is left (`join` dropped its media);
+   * one still being created is refused by `produce` if the new preset forbids its source.
    */
   #applyIdentity(p: Participant): void {
     p.log.info({ name: p.name, preset: p.preset.name }, 'identity updated from the new token');
     this.channel.toAll('participantUpdated', { userId: p.id, name: p.name, presetName: p.preset.name }, p.id);
     this.stage.updateMember(p.id, { name: p.name, preset: p.preset });
-    for (const staged of [...p.producers.values()]) {
-      if (p.preset.media[staged.source] === 'ALLOWED') continue;
-      staged.producer.close();
-      this.#dropProducer(p, staged, 'forbidden');
-    }
   }
 
   /**
