@@ -1098,7 +1098,9 @@ type Action =
   | { kind: 'grant' | 'deny' | 'kick'; actor: string; users: string[] }
   | { kind: 'mode'; actor: string; mode: StageMode }
   | { kind: 'list'; actor: string }
-  | { kind: 'add'; user: string; preset: string };
+  | { kind: 'add'; user: string; preset: string }
+  /** A new token for the user: another name and/or preset. */
+  | { kind: 'update'; user: string; preset: string; name: string };
 
 const ROSTER: Array<[string, string]> = [
   ['obs', 'host'], // observer: never removed, used to read the pending list
@@ -1125,6 +1127,15 @@ const SELF = fc.oneof(
 );
 
 const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('update'),
+      user: REMOVABLE,
+      preset: fc.constantFrom(...Object.keys(PRESET_BY_NAME)),
+      name: fc.constantFrom('Ann', 'Bea'),
+    }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ kind: fc.constantFrom('request', 'cancel', 'join', 'leave'), user: SELF }), weight: 8 },
   { arbitrary: fc.record({ kind: fc.constant('remove'), user: REMOVABLE }), weight: 1 },
   {
@@ -1184,6 +1195,9 @@ function run(stage: Stage, a: Action): void {
       return;
     case 'add':
       stage.add({ id: a.user, name: a.user.toUpperCase(), preset: PRESET_BY_NAME[a.preset] as Preset });
+      return;
+    case 'update':
+      stage.updateMember(a.user, { name: a.name, preset: PRESET_BY_NAME[a.preset] as Preset });
       return;
   }
 }
