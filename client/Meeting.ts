@@ -217,7 +217,8 @@ export class Meeting {
    * name and preset, and the differences are emitted (`selfUpdated`, stage events). Resolves on
    * `reconnected`; rejects with the reason the meeting ended if it could not come back (e.g.
    * UNAUTHORIZED for an expired token), with INVALID_REQUEST for a token of another user, and
-   * with DISCONNECTED when not connected.
+   * with DISCONNECTED when not connected. With `reconnectTimeoutMs: 0` it ends the meeting
+   * instead (nothing may reconnect then).
    */
   useToken(token: string): Promise<void> {
     if (this.#state !== 'connected' || this.#leaving) {
