@@ -99,7 +99,7 @@ export class Meeting {
     });
     this.#publisher = new Publisher({
       media,
-      preset: snapshot.self.preset,
+      preset: () => this.#self.preset,
       status: () => this.#self.stageStatus,
       tracks: options.tracks,
       prepareSendTransport: options.prepareSendTransport ?? true,
@@ -139,6 +139,15 @@ export class Meeting {
   async ready(): Promise<void> {
     await this.#recvReady;
     await Promise.all([this.#subscriber.whenIdle(), this.#publisher.settled().catch(() => undefined)]);
+  }
+
+  /**
+   * The token the meeting presents when it reconnects: the one it joined with, then the latest
+   * one the server handed over (`tokenRefreshed`) before the previous one expired. Store it if
+   * your app rejoins by itself (e.g. after a page reload).
+   */
+  get token(): string {
+    return this.#signaling.token;
   }
 
   /** The local participant (kept current). */
@@ -203,6 +212,38 @@ export class Meeting {
   }
 
   /**
+   * Switch to a new token of the same user (say the backend promoted or demoted them): the
+   * meeting reconnects with it at once (`reconnecting`, `reconnected`), the server applies its
+   * name and preset, and the differences are emitted (`selfUpdated`, stage events). Resolves on
+   * `reconnected`; rejects with the reason the meeting ended if it could not come back (e.g.
+   * UNAUTHORIZED for an expired token), with INVALID_REQUEST for a token of another user, and
+   * with DISCONNECTED when not connected. With `reconnectTimeoutMs: 0` it ends the meeting
+   * instead (nothing may reconnect then).
+   */
+  useToken(token: string): Promise<void> {
+    if (this.#state !== 'connected' || this.#leaving) {
+      return Promise.reject(stagegateError('DISCONNECTED', 'useToken: not connected'));
+    }
+    try {
+      this.#signaling.setToken(token);
+    } catch (err) {
+      return Promise.reject(toStagegateError(err));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.#events.off('reconnected', done).off('disconnected', failed);
+        resolve();
+      };
+      const failed = ({ reason, error }: MeetingEvents['disconnected']) => {
+        this.#events.off('reconnected', done).off('disconnected', failed);
+        reject(error ?? stagegateError('DISCONNECTED', `useToken: the meeting ended (${String(reason)})`));
+      };
+      this.#events.on('reconnected', done).on('disconnected', failed);
+      this.#signaling.cycle();
+    });
+  }
+
+  /**
    * @internal Tests only: drops the connection as a network failure would (the WebSocket closes
    * under socket.io, no goodbye: reason 'transport close' on both ends). The meeting reconnects
    * as after a real drop.
@@ -220,6 +261,11 @@ export class Meeting {
 
     on('participantJoined', ({ participant }) => roster.joined(participant, true));
     on('participantLeft', ({ userId }) => roster.left(userId));
+    on('participantUpdated', (data) => roster.updated(data));
+    on('tokenRefreshed', (data) => {
+      this.#signaling.setToken(data.token);
+      this.#events.emit('tokenRefreshed', data);
+    });
     on('stageStatusUpdate', (data) => this.#setStatus(data));
     on('peerStageStatusUpdate', (data) => {
       roster.setStatus(data.userId, data.new);
@@ -339,12 +385,19 @@ export class Meeting {
         this.#mode = snapshot.mode;
         this.#stageEvents.emit('stageModeUpdate', { mode: snapshot.mode, by: '', reconciled: true });
       }
-      if (
-        this.#self.preset.acceptStageRequests &&
-        JSON.stringify(snapshot.requests) !== JSON.stringify(this.#requests)
-      ) {
-        this.#requests = snapshot.requests;
-        this.#stageEvents.emit('stageAccessRequestUpdate', { requests: snapshot.requests, reconciled: true });
+      // the token we came back with may name us differently or grant other rights
+      const { name, preset } = snapshot.self;
+      if (name !== this.#self.name || JSON.stringify(preset) !== JSON.stringify(this.#self.preset)) {
+        const old = { name: this.#self.name, preset: this.#self.preset };
+        this.#self.name = name;
+        this.#self.preset = preset;
+        this.#events.emit('selfUpdated', { name, preset, old, reconciled: true });
+      }
+      // a demoted host sees no requests any more; a promoted one gets the list
+      const requests = preset.acceptStageRequests ? snapshot.requests : [];
+      if (JSON.stringify(requests) !== JSON.stringify(this.#requests)) {
+        this.#requests = requests;
+        this.#stageEvents.emit('stageAccessRequestUpdate', { requests, reconciled: true });
       }
       this.#roster.reconcile(snapshot.participants);
       const old = this.#self.stageStatus;

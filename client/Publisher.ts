@@ -28,7 +28,8 @@ import type { AllowedKinds, LocalProducerInfo, LocalTracks, TracksOption } from 
 
 export interface PublisherDeps {
   media: MediaSession;
-  preset: Preset;
+  /** The current preset (a reconnect with a new token may change it). */
+  preset: () => Preset;
   status: () => StageStatus;
   tracks?: TracksOption | undefined;
   prepareSendTransport: boolean;
@@ -146,7 +147,8 @@ export class Publisher {
   }
 
   async #publish(epoch: number): Promise<void> {
-    const { media, preset } = this.#deps;
+    const { media } = this.#deps;
+    const preset = this.#deps.preset();
     const published = new Set([...this.#producers.values()].map((p) => p.kind));
     const wanted: AllowedKinds = { audio: false, video: false };
     for (const kind of KINDS) {

@@ -57,6 +57,22 @@ export class Roster {
     );
   }
 
+  /** `participantUpdated`: their new token changed their name or preset. */
+  updated(
+    { userId, name, presetName }: { userId: string; name: string; presetName: string },
+    reconciled = false,
+  ): void {
+    const p = this.#participants.get(userId);
+    if (!p || (p.name === name && p.presetName === presetName)) return;
+    const old = { name: p.name, presetName: p.presetName };
+    p.name = name;
+    p.presetName = presetName;
+    this.#deps.events.emit(
+      'participantUpdated',
+      reconciled ? { participant: p, old, reconciled } : { participant: p, old },
+    );
+  }
+
   setStatus(userId: string, status: StageStatus): void {
     const p = this.#participants.get(userId);
     if (p) p.stageStatus = status;
@@ -87,7 +103,7 @@ export class Roster {
 
   /**
    * After a reconnect: make the roster the snapshot's, emitting the differences (participantLeft,
-   * participantJoined, peerStageStatusUpdate, all `reconciled`). The caller has reset the
+   * participantJoined, participantUpdated, peerStageStatusUpdate, all `reconciled`). The caller has reset the
    * Subscriber: every producer of the snapshot is received anew.
    */
   reconcile(participants: readonly ParticipantInfo[]): void {
@@ -98,6 +114,7 @@ export class Roster {
       const known = this.#participants.get(info.id);
       const old = known?.stageStatus;
       if (known) known.producers = [];
+      if (known) this.updated({ userId: info.id, name: info.name, presetName: info.presetName }, true);
       const p = this.#upsert(info);
       if (!known) events.emit('participantJoined', { participant: p, reconciled: true });
       else if (old !== info.stageStatus && old) {

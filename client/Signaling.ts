@@ -9,7 +9,7 @@
  *   Notifications are delivered in the order the server sent them, interleaved with acks as sent.
  * - One Signaling = one socket.io connection at a time (`forceNew`, no socket.io reconnection):
  *   after a drop the server wants a new `joinRoom` anyway, so the meeting reconnects itself with
- *   `reconnect()`, which opens a new socket with the same token. Listeners (`on`, `onDisconnect`)
+ *   `reconnect()`, which opens a new socket with the current token (see `setToken`). Listeners (`on`, `onDisconnect`)
  *   stay subscribed across sockets; requests pending on the old socket reject with DISCONNECTED.
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
@@ -54,6 +54,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export class Signaling {
   #socket: Socket;
   readonly #opts: SignalingOptions;
+  /** The token the next connection presents (the server's `tokenRefreshed` replaces it). */
+  #token: string;
   readonly #timeoutMs: number;
   readonly #pending = new Set<Pending>();
   /** Notifications received while held, delivered in order by `release()`. */
@@ -68,6 +70,7 @@ export class Signaling {
 
   private constructor(opts: SignalingOptions) {
     this.#opts = opts;
+    this.#token = opts.token;
     this.#userId = subjectOf(opts.token);
     this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#socket = this.#createSocket();
@@ -89,7 +92,7 @@ export class Signaling {
   }
 
   /**
-   * Replaces the connection by a new one with the same token (after a drop; the old socket is
+   * Replaces the connection by a new one with the current token (after a drop; the old socket is
    * let go, its pending requests reject with DISCONNECTED). Notifications are held from here:
    * the caller re-joins, applies the snapshot, then calls `release()`. Rejects like `connect()`.
    * The disconnect listeners are not called for the old socket (the caller knows); they are for
@@ -106,6 +109,27 @@ export class Signaling {
     await this.#open();
   }
 
+  /** The token the next connection (a reconnect) will present. */
+  get token(): string {
+    return this.#token;
+  }
+
+  /** Present `token` from the next connection on. A token for another user is refused (INVALID_REQUEST). */
+  setToken(token: string): void {
+    if (subjectOf(token) !== this.#userId) {
+      throw new StagegateError('INVALID_REQUEST', 'the token is for another user');
+    }
+    this.#token = token;
+  }
+
+  /**
+   * Ends the current connection as a network drop would ('transport close'), so that its owner
+   * reconnects (with the current token). Used to switch to a new token at once.
+   */
+  cycle(): void {
+    this.#socket.io.engine?.transport?.close();
+  }
+
   /**
    * @internal Tests only: closes the underlying transport (the WebSocket) without a goodbye, as
    * a network failure does. socket.io reports 'transport close', on both ends.
@@ -116,7 +140,7 @@ export class Signaling {
 
   #createSocket(): Socket {
     const opts = this.#opts;
-    const auth: Record<string, string> = { token: opts.token };
+    const auth: Record<string, string> = { token: this.#token };
     if (opts.roomId !== undefined) auth.roomId = opts.roomId;
     const socket = io(opts.url, {
       transports: ['websocket'],

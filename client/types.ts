@@ -121,6 +121,18 @@ export type DisconnectReason = Notifications['goodbye']['reason'] | 'left' | 'co
 export interface MeetingEvents {
   participantJoined: { participant: RemoteParticipant } & Reconciled;
   participantLeft: { userId: string; participant: RemoteParticipant } & Reconciled;
+  /** Another participant reconnected with a new token that changed their name or preset (`old`: before). */
+  participantUpdated: { participant: RemoteParticipant; old: { name: string; presetName: string } } & Reconciled;
+  /**
+   * We came back (reconnect) with a token that names us differently or grants another preset:
+   * `self` shows it already; stage changes it causes follow as stage events. Always `reconciled`.
+   */
+  selfUpdated: { name: string; preset: Preset; old: { name: string; preset: Preset } } & Reconciled;
+  /**
+   * The server handed over a fresh token before the current one expires (`expiresAt`: epoch
+   * seconds). The meeting uses it for its reconnects by itself (`meeting.token`).
+   */
+  tokenRefreshed: Notifications['tokenRefreshed'];
   trackAdded: TrackAddedEvent;
   trackRemoved: TrackRemovedEvent;
   /** The server closed one of our producers (the local one is closed too). */

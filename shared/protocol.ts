@@ -108,6 +108,8 @@ const dtlsParameters = z.looseObject({
 export const requestSchemas = {
   getRouterRtpCapabilities: empty,
   joinRoom: z.strictObject({ rtpCapabilities }),
+  /** A fresh token for this connection's identity (the server also sends one by itself: `tokenRefreshed`). */
+  refreshToken: empty,
   /** Leave the room now (a dropped connection instead keeps the place for the grace period). */
   leaveRoom: empty,
   createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
@@ -143,6 +145,7 @@ export type RequestData<M extends RequestMethod> = z.input<(typeof requestSchema
 export interface Responses {
   getRouterRtpCapabilities: { rtpCapabilities: unknown };
   joinRoom: RoomSnapshot;
+  refreshToken: { token: string; expiresAt: number };
   leaveRoom: Record<string, never>;
   createTransport: TransportOptions;
   connectTransport: Record<string, never>;
@@ -177,6 +180,17 @@ export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconne
 export interface Notifications {
   participantJoined: { participant: ParticipantInfo };
   participantLeft: { userId: string };
+  /**
+   * To everyone who sees the participant (not to them): they reconnected with a new token that
+   * changed their display name or preset. Their status changes, if any, follow as usual.
+   */
+  participantUpdated: { userId: string; name: string; presetName: string };
+  /**
+   * To this connection only: a fresh token for the same identity, sent before the current one
+   * expires (at 80% of its remaining life); use it for the next reconnect. Also the answer of
+   * `refreshToken`.
+   */
+  tokenRefreshed: { token: string; expiresAt: number };
   /** To the participant: their own status changed. */
   stageStatusUpdate: { old: StageStatus; new: StageStatus; by?: string };
   /** To everyone: someone's status changed. */

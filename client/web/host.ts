@@ -160,6 +160,10 @@ function wire(m: Meeting): void {
     log(`${participant.name} left the webinar.`);
     renderAll();
   });
+  m.on('participantUpdated', ({ participant, old }) => {
+    if (old.name !== participant.name) log(`${old.name} is now ${participant.name}.`);
+    renderAll();
+  });
   m.on('trackAdded', () => renderStage());
   m.on('trackRemoved', () => renderStage());
   wireConnectionNotices(

@@ -142,6 +142,7 @@ function wire(m: Meeting): void {
   s.on('peerStageStatusUpdate', () => renderAll());
   m.on('participantJoined', () => renderAll());
   m.on('participantLeft', () => renderAll());
+  m.on('participantUpdated', () => renderAll());
   m.on('trackAdded', () => renderAll());
   m.on('trackRemoved', () => renderAll());
   m.on('producerClosedByServer', () => renderAll());

@@ -1,6 +1,9 @@
 /**
  * Participant tokens: JWT HS256 signed by the server's token secret (jose). A token names the
- * user (sub), display name, room and preset; the client never chooses any of them.
+ * user (sub), display name, room and preset; the client never chooses any of them. A token
+ * minted for an existing room also names the room instance (`rin`, `Room.instanceId`): a room
+ * deleted and created again with the same id refuses it. `refresh()` mints the same claims again
+ * with a new expiry, for connected sessions (see signaling).
  */
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { z } from 'zod';
@@ -45,6 +48,12 @@ export const tokenClaimsSchema = z.strictObject({
   name: z.string().min(1).max(100),
   roomId: idSchema,
   preset: presetInputSchema,
+  /**
+   * The room instance (`Room.instanceId`) the token is for. The HTTP API and the demo routes
+   * always set it; a token without it is accepted by whichever room holds `roomId` (and in demo
+   * mode may create it), so pass it when minting yourself for an existing room.
+   */
+  roomInstance: z.string().min(1).max(64).optional(),
 });
 export type TokenClaims = z.infer<typeof tokenClaimsSchema>;
 
@@ -53,6 +62,12 @@ export interface VerifiedToken {
   name: string;
   roomId: string;
   preset: Preset;
+  /** The room instance the token is bound to, when it is. */
+  roomInstance?: string | undefined;
+  /** The preset as the token carries it (a name or the fields), to mint it again. */
+  presetClaim: PresetInput;
+  /** Epoch seconds. */
+  issuedAt: number;
   /** Epoch seconds. */
   expiresAt: number;
 }
@@ -66,13 +81,34 @@ export class TokenService {
 
   /** Signs a token valid for `ttlSeconds` (default 6 hours). */
   async mint(claims: TokenClaims, ttlSeconds = 6 * 3600): Promise<string> {
+    return this.#sign(claims, Math.floor(Date.now() / 1000) + ttlSeconds);
+  }
+
+  /**
+   * A fresh token for the same claims as `token` (already verified), valid as long as the
+   * original was (at least `minTtlSeconds`), from now.
+   */
+  async refresh(token: VerifiedToken, minTtlSeconds = 1): Promise<{ token: string; expiresAt: number }> {
+    const expiresAt = Math.floor(Date.now() / 1000) + Math.max(minTtlSeconds, token.expiresAt - token.issuedAt);
+    const claims: TokenClaims = {
+      userId: token.userId,
+      name: token.name,
+      roomId: token.roomId,
+      preset: token.presetClaim,
+    };
+    if (token.roomInstance) claims.roomInstance = token.roomInstance;
+    return { token: await this.#sign(claims, expiresAt), expiresAt };
+  }
+
+  async #sign(claims: TokenClaims, expiresAt: number): Promise<string> {
     const c = tokenClaimsSchema.parse(claims);
-    return new SignJWT({ name: c.name, room: c.roomId, preset: c.preset })
+    const body = { name: c.name, room: c.roomId, preset: c.preset, ...(c.roomInstance ? { rin: c.roomInstance } : {}) };
+    return new SignJWT(body)
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuer(ISSUER)
       .setSubject(c.userId)
       .setIssuedAt()
-      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+      .setExpirationTime(expiresAt)
       .sign(this.#key);
   }
 
@@ -98,6 +134,7 @@ export class TokenService {
       name: payload.name,
       roomId: payload.room,
       preset: payload.preset,
+      roomInstance: payload.rin,
     });
     if (!parsed.success || typeof payload.exp !== 'number') {
       throw new StagegateError('UNAUTHORIZED', 'the token does not carry valid Stagegate claims');
@@ -108,6 +145,10 @@ export class TokenService {
       name: c.name,
       roomId: c.roomId,
       preset: resolvePreset(c.preset),
+      presetClaim: c.preset,
+      roomInstance: c.roomInstance,
+      // a token signed elsewhere may lack iat: its refreshes then last as long as it had left
+      issuedAt: typeof payload.iat === 'number' ? payload.iat : Math.floor(Date.now() / 1000),
       expiresAt: payload.exp,
     };
   }

@@ -112,7 +112,8 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
         const t = parse(schemas.mintToken, await body());
         const userId = t.userId ?? randomUUID();
         const ttl = t.ttlSeconds ?? 6 * 3600;
-        const token = await tokens.mint({ userId, name: t.name, roomId: r.id, preset: t.preset }, ttl);
+        const claims = { userId, name: t.name, roomId: r.id, preset: t.preset, roomInstance: r.instanceId };
+        const token = await tokens.mint(claims, ttl);
         return [201, { token, userId, roomId: r.id, expiresAt: new Date(Date.now() + ttl * 1000).toISOString() }];
       },
     ],

@@ -2,6 +2,8 @@
  * Demo mode (on by default for local webinars): the landing page creates rooms and gets tokens
  * without the backend API. A room's host link carries a per-room host key; anyone with the
  * viewer link joins as a viewer. Turn it off (STAGEGATE_DEMO=false) when a backend mints tokens.
+ * Tokens are minted only for rooms these routes created (not for the backend's rooms), bound to
+ * that room instance: once the room is deleted they no longer open (nor re-create) it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,7 +24,8 @@ const getToken = z.strictObject({
 });
 
 export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; tokens: TokenService; log: Logger }) {
-  const hostKeys = new Map<string, string>();
+  /** The rooms these routes created: room id → host key and room instance. */
+  const demoRooms = new Map<string, { hostKey: string; instanceId: string }>();
 
   return async function handleDemo(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const path = (req.url ?? '/').split('?')[0];
@@ -32,8 +35,8 @@ export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; 
         const { mode } = parse(createRoom, await readJson(req));
         const room = await rooms.create(randomUUID().slice(0, 8), mode);
         const hostKey = randomBytes(12).toString('base64url');
-        hostKeys.set(room.id, hostKey);
-        room.onClose(() => hostKeys.delete(room.id));
+        demoRooms.set(room.id, { hostKey, instanceId: room.instanceId });
+        room.onClose(() => demoRooms.delete(room.id));
         sendJson(res, 201, {
           roomId: room.id,
           hostKey,
@@ -42,12 +45,16 @@ export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; 
         });
       } else {
         const t = parse(getToken, await readJson(req));
-        if (!rooms.get(t.roomId)) throw new StagegateError('NOT_FOUND', `no room ${t.roomId}`);
-        if (t.role === 'host' && (!t.hostKey || hostKeys.get(t.roomId) !== t.hostKey)) {
+        const demoRoom = demoRooms.get(t.roomId);
+        if (!demoRoom || rooms.get(t.roomId)?.instanceId !== demoRoom.instanceId) {
+          throw new StagegateError('NOT_FOUND', `no demo room ${t.roomId}`);
+        }
+        if (t.role === 'host' && t.hostKey !== demoRoom.hostKey) {
           throw new StagegateError('FORBIDDEN', 'the host link is not valid for this room');
         }
         const userId = `${t.role}-${randomUUID().slice(0, 8)}`;
-        const token = await tokens.mint({ userId, name: t.name, roomId: t.roomId, preset: t.role });
+        const claims = { userId, name: t.name, roomId: t.roomId, preset: t.role, roomInstance: demoRoom.instanceId };
+        const token = await tokens.mint(claims);
         log.info({ roomId: t.roomId, userId, role: t.role }, 'demo token minted');
         sendJson(res, 201, { token, userId, roomId: t.roomId });
       }

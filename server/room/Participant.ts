@@ -42,8 +42,9 @@ export class Participant {
 
   constructor(
     readonly id: string,
-    readonly name: string,
-    readonly preset: Preset,
+    /** From the token of the current connection (a reconnect with a new token changes them). */
+    public name: string,
+    public preset: Preset,
     public session: ParticipantSession,
     readonly log: Logger,
   ) {}

@@ -10,6 +10,7 @@
  *   producers right in the stage listener, which closes their consumers in the worker; every
  *   receiver is told.
  */
+import { randomUUID } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
 import { StagegateError } from '../../shared/errors.js';
 import type {
@@ -25,7 +26,8 @@ import type {
 import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
-import { Stage, type StageChangeReason } from '../stage/Stage.js';
+import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
+import { samePreset } from '../stage/stageRules.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
@@ -41,6 +43,7 @@ export interface RoomChannel {
 
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
+  preset: 'kicked',
   'leave-room': 'disconnected',
 };
 
@@ -48,6 +51,8 @@ export class Room {
   readonly stage: Stage;
   readonly participants = new Map<string, Participant>();
   readonly createdAt = Date.now();
+  /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
+  readonly instanceId = randomUUID();
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
@@ -111,11 +116,17 @@ export class Room {
    * Adds the token's user. The same user again (a reconnect within the grace period, or a second
    * connection, which replaces the first and tells it why) keeps their stage status and queue
    * position; their old media is closed and the client publishes again by itself.
+   *
+   * Name and preset are the new token's, at once (see `#applyIdentity`): the snapshot shows the
+   * new identity with the status as it was, and the changes the new preset causes follow as
+   * notifications (held by the client until it applied the snapshot).
    */
   join(session: ParticipantSession, who: VerifiedToken, rtpCapabilities: ms.RtpCapabilities): RoomSnapshot {
     this.#assertOpen();
     let p = this.participants.get(who.userId);
+    let identityChanged = false;
     if (p) {
+      identityChanged = p.name !== who.name || !samePreset(p.preset, who.preset);
       const old = p.session;
       this.#dropMedia(p, 'disconnected'); // its notices go to the old connection
       p.session = session; // before disconnecting the old one, whose disconnect then is ignored
@@ -125,7 +136,9 @@ export class Room {
       }
       clearTimeout(p.graceTimer);
       p.connected = true;
-      p.log.info({ status: this.statusOf(p.id) }, 'rejoined room');
+      p.log.info({ status: this.statusOf(p.id), preset: who.preset.name }, 'rejoined room');
+      p.name = who.name;
+      p.preset = who.preset;
     } else {
       p = new Participant(who.userId, who.name, who.preset, session, this.log.child({ userId: who.userId }));
       this.participants.set(p.id, p);
@@ -135,13 +148,29 @@ export class Room {
     }
     p.rtpCapabilities = rtpCapabilities;
     session.subscribe();
-    return {
+    const snapshot: RoomSnapshot = {
       roomId: this.id,
       self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
       participants: [...this.participants.values()].filter((o) => o !== p).map((o) => this.info(o)),
       mode: this.stage.mode,
-      requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(p.id) : [],
+      requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(BACKEND_ACTOR) : [],
     };
+    if (identityChanged) this.#applyIdentity(p);
+    return snapshot;
+  }
+
+  /**
+   * The participant's name or preset changed (already set on `p`): everyone who sees them is told
+   * (`participantUpdated`), then the stage applies the new preset (lost rights are gone at once;
+   * off stage as if kicked by `@backend` when the preset no longer lets them be there; see
+   * `Stage.updateMember`). Host-only notifications follow `p.preset`, so a demoted host gets
+   * none from here on. No producer of the old connection is left (`join` dropped its media);
+   * one still being created is refused by `produce` if the new preset forbids its source.
+   */
+  #applyIdentity(p: Participant): void {
+    p.log.info({ name: p.name, preset: p.preset.name }, 'identity updated from the new token');
+    this.channel.toAll('participantUpdated', { userId: p.id, name: p.name, presetName: p.preset.name }, p.id);
+    this.stage.updateMember(p.id, { name: p.name, preset: p.preset });
   }
 
   /**
@@ -292,6 +321,11 @@ export class Room {
     if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
       producer.close();
       throw new StagegateError('INVALID_STATE', 'left the stage while the producer was created');
+    }
+    // ... or a new token's preset took the source away meanwhile
+    if (p.preset.media[source] !== 'ALLOWED') {
+      producer.close();
+      throw new StagegateError('FORBIDDEN', `preset ${p.preset.name} no longer allows ${source}`);
     }
     const staged: StagedProducer = { producer, source };
     p.producers.set(producer.id, staged);

@@ -72,10 +72,18 @@ export class RoomRegistry {
     }
   }
 
-  /** The room a verified token names: existing, being created, or (autoCreate) new. */
-  async forToken(roomId: string): Promise<Room> {
+  /**
+   * The room a verified token names: existing, being created, or (autoCreate) new. A token bound
+   * to a room instance (`roomInstance`) is refused (UNAUTHORIZED) unless that very instance is
+   * live: a room deleted and created again with the same id refuses the old room's tokens, and
+   * autoCreate never re-creates a deleted room from one.
+   */
+  async forToken(roomId: string, roomInstance?: string): Promise<Room> {
     const room = this.#rooms.get(roomId) ?? (await this.#pending.get(roomId));
-    if (room) return room;
+    if (room && (roomInstance === undefined || room.instanceId === roomInstance)) return room;
+    if (roomInstance !== undefined) {
+      throw new StagegateError('UNAUTHORIZED', `the token is for an earlier room ${roomId}, which was deleted`);
+    }
     if (!this.opts.autoCreate) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
     return this.create(roomId);
   }

@@ -17,6 +17,8 @@ export interface ConnectionContext {
   token: VerifiedToken;
   room: Room;
   session: ParticipantSession;
+  /** Mints a fresh token for this connection's identity (and reschedules the automatic refresh). */
+  refreshToken(): Promise<Responses['refreshToken']>;
   /** Set by joinRoom. */
   participant?: Participant;
 }
@@ -48,6 +50,10 @@ export const handlers: HandlerTable = {
       ctx.participant = ctx.room.participants.get(ctx.token.userId);
       return snapshot;
     },
+  },
+  refreshToken: {
+    needs: 'connected',
+    run: (ctx) => ctx.refreshToken(),
   },
   leaveRoom: {
     needs: 'joined',

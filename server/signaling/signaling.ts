@@ -4,7 +4,13 @@
  */
 import type { Server, Socket } from 'socket.io';
 import { StagegateError, type ErrorCode } from '../../shared/errors.js';
-import { requestSchemas, type Ack, type RequestMethod, type WireError } from '../../shared/protocol.js';
+import {
+  requestSchemas,
+  type Ack,
+  type Notifications,
+  type RequestMethod,
+  type WireError,
+} from '../../shared/protocol.js';
 import type { TokenService, VerifiedToken } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { ParticipantSession } from '../room/Participant.js';
@@ -22,6 +28,10 @@ interface SocketData {
 }
 
 const METHODS = new Set<string>(Object.keys(handlers));
+/** A connection's token is refreshed at this share of its remaining life. */
+const REFRESH_AT = 0.8;
+const MIN_REFRESH_MS = 500;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface SignalingDeps {
   io: Server;
@@ -59,7 +69,32 @@ export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequ
       subscribe: () => socket.join([roomKey(room.id), userKey(room.id, token.userId)]),
       disconnect: () => socket.disconnect(true),
     };
-    const ctx: ConnectionContext = { token, room, session };
+    // A connected session outlives its token: a fresh one is handed over before expiry.
+    let current = token;
+    let refreshTimer: NodeJS.Timeout | undefined;
+    const refresh = async (): Promise<Notifications['tokenRefreshed']> => {
+      const fresh = await tokens.refresh(current);
+      current = { ...current, issuedAt: Math.floor(Date.now() / 1000), expiresAt: fresh.expiresAt };
+      scheduleRefresh();
+      return fresh;
+    };
+    const scheduleRefresh = () => {
+      clearTimeout(refreshTimer);
+      if (!socket.connected) return;
+      const delay = Math.min(
+        MAX_TIMER_MS,
+        Math.max(MIN_REFRESH_MS, REFRESH_AT * (current.expiresAt * 1000 - Date.now())),
+      );
+      refreshTimer = setTimeout(() => {
+        refresh().then(
+          (fresh) => socket.emit('tokenRefreshed', fresh),
+          (err: unknown) => clog.error({ err }, 'token refresh failed'),
+        );
+      }, delay);
+      refreshTimer.unref();
+    };
+    scheduleRefresh();
+    const ctx: ConnectionContext = { token, room, session, refreshToken: refresh };
 
     const buckets: Buckets = {
       all: new TokenBucket(limits.requestsPerSecond, limits.requestsPerSecond * 2),
@@ -81,6 +116,7 @@ export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequ
       );
     }
     socket.on('disconnect', (reason) => {
+      clearTimeout(refreshTimer);
       clog.info({ reason }, 'disconnected');
       if (ctx.participant) room.disconnected(ctx.participant.id, session);
     });
@@ -93,7 +129,7 @@ async function authenticate(auth: unknown, tokens: TokenService, rooms: RoomRegi
   if (a.roomId !== undefined && a.roomId !== token.roomId) {
     throw new StagegateError('UNAUTHORIZED', 'the token is for another room');
   }
-  const room = await rooms.forToken(token.roomId);
+  const room = await rooms.forToken(token.roomId, token.roomInstance);
   return { token, room };
 }
 

@@ -22,6 +22,7 @@ import {
   modeEffect,
   refuse,
   restingStatus,
+  samePreset,
   statusAfterLeave,
   toAccessRequest,
   describeStatus,
@@ -37,7 +38,18 @@ export interface StageMember {
 }
 
 export type StageChangeReason =
-  'join-room' | 'request' | 'cancel' | 'grant' | 'deny' | 'join' | 'leave' | 'kick' | 'mode' | 'leave-room';
+  | 'join-room'
+  | 'request'
+  | 'cancel'
+  | 'grant'
+  | 'deny'
+  | 'join'
+  | 'leave'
+  | 'kick'
+  | 'mode'
+  | 'leave-room'
+  /** The member's preset changed (a new token): see `Stage.updateMember`. */
+  | 'preset';
 
 /** Events, emitted synchronously, in order, after the state has changed. */
 export interface StageEvents {
@@ -305,6 +317,43 @@ export class Stage {
     return mode;
   }
 
+  /**
+   * A member's name and preset changed (a reconnect with a newly minted token). Applies the new
+   * preset's consequences at once, each done by BACKEND_ACTOR (the token's issuer):
+   * - ON_STAGE or ACCEPTED: kept while the new preset lets them be there: they may join directly
+   *   (ALLOWED, or the room is OPEN) or a host let them in (grant/invite). Otherwise → OFF_STAGE
+   *   as a kick by BACKEND_ACTOR (statusChanged reason 'preset', then `removed`).
+   * - REQUESTED: a preset that may join directly → ACCEPTED (the request is moot); a NOT_ALLOWED
+   *   preset → OFF_STAGE (`requestRejected` {reason 'denied'} by BACKEND_ACTOR); else kept.
+   * - OFF_STAGE: a preset that may join directly → ACCEPTED.
+   * The same preset again (a token refresh, a plain reconnect) changes no status. A name change of
+   * a pending requester changes the pending list (requestsChanged). Unknown id → NOT_FOUND.
+   * Returns the member afterwards.
+   */
+  updateMember(userId: string, update: { name: string; preset: Preset }): Readonly<StageMember> {
+    const m = this.self(userId);
+    if (m.status === REQUESTED && m.name !== update.name) this.requestsDirty = true;
+    const presetChanged = !samePreset(m.preset, update.preset);
+    m.name = update.name;
+    m.preset = update.preset;
+    if (!presetChanged) return this.commitWith(snapshot(m));
+    const direct = mayJoinDirectly(m.preset, this.#mode);
+    if (m.status === 'ON_STAGE' || m.status === ACCEPTED) {
+      if (!direct && !m.granted) {
+        this.transition(m, 'OFF_STAGE', 'preset', BACKEND_ACTOR);
+        this.enqueue('removed', { userId: m.id, by: BACKEND_ACTOR });
+      }
+    } else if (direct) {
+      this.transition(m, ACCEPTED, 'preset', BACKEND_ACTOR);
+    } else if (m.status === REQUESTED && m.preset.stageAccess === 'NOT_ALLOWED') {
+      this.transition(m, 'OFF_STAGE', 'preset', BACKEND_ACTOR);
+      this.enqueue('requestRejected', { userId: m.id, by: BACKEND_ACTOR, reason: 'denied' });
+    }
+    const updated = snapshot(m);
+    this.commit();
+    return updated;
+  }
+
   // ---- helpers ----
 
   /** The member acting on themselves, or NOT_FOUND. */
@@ -378,7 +427,7 @@ export class Stage {
   }
 
   /** `commit()`, returning the status the action produced (a listener may change it again meanwhile). */
-  private commitWith(status: StageStatus): StageStatus {
+  private commitWith<T>(status: T): T {
     this.commit();
     return status;
   }

@@ -49,6 +49,17 @@ export function modeEffect(status: StageStatus, preset: Preset, granted: boolean
   return { kind: 'none' };
 }
 
+/** Whether two presets grant exactly the same (the name counts too: it is shown to others). */
+export function samePreset(a: Preset, b: Preset): boolean {
+  return (
+    a.name === b.name &&
+    a.stageAccess === b.stageAccess &&
+    a.acceptStageRequests === b.acceptStageRequests &&
+    a.kickParticipant === b.kickParticipant &&
+    (Object.keys(a.media) as (keyof Preset['media'])[]).every((k) => a.media[k] === b.media[k])
+  );
+}
+
 /** Runtime guard for values that came over the wire. */
 export function isStageMode(value: unknown): value is StageMode {
   return typeof value === 'string' && (STAGE_MODES as readonly string[]).includes(value);

@@ -835,6 +835,93 @@ describe('setMode', () => {
 
 // ---------- backend actor ----------
 
+describe('updateMember (a new token for the same user)', () => {
+  const NO_VIDEO: Preset = { ...PRESETS.speaker, name: 'speaker-audio', media: { ...MEDIA, video: 'NOT_ALLOWED' } };
+
+  it('a demoted host loses its rights at once: grantAccess, setMode, list and kick are FORBIDDEN', () => {
+    const ctx = setup();
+    ctx.stage.requestAccess('v1');
+    ctx.stage.updateMember('h', { name: 'Hana', preset: PRESETS.viewer });
+    ctx.clear();
+    const before = ctx.stage.members();
+    expect(catchError(() => ctx.stage.grantAccess('h', ['v1']))).toMatchObject({ code: 'FORBIDDEN' });
+    expect(catchError(() => ctx.stage.setMode('h', 'OPEN'))).toMatchObject({ code: 'FORBIDDEN' });
+    expect(catchError(() => ctx.stage.kick('h', ['s']))).toMatchObject({ code: 'FORBIDDEN' });
+    expect(catchError(() => ctx.stage.getAccessRequests('h'))).toMatchObject({ code: 'FORBIDDEN' });
+    expect(ctx.stage.members()).toStrictEqual(before);
+    expect(ctx.stage.mode).toBe('REQUEST');
+    expect(ctx.log).toStrictEqual([]);
+  });
+
+  it('ON_STAGE without a grant and no direct access any more → OFF_STAGE as a kick by @backend', () => {
+    const ctx = setup();
+    ctx.stage.join('s');
+    ctx.clear();
+    const m = ctx.stage.updateMember('s', { name: 'Sam', preset: PRESETS.viewer });
+    expect(m.status).toBe(OFF);
+    expect(ctx.log).toStrictEqual([
+      { event: 'statusChanged', payload: { userId: 's', from: ON, to: OFF, reason: 'preset', by: BACKEND_ACTOR } },
+      { event: 'removed', payload: { userId: 's', by: BACKEND_ACTOR } },
+    ]);
+  });
+
+  it('keeps ON_STAGE when the new preset still allows it: direct access, or a host granted it', () => {
+    const ctx = setup();
+    ctx.stage.join('s');
+    ctx.stage.grantAccess('h', ['v1']);
+    ctx.stage.join('v1');
+    ctx.clear();
+    expect(ctx.stage.updateMember('s', { name: 'Sam', preset: NO_VIDEO }).status).toBe(ON);
+    expect(ctx.stage.updateMember('v1', { name: 'Vera', preset: GUEST }).status).toBe(ON);
+    expect(ctx.log).toStrictEqual([]);
+  });
+
+  it('a promoted viewer OFF_STAGE becomes ACCEPTED; a pending request of a promoted viewer is moot', () => {
+    const ctx = setup();
+    ctx.stage.requestAccess('v2');
+    ctx.clear();
+    ctx.stage.updateMember('v1', { name: 'Vera', preset: PRESETS.speaker });
+    ctx.stage.updateMember('v2', { name: 'Vik', preset: PRESETS.host });
+    expect(ctx.status('v1')).toBe(ACC);
+    expect(ctx.status('v2')).toBe(ACC);
+    expect(ctx.log).toStrictEqual([
+      { event: 'statusChanged', payload: { userId: 'v1', from: OFF, to: ACC, reason: 'preset', by: BACKEND_ACTOR } },
+      { event: 'statusChanged', payload: { userId: 'v2', from: REQ, to: ACC, reason: 'preset', by: BACKEND_ACTOR } },
+      { event: 'requestsChanged', payload: [] },
+    ]);
+    // the new host has the rights now
+    expect(ctx.stage.setMode('v2', 'INVITE')).toBe('INVITE');
+  });
+
+  it('a pending request of a user now NOT_ALLOWED is rejected by @backend; a renamed requester updates the list', () => {
+    const ctx = setup();
+    ctx.stage.requestAccess('v1');
+    ctx.stage.requestAccess('v2');
+    ctx.clear();
+    ctx.stage.updateMember('v1', { name: 'Vera', preset: GUEST });
+    expect(ctx.status('v1')).toBe(OFF);
+    expect(names(ctx.log)).toEqual(['statusChanged', 'requestRejected', 'requestsChanged']);
+    expect(ctx.log[1]?.payload).toStrictEqual({ userId: 'v1', by: BACKEND_ACTOR, reason: 'denied' });
+    ctx.clear();
+    ctx.stage.updateMember('v2', { name: 'Viktor', preset: PRESETS.viewer });
+    expect(ctx.log).toStrictEqual([
+      { event: 'requestsChanged', payload: [{ userId: 'v2', name: 'Viktor', requestedAt: expect.any(Number) }] },
+    ]);
+    expect(ctx.status('v2')).toBe(REQ);
+  });
+
+  it('the same preset again changes nothing (a refreshed token), even for one ON_STAGE only thanks to OPEN', () => {
+    const ctx = setup('OPEN');
+    ctx.stage.join('v1');
+    ctx.stage.setMode('h', 'REQUEST');
+    ctx.clear();
+    ctx.stage.updateMember('v1', { name: 'Vera', preset: { ...PRESETS.viewer } });
+    expect(ctx.status('v1')).toBe(ON);
+    expect(ctx.log).toStrictEqual([]);
+    expectRefused(ctx, () => ctx.stage.updateMember('ghost', { name: 'G', preset: PRESETS.host }), 'NOT_FOUND');
+  });
+});
+
 describe('BACKEND_ACTOR', () => {
   it('holds every host permission without being a member', () => {
     const ctx = setup();
@@ -1011,7 +1098,9 @@ type Action =
   | { kind: 'grant' | 'deny' | 'kick'; actor: string; users: string[] }
   | { kind: 'mode'; actor: string; mode: StageMode }
   | { kind: 'list'; actor: string }
-  | { kind: 'add'; user: string; preset: string };
+  | { kind: 'add'; user: string; preset: string }
+  /** A new token for the user: another name and/or preset. */
+  | { kind: 'update'; user: string; preset: string; name: string };
 
 const ROSTER: Array<[string, string]> = [
   ['obs', 'host'], // observer: never removed, used to read the pending list
@@ -1038,6 +1127,15 @@ const SELF = fc.oneof(
 );
 
 const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('update'),
+      user: REMOVABLE,
+      preset: fc.constantFrom(...Object.keys(PRESET_BY_NAME)),
+      name: fc.constantFrom('Ann', 'Bea'),
+    }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ kind: fc.constantFrom('request', 'cancel', 'join', 'leave'), user: SELF }), weight: 8 },
   { arbitrary: fc.record({ kind: fc.constant('remove'), user: REMOVABLE }), weight: 1 },
   {
@@ -1098,6 +1196,9 @@ function run(stage: Stage, a: Action): void {
     case 'add':
       stage.add({ id: a.user, name: a.user.toUpperCase(), preset: PRESET_BY_NAME[a.preset] as Preset });
       return;
+    case 'update':
+      stage.updateMember(a.user, { name: a.name, preset: PRESET_BY_NAME[a.preset] as Preset });
+      return;
   }
 }
 
@@ -1113,6 +1214,7 @@ const LEGAL: Record<StageChangeReason, string[]> = {
   kick: [`${ON}>${OFF}`, `${ON}>${ACC}`, `${ACC}>${OFF}`],
   mode: [`${REQ}>${OFF}`, `${REQ}>${ACC}`, `${OFF}>${ACC}`, `${ACC}>${OFF}`],
   'leave-room': [`${ON}>${OFF}`],
+  preset: [`${ON}>${OFF}`, `${ACC}>${OFF}`, `${OFF}>${ACC}`, `${REQ}>${ACC}`, `${REQ}>${OFF}`],
 };
 
 describe('property: invariants hold after any sequence of actions', () => {
