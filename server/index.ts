@@ -4,6 +4,7 @@
  * instance and mediasoup workers.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -30,7 +31,18 @@ export type { RoomRegistry } from './room/RoomRegistry.js';
 export type { TokenService, TokenClaims } from './auth/tokens.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const DEFAULT_WEB_ROOT = path.resolve(HERE, '../client/dist');
+
+/**
+ * The Stagegate package's folder: the nearest one above this file with a package.json (the
+ * repository for server/index.ts, the installed package for the built dist/server/index.js).
+ */
+function packageRoot(): string {
+  for (let dir = HERE; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  return path.resolve(HERE, '..');
+}
+export const DEFAULT_WEB_ROOT = path.join(packageRoot(), 'client/dist');
 
 export interface StagegateOptions {
   /** Settings; anything left out comes from STAGEGATE_* environment variables, then defaults. */
