@@ -1113,6 +1113,9 @@ const LEGAL: Record<StageChangeReason, string[]> = {
   kick: [`${ON}>${OFF}`, `${ON}>${ACC}`, `${ACC}>${OFF}`],
   mode: [`${REQ}>${OFF}`, `${REQ}>${ACC}`, `${OFF}>${ACC}`, `${ACC}>${OFF}`],
   'leave-room': [`${ON}>${OFF}`],
+  'slot-ended': [`${ON}>${OFF}`, `${ON}>${ACC}`],
+  'accept-timeout': [`${ACC}>${OFF}`],
+  'removed-from-room': [`${ON}>${OFF}`],
 };
 
 describe('property: invariants hold after any sequence of actions', () => {
