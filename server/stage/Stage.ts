@@ -54,88 +54,15 @@ import {
 } from './stageRules.js';
 import { EventQueue } from './eventQueue.js';
 import { Holds, isMediaSource, parseSources } from './holds.js';
-import { AUTO_ACTOR, Cooldowns, extendedSlot, isHost, newSlot, slotWarningAt } from './seats.js';
-import type { Slot } from './seats.js';
+import { AUTO_ACTOR, Cooldowns, Timetable, extendedSlot, isHost, newSlot } from './seats.js';
+import type { Due } from './seats.js';
 import { SETTING_KEYS, validateSettings, wholeNumber } from './settings.js';
+import { Alarm } from './clock.js';
 import type { Now, StageScheduler } from './clock.js';
+import type { EventName, StageChangeReason, StageEvents, StageMember } from './stageTypes.js';
 
 export { AUTO_ACTOR } from './seats.js';
-
-export interface StageMember {
-  id: string;
-  name: string;
-  preset: Preset;
-  status: StageStatus;
-  requestedAt?: number;
-  /** ON_STAGE non-hosts while `slotSeconds` is set: epoch ms when their turn ends. */
-  slotEndsAt?: number;
-}
-
-export type StageChangeReason =
-  | 'join-room'
-  | 'request'
-  | 'cancel'
-  | 'grant'
-  | 'deny'
-  | 'join'
-  | 'leave'
-  | 'kick'
-  | 'mode'
-  | 'leave-room'
-  /** The turn (`slotSeconds`) ended: the same transition as a kick, by `@auto`. */
-  | 'slot-ended'
-  /** An `@auto` acceptance was not used within `acceptTimeoutSeconds`: ACCEPTED → OFF_STAGE, by `@auto`. */
-  | 'accept-timeout'
-  /** `removeFromRoom`: ON_STAGE → OFF_STAGE just before the member is forgotten. */
-  | 'removed-from-room';
-
-/** Events, emitted synchronously, in order, after the state has changed. */
-export interface StageEvents {
-  /** A member's status changed. `by` = the acting user id (or `@backend`, `@auto`) when someone else caused it. */
-  statusChanged: (e: {
-    userId: string;
-    from: StageStatus;
-    to: StageStatus;
-    reason: StageChangeReason;
-    by?: string;
-  }) => void;
-  /** The pending request list changed: the full list, oldest first. */
-  requestsChanged: (requests: AccessRequest[]) => void;
-  newRequest: (request: AccessRequest) => void;
-  /** A request (or an invite when the user had not requested) was accepted by `by` (`@auto`: auto-fill). */
-  requestApproved: (e: { userId: string; by: string; invited: boolean }) => void;
-  /** A pending request was rejected: by a host's denyAccess (`by` set) or by a switch to INVITE mode (reason 'mode'). */
-  requestRejected: (e: { userId: string; by?: string; reason: 'denied' | 'mode' }) => void;
-  /** A member was kicked off stage by `by`. */
-  removed: (e: { userId: string; by: string }) => void;
-  modeChanged: (e: { mode: StageMode; by: string }) => void;
-  /**
-   * The pending list changed: its new length, and the members whose position changed (not the new
-   * requester, whose `requestAccess` answer carries its position). The room sends
-   * `stageRequestPosition` to each listed member at once; telling the others only the new length
-   * (at most once a second) is the room's throttling, not the Stage's.
-   */
-  requestPositionsChanged: (e: { queueLength: number; changed: Array<{ userId: string; position: number }> }) => void;
-  /** `by` held these sources of `userId` (only the newly held ones). */
-  mutedByHost: (e: { userId: string; by: string; sources: MediaSource[] }) => void;
-  /** The owner of a held source asks the hosts to allow it again. */
-  unmuteRequested: (e: { userId: string; source: MediaSource }) => void;
-  /** `by` lifted the holds on these sources of `userId` (only those that were held); the owner may resume. */
-  unmuteAllowed: (e: { userId: string; by: string; sources: MediaSource[] }) => void;
-  /** `by` removed `userId` from the room (the member is already forgotten); `banned`: the id is banned. */
-  removedFromRoom: (e: { userId: string; by: string; banned: boolean }) => void;
-  /** The backend lifted the ban on `userId`. */
-  unbanned: (e: { userId: string; by: string }) => void;
-  /** Settings changed: the full new settings and the names of those that changed. */
-  settingsChanged: (e: { settings: StageSettings; changed: (keyof StageSettings)[]; by: string }) => void;
-  /** A member's turn got an end (`endsAt`, on joining the stage or when slots were switched on), was
-   *  extended (`by` set), or lost its end because slots were switched off (`endsAt: null`). */
-  slotChanged: (e: { userId: string; endsAt: number | null; by?: string }) => void;
-  /** The warning before a turn ends (min(30 s, slot/4) before `endsAt`). */
-  stageSlotEnding: (e: { userId: string; endsAt: number }) => void;
-}
-
-type EventName = keyof StageEvents;
+export type { StageChangeReason, StageEvents, StageMember } from './stageTypes.js';
 
 /** Internal record: the public member plus what the rules need. */
 interface MemberRecord extends StageMember {
@@ -149,13 +76,6 @@ interface MemberRecord extends StageMember {
 
 /** What one user of a batch action came to: `undefined` when applied, else the refusal (INVALID_STATE by default). */
 type BatchStep = (m: MemberRecord) => string | { code: ErrorCode; message: string } | undefined;
-
-/** A deadline that `tick()` acts on. */
-interface Due {
-  at: number;
-  kind: 'slot-warning' | 'slot-end' | 'accept-timeout';
-  userId: string;
-}
 
 /**
  * The actor id of the application's backend (HTTP API with the API secret): holds every host
@@ -172,17 +92,14 @@ export class Stage {
   #mode: StageMode;
   #settings: StageSettings;
   private readonly now: Now;
-  private readonly schedule: StageScheduler | undefined;
+  private readonly alarm: Alarm;
   private readonly events: EventQueue<StageEvents>;
   private readonly byId = new Map<string, MemberRecord>();
   private readonly holds = new Holds();
   private readonly bans = new Set<string>();
   private readonly cooldowns = new Cooldowns();
-  /** userId → the turn of an ON_STAGE non-host (only while `slotSeconds` is set). */
-  private readonly slots = new Map<string, Slot>();
-  /** userId → when `@auto` accepted them; dropped when they leave ACCEPTED. */
-  private readonly autoAccepted = new Map<string, number>();
-  private armed: { at: number; cancel: () => void } | undefined;
+  /** Slots and `@auto` acceptances: what has a deadline. */
+  private readonly timetable = new Timetable();
   private ticking = false;
   private requestsDirty = false;
   private requestSeq = 0;
@@ -204,7 +121,7 @@ export class Stage {
     this.#mode = mode;
     this.#settings = { ...DEFAULT_STAGE_SETTINGS, ...validateSettings(opts.settings ?? {}) };
     this.now = opts.now ?? Date.now;
-    this.schedule = opts.schedule;
+    this.alarm = new Alarm(opts.schedule);
     this.events = new EventQueue<StageEvents>(
       opts.onListenerError ?? ((error, event) => console.error(`Stage: a ${event} listener threw`, error)),
     );
@@ -568,12 +485,12 @@ export class Stage {
     if (changed.length === 0) return this.settings;
     this.#settings = next;
     if (next.slotSeconds === null) {
-      for (const userId of [...this.slots.keys()]) {
-        this.slots.delete(userId);
+      for (const userId of this.timetable.slotUsers()) {
+        this.timetable.endSlot(userId);
         this.enqueue('slotChanged', { userId, endsAt: null });
       }
     } else {
-      for (const m of this.byId.values()) if (m.status === 'ON_STAGE' && !this.slots.has(m.id)) this.startSlot(m);
+      for (const m of this.byId.values()) if (m.status === 'ON_STAGE' && !this.timetable.slot(m.id)) this.startSlot(m);
     }
     this.settle();
     this.enqueue('settingsChanged', { settings: this.settings, changed, by: actorId });
@@ -583,7 +500,7 @@ export class Stage {
 
   /** Epoch ms when the turn of `userId` ends, or `undefined` (no slot). */
   slotEndsAt(userId: string): number | undefined {
-    return this.slots.get(userId)?.endsAt;
+    return this.timetable.slot(userId)?.endsAt;
   }
 
   /**
@@ -595,10 +512,10 @@ export class Stage {
     this.actor(actorId, 'acceptStageRequests');
     wholeNumber('seconds', seconds);
     const m = this.self(userId);
-    const slot = this.slots.get(m.id);
+    const slot = this.timetable.slot(m.id);
     if (!slot) throw refuse('INVALID_STATE', `${userId} has no stage slot running`);
     const next = extendedSlot(slot, seconds, this.now());
-    this.slots.set(m.id, next);
+    this.timetable.setSlot(m.id, next);
     this.enqueue('slotChanged', { userId, endsAt: next.endsAt, by: actorId });
     this.commit();
     return next.endsAt;
@@ -685,9 +602,9 @@ export class Stage {
     }
     if (to === 'OFF_STAGE' || from === 'ON_STAGE') m.granted = false;
     if (from === REQUESTED || to === REQUESTED) this.requestsDirty = true;
-    if (from === ACCEPTED) this.autoAccepted.delete(m.id);
+    if (from === ACCEPTED) this.timetable.dropAutoAccept(m.id);
     if (from === 'ON_STAGE') {
-      this.slots.delete(m.id);
+      this.timetable.endSlot(m.id);
       this.holds.dropRequests(m.id);
     }
     const by = actorId !== undefined && actorId !== m.id ? { by: actorId } : {};
@@ -700,7 +617,7 @@ export class Stage {
     const invited = m.status === 'OFF_STAGE';
     this.transition(m, ACCEPTED, 'grant', actorId);
     m.granted = true;
-    if (actorId === AUTO_ACTOR) this.autoAccepted.set(m.id, this.now());
+    if (actorId === AUTO_ACTOR) this.timetable.autoAccept(m.id, this.now());
     this.enqueue('requestApproved', { userId: m.id, by: actorId, invited });
   }
 
@@ -710,8 +627,7 @@ export class Stage {
     if (m.status === REQUESTED) this.requestsDirty = true;
     this.byId.delete(m.id);
     this.holds.forget(m.id);
-    this.autoAccepted.delete(m.id);
-    this.slots.delete(m.id);
+    this.timetable.forget(m.id);
   }
 
   /** Start the turn of a non-host who is on stage, if slots are on. */
@@ -719,7 +635,7 @@ export class Stage {
     const seconds = this.#settings.slotSeconds;
     if (seconds === null || isHost(m.preset)) return;
     const slot = newSlot(this.now(), seconds);
-    this.slots.set(m.id, slot);
+    this.timetable.setSlot(m.id, slot);
     this.enqueue('slotChanged', { userId: m.id, endsAt: slot.endsAt });
   }
 
@@ -757,54 +673,32 @@ export class Stage {
 
   /** The earliest pending deadline. */
   private nextDue(): Due | undefined {
-    let best: Due | undefined;
-    const consider = (at: number, kind: Due['kind'], userId: string): void => {
-      if (!best || at < best.at) best = { at, kind, userId };
-    };
-    for (const [userId, slot] of this.slots) {
-      if (slot.warned) consider(slot.endsAt, 'slot-end', userId);
-      else consider(slotWarningAt(slot), 'slot-warning', userId);
-    }
-    const timeoutMs = this.#settings.acceptTimeoutSeconds * 1000;
-    for (const [userId, at] of this.autoAccepted) consider(at + timeoutMs, 'accept-timeout', userId);
-    return best;
+    return this.timetable.next(this.#settings.acceptTimeoutSeconds * 1000);
   }
 
   /** Act on one deadline. Always consumes it, so `tick()` terminates. */
   private fire(due: Due): void {
     const m = this.byId.get(due.userId);
     if (due.kind === 'slot-warning') {
-      const slot = this.slots.get(due.userId);
+      const slot = this.timetable.slot(due.userId);
       if (!slot) return;
       slot.warned = true;
       this.enqueue('stageSlotEnding', { userId: due.userId, endsAt: slot.endsAt });
     } else if (due.kind === 'slot-end') {
-      this.slots.delete(due.userId);
+      this.timetable.endSlot(due.userId);
       if (m?.status !== 'ON_STAGE') return;
       this.transition(m, restingStatus(m.preset, this.#mode), 'slot-ended', AUTO_ACTOR);
       this.startCooldown(m.id);
     } else {
-      this.autoAccepted.delete(due.userId);
+      this.timetable.dropAutoAccept(due.userId);
       if (m?.status === ACCEPTED && !mayJoinDirectly(m.preset, this.#mode))
         this.transition(m, 'OFF_STAGE', 'accept-timeout', AUTO_ACTOR);
     }
   }
 
-  /** Keep one wake-up armed at the next deadline (when a scheduler was given). */
+  /** Keep one wake-up armed at the next deadline (when a scheduler was given; not while ticking). */
   private rearm(): void {
-    if (!this.schedule || this.ticking) return;
-    const at = this.nextDeadline;
-    if (this.armed?.at === at) return;
-    this.armed?.cancel();
-    this.armed = undefined;
-    if (at === undefined) return;
-    const armed = { at, cancel: () => {} };
-    this.armed = armed;
-    armed.cancel = this.schedule(at, () => {
-      if (this.armed !== armed) return;
-      this.armed = undefined;
-      this.tick();
-    });
+    if (!this.ticking) this.alarm.set(this.nextDeadline, () => this.tick());
   }
 
   /** The pending requests, oldest first. */
@@ -854,7 +748,7 @@ export class Stage {
   private snapshot(m: MemberRecord): Readonly<StageMember> {
     const s: StageMember = { id: m.id, name: m.name, preset: m.preset, status: m.status };
     if (m.requestedAt !== undefined) s.requestedAt = m.requestedAt;
-    const slot = this.slots.get(m.id);
+    const slot = this.timetable.slot(m.id);
     if (slot) s.slotEndsAt = slot.endsAt;
     return s;
   }

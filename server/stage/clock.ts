@@ -24,3 +24,25 @@ export function realScheduler(now: Now = Date.now): StageScheduler {
     return () => clearTimeout(timer);
   };
 }
+
+/** At most one armed wake-up on a scheduler (none without one): re-arming at the same time keeps it. */
+export class Alarm {
+  private armed: { at: number; cancel: () => void } | undefined;
+
+  constructor(private readonly schedule: StageScheduler | undefined) {}
+
+  /** Wake `wake` at `at`, cancelling any other wake-up; `undefined` disarms. */
+  set(at: number | undefined, wake: () => void): void {
+    if (!this.schedule || this.armed?.at === at) return;
+    this.armed?.cancel();
+    this.armed = undefined;
+    if (at === undefined) return;
+    const armed = { at, cancel: () => {} };
+    this.armed = armed;
+    armed.cancel = this.schedule(at, () => {
+      if (this.armed !== armed) return; // cancelled meanwhile
+      this.armed = undefined;
+      wake();
+    });
+  }
+}

@@ -73,3 +73,66 @@ export class Cooldowns {
     return 0;
   }
 }
+
+/** A deadline the Stage acts on in `tick()`. */
+export interface Due {
+  at: number;
+  kind: 'slot-warning' | 'slot-end' | 'accept-timeout';
+  userId: string;
+}
+
+/**
+ * Everything with a deadline: the turns of non-hosts on stage and the acceptances made by `@auto`
+ * (which lapse). Small (about `stageCap` entries), so scanning it for the next deadline is cheap.
+ */
+export class Timetable {
+  /** userId → the turn of an ON_STAGE non-host (only while `slotSeconds` is set). */
+  private readonly slots = new Map<string, Slot>();
+  /** userId → when `@auto` accepted them; dropped when they leave ACCEPTED. */
+  private readonly autoAccepted = new Map<string, number>();
+
+  slot(userId: string): Slot | undefined {
+    return this.slots.get(userId);
+  }
+
+  setSlot(userId: string, slot: Slot): void {
+    this.slots.set(userId, slot);
+  }
+
+  /** End a turn; true when there was one. */
+  endSlot(userId: string): boolean {
+    return this.slots.delete(userId);
+  }
+
+  /** The users with a running turn. */
+  slotUsers(): string[] {
+    return [...this.slots.keys()];
+  }
+
+  autoAccept(userId: string, at: number): void {
+    this.autoAccepted.set(userId, at);
+  }
+
+  dropAutoAccept(userId: string): void {
+    this.autoAccepted.delete(userId);
+  }
+
+  forget(userId: string): void {
+    this.slots.delete(userId);
+    this.autoAccepted.delete(userId);
+  }
+
+  /** The earliest deadline; an `@auto` acceptance lapses `acceptTimeoutMs` after it was made. */
+  next(acceptTimeoutMs: number): Due | undefined {
+    let best: Due | undefined;
+    const consider = (at: number, kind: Due['kind'], userId: string): void => {
+      if (!best || at < best.at) best = { at, kind, userId };
+    };
+    for (const [userId, slot] of this.slots) {
+      if (slot.warned) consider(slot.endsAt, 'slot-end', userId);
+      else consider(slotWarningAt(slot), 'slot-warning', userId);
+    }
+    for (const [userId, at] of this.autoAccepted) consider(at + acceptTimeoutMs, 'accept-timeout', userId);
+    return best;
+  }
+}
