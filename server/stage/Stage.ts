@@ -475,8 +475,9 @@ export class Stage {
    * Change room settings (needs `acceptStageRequests`, or the backend). Any bad field → INVALID_REQUEST
    * and nothing changes. Unchanged values are ignored; nothing changed → no event. Effects: slots
    * switched on start a turn (from now) for every non-host on stage, switched off end them
-   * (`slotChanged` null); a new `slotSeconds` applies to turns that start later; a raised cap or
-   * auto-fill switched on grants at once. Emits those, then settingsChanged. Returns the settings.
+   * (`slotChanged` null); a new `slotSeconds` applies to turns that start later; a new
+   * `acceptTimeoutSeconds` applies to waiting `@auto` acceptances too (one already past it lapses at
+   * once, after settingsChanged); a raised cap or auto-fill switched on grants at once. Emits those, then settingsChanged. Returns the settings.
    */
   setSettings(actorId: string, partial: Partial<StageSettings>): StageSettings {
     this.actor(actorId, 'acceptStageRequests');
@@ -728,11 +729,18 @@ export class Stage {
     this.lastQueueLength = queue.length;
   }
 
-  /** End of an action: settle, deliver everything queued, re-arm the wake-up. */
+  /**
+   * End of an action: settle, deliver everything queued, then act on any deadline the action made
+   * due at once (a shortened acceptance time-out) and re-arm the wake-up: after every action,
+   * nothing is overdue.
+   */
   private commit(): void {
     this.settle();
     this.events.flush();
-    this.rearm();
+    if (this.ticking) return;
+    const due = this.nextDue();
+    if (due && due.at <= this.now()) this.tick();
+    else this.rearm();
   }
 
   /** `commit()`, returning the status the action produced (a listener may change it again meanwhile). */
