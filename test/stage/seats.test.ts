@@ -117,8 +117,8 @@ describe('stageCap', () => {
   it('hosts are not counted: they join a full stage and take no seat', () => {
     const ctx = setup({ settings: { stageCap: 1 } });
     ctx.stage.join('h');
-    ctx.stage.join('h2');
     seat(ctx, 'v1');
+    ctx.stage.join('h2'); // joins a full stage
     expect(
       ctx.stage
         .members()

@@ -1244,8 +1244,31 @@ const SETTINGS = fc.record(
   { requiredKeys: [] },
 );
 
+/** Initial settings: always valid, so that every rule is on in many runs. */
+const VALID_SETTINGS = fc.record({
+  stageCap: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 3 })),
+  autoFill: fc.boolean(),
+  acceptTimeoutSeconds: fc.integer({ min: 1, max: 30 }),
+  slotSeconds: fc.oneof(fc.constant(null), fc.integer({ min: 1, max: 60 })),
+  requestCooldownSeconds: fc.integer({ min: 0, max: 30 }),
+});
+
+const VIEWERS = ['v1', 'v2', 'v3'];
 const action2Arb: fc.Arbitrary<Action2> = fc.oneof(
   { arbitrary: actionArb, weight: 12 },
+  // the queue's own traffic, so that cool-downs, seats and positions are exercised often
+  {
+    arbitrary: fc.record({ kind: fc.constantFrom('request', 'join'), user: fc.constantFrom(...VIEWERS, 'sp') }),
+    weight: 8,
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constantFrom('grant', 'deny', 'kick'),
+      actor: fc.constantFrom('obs', 'h2'),
+      users: fc.subarray([...VIEWERS, 'g1', 'sp'], { minLength: 1 }),
+    }),
+    weight: 4,
+  },
   { arbitrary: fc.record({ kind: fc.constant('advance'), ms: fc.integer({ min: 0, max: 40_000 }) }), weight: 5 },
   { arbitrary: fc.record({ kind: fc.constant('settings'), actor: ACTOR2, settings: SETTINGS }), weight: 3 },
   {
@@ -1262,10 +1285,19 @@ const action2Arb: fc.Arbitrary<Action2> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('removeFromRoom'),
       actor: ACTOR2,
-      users: fc.array(REMOVABLE, { maxLength: 2 }),
+      users: fc.array(fc.oneof(REMOVABLE, fc.constantFrom(...VIEWERS)), { maxLength: 2 }),
       ban: fc.boolean(),
     }),
-    weight: 1,
+    weight: 2,
+  },
+  // coming back after a removal (refused while banned)
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('add'),
+      user: fc.constantFrom(...VIEWERS),
+      preset: fc.constant('viewer'),
+    }),
+    weight: 2,
   },
   {
     arbitrary: fc.record({ kind: fc.constant('unban'), actor: fc.oneof(ACTOR, fc.constant(BACKEND_ACTOR)), user: ID }),
@@ -1347,11 +1379,17 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
   it('cap, holds, bans, queue order and positions, slots, cool-downs, auto-fill, refusals change nothing', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(...STAGE_MODES),
+        fc.constantFrom<StageMode>('REQUEST', 'REQUEST', 'OPEN', 'INVITE'),
+        VALID_SETTINGS,
         fc.array(action2Arb, { minLength: 20, maxLength: 60 }),
-        (initialMode, actions) => {
+        (initialMode, initialSettings, actions) => {
           const clock = new FakeClock();
-          const stage = new Stage({ mode: initialMode, now: clock.now, schedule: clock.schedule });
+          const stage = new Stage({
+            mode: initialMode,
+            settings: initialSettings,
+            now: clock.now,
+            schedule: clock.schedule,
+          });
           const problems: string[] = [];
           // models built from the events only
           const replay = new Map<string, StageStatus>();
