@@ -12,6 +12,12 @@ export const ERROR_CODES = [
   'INVALID_STATE',
   /** Stage requests are not accepted in the room's current mode (INVITE). */
   'STAGE_DISABLED',
+  /** The stage has no free seat (`stageCap` participants on stage, hosts not counted). */
+  'STAGE_FULL',
+  /** A request too soon after a deny, kick or slot end; `details.retryAfterMs` says how long to wait. */
+  'COOLING_DOWN',
+  /** The user id is banned from this room (removed with `ban`) until the backend unbans it. */
+  'BANNED',
   /** Too many actions in a short time. */
   'RATE_LIMITED',
   /** Media the router cannot handle (codec, RTP capabilities). */
@@ -25,18 +31,27 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** The one error type of Stagegate: a code from the contract and a human message. */
+/** Machine-readable extras of an error, for the codes that carry any. */
+export interface StagegateErrorDetails {
+  /** COOLING_DOWN: milliseconds until the request may be made again. */
+  retryAfterMs?: number;
+}
+
+/** The one error type of Stagegate: a code from the contract, a human message, optional details. */
 export class StagegateError extends Error {
   override readonly name = 'StagegateError';
   constructor(
     readonly code: ErrorCode,
     message: string,
+    readonly details?: StagegateErrorDetails,
   ) {
     super(message);
   }
 
-  toJSON(): { code: ErrorCode; message: string } {
-    return { code: this.code, message: this.message };
+  toJSON(): { code: ErrorCode; message: string; details?: StagegateErrorDetails } {
+    return this.details
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
   }
 }
 

@@ -67,3 +67,42 @@ export type BatchResult = Record<
   string,
   { ok: true; status: StageStatus } | { ok: false; code: import('./errors.js').ErrorCode; message: string }
 >;
+
+/** Who sees the audience (OFF_STAGE and REQUESTED participants): only hosts (`hidden`) or everyone (`visible`). */
+export const AUDIENCES = ['hidden', 'visible'] as const;
+export type Audience = (typeof AUDIENCES)[number];
+
+/** Room settings of STAGE.md Part 2 ("Seats, time and the queue"), changed live with `setSettings`. */
+export interface StageSettings {
+  /** At most this many participants ON_STAGE, not counting `acceptStageRequests` holders; `null`: no cap. */
+  stageCap: number | null;
+  /** Grant the oldest pending request (actor `@auto`) while a seat is free. Needs `stageCap`. */
+  autoFill: boolean;
+  /** An `@auto` acceptance lapses back to OFF_STAGE when the user has not joined within this time. */
+  acceptTimeoutSeconds: number;
+  /** A non-host's turn on stage lasts this long from `join()`; `null`: no limit. */
+  slotSeconds: number | null;
+  /** After a deny, kick or slot end, `requestAccess` is refused COOLING_DOWN for this long; 0: never. */
+  requestCooldownSeconds: number;
+  /** Who sees the audience (stored here; the room applies it). */
+  audience: Audience;
+}
+
+/** The defaults keep Part 1's behaviour. */
+export const DEFAULT_STAGE_SETTINGS: Readonly<StageSettings> = Object.freeze({
+  stageCap: null,
+  autoFill: false,
+  acceptTimeoutSeconds: 60,
+  slotSeconds: null,
+  requestCooldownSeconds: 0,
+  audience: 'hidden',
+});
+
+/** A pending request's place in the queue: `position` 1 is next; `queueLength` counts every pending request. */
+export interface QueuePosition {
+  position: number;
+  queueLength: number;
+}
+
+/** The answer to `requestAccess`: the new status, and the queue place when the request is pending. */
+export type RequestAccessAnswer = { status: StageStatus } & Partial<QueuePosition>;

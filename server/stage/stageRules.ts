@@ -5,7 +5,7 @@
 import type { AccessRequest, Preset, StageMode, StageStatus } from '../../shared/stage.js';
 import { STAGE_MODES } from '../../shared/stage.js';
 import { StagegateError } from '../../shared/errors.js';
-import type { ErrorCode } from '../../shared/errors.js';
+import type { ErrorCode, StagegateErrorDetails } from '../../shared/errors.js';
 
 /** True when the member may `join()` without anyone's approval: preset ALLOWED, or the room is OPEN. */
 export function mayJoinDirectly(preset: Preset, mode: StageMode): boolean {
@@ -79,8 +79,8 @@ export function toAccessRequest(m: { id: string; name: string; requestedAt?: num
 }
 
 /** Shorthand for the one error type. */
-export function refuse(code: ErrorCode, message: string): StagegateError {
-  return new StagegateError(code, message);
+export function refuse(code: ErrorCode, message: string, details?: StagegateErrorDetails): StagegateError {
+  return new StagegateError(code, message, details);
 }
 
 /** A status in words, for error messages. */

@@ -1,9 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { BACKEND_ACTOR, Stage } from '../../server/stage/Stage.js';
+import { AUTO_ACTOR, BACKEND_ACTOR, Stage } from '../../server/stage/Stage.js';
 import type { StageChangeReason, StageEvents, StageMember } from '../../server/stage/Stage.js';
-import { PRESETS, STAGE_MODES } from '../../shared/stage.js';
-import type { AccessRequest, Preset, StageMode, StageStatus } from '../../shared/stage.js';
+import { MEDIA_SOURCES, PRESETS, STAGE_MODES } from '../../shared/stage.js';
+import type { AccessRequest, MediaSource, Preset, StageMode, StageSettings, StageStatus } from '../../shared/stage.js';
+import { FakeClock } from './fakeClock.js';
 import { StagegateError } from '../../shared/errors.js';
 import type { ErrorCode } from '../../shared/errors.js';
 
@@ -1215,6 +1216,9 @@ const LEGAL: Record<StageChangeReason, string[]> = {
   mode: [`${REQ}>${OFF}`, `${REQ}>${ACC}`, `${OFF}>${ACC}`, `${ACC}>${OFF}`],
   'leave-room': [`${ON}>${OFF}`],
   preset: [`${ON}>${OFF}`, `${ACC}>${OFF}`, `${OFF}>${ACC}`, `${REQ}>${ACC}`, `${REQ}>${OFF}`],
+  'slot-ended': [`${ON}>${OFF}`, `${ON}>${ACC}`],
+  'accept-timeout': [`${ACC}>${OFF}`],
+  'removed-from-room': [`${ON}>${OFF}`],
 };
 
 describe('property: invariants hold after any sequence of actions', () => {
@@ -1311,6 +1315,333 @@ describe('property: invariants hold after any sequence of actions', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+// ---------- property-based, Part 2: settings, holds, removal and bans, slots, the clock ----------
+
+type Action2 =
+  | Action
+  | { kind: 'advance'; ms: number }
+  | { kind: 'settings'; actor: string; settings: Record<string, unknown> }
+  | { kind: 'mute' | 'allow'; actor: string; users: string[]; sources: MediaSource[] }
+  | { kind: 'askUnmute'; user: string; source: MediaSource }
+  | { kind: 'removeFromRoom'; actor: string; users: string[]; ban: boolean }
+  | { kind: 'unban'; actor: string; user: string }
+  | { kind: 'extend'; actor: string; user: string; seconds: number };
+
+const ACTOR2 = fc.oneof({ arbitrary: ACTOR, weight: 4 }, { arbitrary: fc.constant(BACKEND_ACTOR), weight: 1 });
+const SOURCE = fc.constantFrom(...MEDIA_SOURCES);
+/** Mostly valid settings, sometimes out of range (refused). */
+const SETTINGS = fc.record(
+  {
+    stageCap: fc.oneof(fc.constant(null), fc.integer({ min: -1, max: 4 })),
+    autoFill: fc.boolean(),
+    acceptTimeoutSeconds: fc.integer({ min: 0, max: 30 }),
+    slotSeconds: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 90 })),
+    requestCooldownSeconds: fc.integer({ min: -1, max: 40 }),
+    audience: fc.constantFrom('hidden', 'visible', 'public'),
+  },
+  { requiredKeys: [] },
+);
+
+/** Initial settings: always valid, so that every rule is on in many runs. */
+const VALID_SETTINGS = fc.record({
+  stageCap: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 3 })),
+  autoFill: fc.boolean(),
+  acceptTimeoutSeconds: fc.integer({ min: 1, max: 30 }),
+  slotSeconds: fc.oneof(fc.constant(null), fc.integer({ min: 1, max: 60 })),
+  requestCooldownSeconds: fc.integer({ min: 0, max: 30 }),
+});
+
+const VIEWERS = ['v1', 'v2', 'v3'];
+const action2Arb: fc.Arbitrary<Action2> = fc.oneof(
+  { arbitrary: actionArb, weight: 12 },
+  // the queue's own traffic, so that cool-downs, seats and positions are exercised often
+  {
+    arbitrary: fc.record({ kind: fc.constantFrom('request', 'join'), user: fc.constantFrom(...VIEWERS, 'sp') }),
+    weight: 8,
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constantFrom('grant', 'deny', 'kick'),
+      actor: fc.constantFrom('obs', 'h2'),
+      users: fc.subarray([...VIEWERS, 'g1', 'sp'], { minLength: 1 }),
+    }),
+    weight: 4,
+  },
+  { arbitrary: fc.record({ kind: fc.constant('advance'), ms: fc.integer({ min: 0, max: 40_000 }) }), weight: 5 },
+  { arbitrary: fc.record({ kind: fc.constant('settings'), actor: ACTOR2, settings: SETTINGS }), weight: 3 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constantFrom('mute', 'allow'),
+      actor: ACTOR2,
+      users: fc.array(ID, { maxLength: 4 }),
+      sources: fc.subarray([...MEDIA_SOURCES]),
+    }),
+    weight: 3,
+  },
+  { arbitrary: fc.record({ kind: fc.constant('askUnmute'), user: ID, source: SOURCE }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('removeFromRoom'),
+      actor: ACTOR2,
+      users: fc.array(fc.oneof(REMOVABLE, fc.constantFrom(...VIEWERS)), { maxLength: 2 }),
+      ban: fc.boolean(),
+    }),
+    weight: 2,
+  },
+  // coming back after a removal (refused while banned)
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('add'),
+      user: fc.constantFrom(...VIEWERS),
+      preset: fc.constant('viewer'),
+    }),
+    weight: 2,
+  },
+  {
+    arbitrary: fc.record({ kind: fc.constant('unban'), actor: fc.oneof(ACTOR, fc.constant(BACKEND_ACTOR)), user: ID }),
+    weight: 1,
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('extend'),
+      actor: ACTOR2,
+      user: ID,
+      seconds: fc.integer({ min: 0, max: 60 }),
+    }),
+    weight: 1,
+  },
+) as fc.Arbitrary<Action2>;
+
+/** Runs one action; a request goes through requestAccessWithPosition and its answer is handed to `answered`. */
+function run2(
+  stage: Stage,
+  clock: FakeClock,
+  a: Action2,
+  answered: (userId: string, position: number | undefined) => void,
+): void {
+  switch (a.kind) {
+    case 'advance':
+      clock.advance(a.ms);
+      return;
+    case 'request': {
+      const answer = stage.requestAccessWithPosition(a.user);
+      answered(a.user, answer.position);
+      return;
+    }
+    case 'settings':
+      stage.setSettings(a.actor, a.settings as Partial<StageSettings>);
+      return;
+    case 'mute':
+      stage.mute(a.actor, a.users, a.sources);
+      return;
+    case 'allow':
+      stage.allowUnmute(a.actor, a.users, a.sources);
+      return;
+    case 'askUnmute':
+      stage.requestUnmute(a.user, a.source);
+      return;
+    case 'removeFromRoom':
+      stage.removeFromRoom(a.actor, a.users, { ban: a.ban });
+      return;
+    case 'unban':
+      stage.unban(a.actor, a.user);
+      return;
+    case 'extend':
+      stage.extendSlot(a.actor, a.user, a.seconds);
+      return;
+    default:
+      run(stage, a);
+  }
+}
+
+const ROSTER_IDS = [...ROSTER.map(([id]) => id), 'ghost'];
+
+/** Everything observable, for "a refusal changes nothing". */
+function dump2(stage: Stage) {
+  return {
+    members: stage.members(),
+    mode: stage.mode,
+    settings: stage.settings,
+    pending: stage.getAccessRequests(BACKEND_ACTOR),
+    positions: ROSTER_IDS.map((id) => stage.positionOf(id)),
+    holds: ROSTER_IDS.map((id) => stage.holdsOf(id)),
+    bans: stage.bannedUsers(),
+    cooldowns: ROSTER_IDS.map((id) => stage.cooldownLeftMs(id)),
+    nextDeadline: stage.nextDeadline,
+  };
+}
+
+const isHostPreset = (m: { preset: Preset }): boolean => m.preset.acceptStageRequests;
+
+describe('property: Part 2 invariants hold after any sequence of actions and clock advances', () => {
+  it('cap, holds, bans, queue order and positions, slots, cool-downs, auto-fill, refusals change nothing', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<StageMode>('REQUEST', 'REQUEST', 'OPEN', 'INVITE'),
+        VALID_SETTINGS,
+        fc.array(action2Arb, { minLength: 20, maxLength: 60 }),
+        (initialMode, initialSettings, actions) => {
+          const clock = new FakeClock();
+          const stage = new Stage({
+            mode: initialMode,
+            settings: initialSettings,
+            now: clock.now,
+            schedule: clock.schedule,
+          });
+          const problems: string[] = [];
+          // models built from the events only
+          const replay = new Map<string, StageStatus>();
+          const held = new Map<string, Set<MediaSource>>();
+          const banned = new Set<string>();
+          const queue: string[] = [];
+          const told = new Map<string, number>();
+          const granted = new Set<string>();
+          const cooledAt = new Map<string, number>();
+          let queueLength = 0;
+          const forget = (userId: string): void => {
+            replay.delete(userId);
+            held.delete(userId);
+            granted.delete(userId);
+            told.delete(userId);
+            const i = queue.indexOf(userId);
+            if (i >= 0) queue.splice(i, 1);
+          };
+
+          stage.on('statusChanged', (e) => {
+            const prev = replay.get(e.userId) ?? OFF;
+            if (prev !== e.from) problems.push(`${e.userId}: event from ${e.from}, replay had ${prev}`);
+            replay.set(e.userId, e.to);
+            const legal =
+              LEGAL[e.reason].includes(`${e.from}>${e.to}`) || (e.reason === 'join' && stage.mode === 'OPEN');
+            if (!legal) problems.push(`${e.userId}: illegal ${e.from}>${e.to} (${e.reason})`);
+            // what the settings do by themselves is done by @auto, and only that
+            const auto = e.reason === 'slot-ended' || e.reason === 'accept-timeout';
+            if (auto && e.by !== AUTO_ACTOR) problems.push(`${e.userId}: ${e.reason} by ${String(e.by)}`);
+            if (e.by === AUTO_ACTOR && !auto && e.reason !== 'grant') problems.push(`@auto did ${e.reason}`);
+            if (e.to === REQ) {
+              queue.push(e.userId);
+              // (cool-down) a request after a deny, kick or slot end only once the cool-down has passed
+              const since = cooledAt.get(e.userId);
+              const wait = stage.settings.requestCooldownSeconds * 1000;
+              if (e.reason === 'request' && since !== undefined && clock.t - since < wait)
+                problems.push(`${e.userId}: requested ${clock.t - since} ms after a cool-down start`);
+            }
+            if (e.from === REQ) {
+              queue.splice(queue.indexOf(e.userId), 1);
+              told.delete(e.userId);
+            }
+            if (e.to === OFF || e.from === ON) granted.delete(e.userId);
+            if (['deny', 'kick', 'slot-ended'].includes(e.reason) && stage.settings.requestCooldownSeconds > 0)
+              cooledAt.set(e.userId, clock.t);
+          });
+          stage.on('requestApproved', (e) => granted.add(e.userId));
+          stage.on('mutedByHost', (e) => {
+            const set = held.get(e.userId) ?? new Set<MediaSource>();
+            for (const source of e.sources) {
+              if (set.has(source)) problems.push(`${e.userId}: ${source} held twice`);
+              set.add(source);
+            }
+            held.set(e.userId, set);
+          });
+          stage.on('unmuteAllowed', (e) => {
+            for (const source of e.sources) {
+              if (!held.get(e.userId)?.delete(source)) problems.push(`${e.userId}: allowed ${source} not held`);
+            }
+          });
+          stage.on('removedFromRoom', (e) => {
+            forget(e.userId);
+            if (e.banned) banned.add(e.userId);
+          });
+          stage.on('unbanned', (e) => banned.delete(e.userId));
+          stage.on('requestPositionsChanged', (e) => {
+            queueLength = e.queueLength;
+            for (const { userId, position } of e.changed) told.set(userId, position);
+          });
+          for (const [id, preset] of ROSTER) stage.add({ id, name: id, preset: PRESET_BY_NAME[preset] as Preset });
+
+          let onBefore = 0;
+          for (const action of actions) {
+            const before = dump2(stage);
+            const error = catchError(() =>
+              run2(stage, clock, action, (userId, position) => {
+                if (position !== undefined) told.set(userId, position);
+              }),
+            );
+            if (action.kind === 'remove') forget(action.user);
+
+            if (error !== undefined) {
+              // a refusal is a StagegateError and changes nothing (events: checked by the models below)
+              expect(error).toBeInstanceOf(StagegateError);
+              expect(dump2(stage)).toStrictEqual(before);
+              const e = error as StagegateError;
+              if (e.code === 'COOLING_DOWN') expect(e.details?.retryAfterMs).toBeGreaterThan(0);
+            }
+            expect(problems).toEqual([]);
+
+            const members = stage.members();
+            const settings = stage.settings;
+            const nonHosts = members.filter((m) => !isHostPreset(m));
+            // (cap) the number of non-hosts on stage never grows beyond stageCap
+            const on = nonHosts.filter((m) => m.status === ON).length;
+            if (on > onBefore && settings.stageCap !== null) expect(on).toBeLessThanOrEqual(settings.stageCap);
+            onBefore = on;
+            // (holds) exactly what mutedByHost added and unmuteAllowed or leaving the room took away
+            for (const id of ROSTER_IDS) {
+              for (const source of MEDIA_SOURCES) {
+                expect(stage.isHeld(id, source)).toBe(held.get(id)?.has(source) ?? false);
+              }
+              const h = stage.holdsOf(id);
+              for (const source of h.unmuteRequested) expect(h.held).toContain(source);
+              if (h.unmuteRequested.length > 0) expect(stage.get(id)?.status).toBe(ON);
+            }
+            // (bans) the banned ids are exactly those removed with ban and not unbanned, and none is a member
+            expect(new Set(stage.bannedUsers())).toEqual(banned);
+            for (const id of banned) expect(stage.has(id)).toBe(false);
+            // (queue) in request order (the clock never goes back), positions 1..n, as told
+            const pending = stage.getAccessRequests(BACKEND_ACTOR);
+            expect(ids(pending)).toEqual(queue);
+            for (let i = 1; i < pending.length; i++) {
+              expect((pending[i - 1] as AccessRequest).requestedAt).toBeLessThanOrEqual(
+                (pending[i] as AccessRequest).requestedAt,
+              );
+            }
+            pending.forEach((r, i) => {
+              expect(stage.positionOf(r.userId)).toStrictEqual({ position: i + 1, queueLength: pending.length });
+              expect(told.get(r.userId)).toBe(i + 1);
+            });
+            expect(queueLength).toBe(pending.length);
+            // replay of statusChanged gives the current statuses
+            for (const m of members) expect(replay.get(m.id) ?? OFF).toBe(m.status);
+            // (slots) exactly the non-hosts on stage have a turn while slots are on, and it ends in the future
+            for (const m of members) {
+              const slotted = m.status === ON && !isHostPreset(m) && settings.slotSeconds !== null;
+              expect(m.slotEndsAt !== undefined).toBe(slotted);
+              if (m.slotEndsAt !== undefined) expect(m.slotEndsAt).toBeGreaterThan(clock.t);
+            }
+            // (clock) nothing overdue; one wake-up armed exactly when a deadline is pending
+            const next = stage.nextDeadline;
+            if (next !== undefined) expect(next).toBeGreaterThan(clock.t);
+            expect(clock.armed).toBe(next === undefined ? 0 : 1);
+            expect(clock.nextAt).toBe(next);
+            // (auto-fill) no waiting request while a seat is free
+            if (settings.autoFill) {
+              const seats = nonHosts.filter((m) => m.status === ON || (m.status === ACC && granted.has(m.id))).length;
+              const waiting = pending.some((r) => !isHostPreset(stage.get(r.userId) as StageMember));
+              if (waiting) expect(settings.stageCap).not.toBeNull();
+              if (waiting) expect(seats).toBeGreaterThanOrEqual(settings.stageCap as number);
+            }
+            // nobody who may join directly is OFF_STAGE or REQUESTED
+            for (const m of members) {
+              if (m.preset.stageAccess === 'ALLOWED' || stage.mode === 'OPEN') expect([ACC, ON]).toContain(m.status);
+            }
+          }
+        },
+      ),
+      { numRuns: 150 },
     );
   });
 });
