@@ -29,8 +29,8 @@ export class Participant {
   readonly transports = new Map<string, ms.WebRtcTransport>();
   readonly producers = new Map<string, StagedProducer>();
   readonly consumers = new Map<string, ms.Consumer>();
-  /** Sources whose producer the worker is creating right now (see Room.produce). */
-  readonly producingSources = new Set<MediaSource>();
+  /** Sources whose producer the worker is creating right now, with the transport it is created on (see Room.produce). */
+  readonly producingSources = new Map<MediaSource, ms.WebRtcTransport>();
   rtpCapabilities: ms.RtpCapabilities | undefined;
   sendTransportId: string | undefined;
   recvTransportId: string | undefined;

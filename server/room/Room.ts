@@ -265,19 +265,34 @@ export class Room {
     }
     const transport = p.sendTransportId === req.transportId ? p.transports.get(req.transportId) : undefined;
     if (!transport) throw new StagegateError('NOT_FOUND', `no send transport ${req.transportId}`);
-    // one producer per source, counting those still being created (two calls may race)
-    if (p.producingSources.has(source) || [...p.producers.values()].some((sp) => sp.source === source)) {
+    // One producer per source, counting those still being created (two calls may race). A
+    // reservation counts only while its transport lives: one made on a connection that dropped
+    // or was replaced must not block the new connection's produce.
+    if (
+      p.producingSources.get(source)?.closed === false ||
+      [...p.producers.values()].some((sp) => sp.source === source)
+    ) {
       throw new StagegateError('INVALID_STATE', `already producing ${source}`);
     }
 
     const epoch = p.stageEpoch;
-    p.producingSources.add(source);
+    p.producingSources.set(source, transport);
     const producer = await transport
       .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source } })
       .catch((err: unknown) => Promise.reject(workerRefusal(err)))
-      .finally(() => p.producingSources.delete(source));
-    // Gating, second half: a kick, leave or disconnect during the await bumped the epoch.
-    if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
+      .finally(() => {
+        if (p.producingSources.get(source) === transport) p.producingSources.delete(source);
+      });
+    // Gating, second half: a kick or leave during the await bumped the epoch. A drop or a
+    // replacing connection keeps the participant ON_STAGE but closed this transport: the worker
+    // dropped the producer with it, while mediasoup's Node side still calls it open.
+    if (
+      epoch !== p.stageEpoch ||
+      producer.closed ||
+      transport.closed ||
+      p.sendTransportId !== transport.id ||
+      this.participants.get(p.id) !== p
+    ) {
       producer.close();
       throw new StagegateError('INVALID_STATE', 'left the stage while the producer was created');
     }
