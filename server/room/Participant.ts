@@ -31,6 +31,8 @@ export class Participant {
   readonly consumers = new Map<string, ms.Consumer>();
   /** Sources whose producer the worker is creating right now, with the transport it is created on (see Room.produce). */
   readonly producingSources = new Map<MediaSource, ms.WebRtcTransport>();
+  /** Producers this participant's consumer of is being created, with the receive transport (see Room.consume). */
+  readonly consumingProducers = new Map<string, ms.WebRtcTransport>();
   rtpCapabilities: ms.RtpCapabilities | undefined;
   sendTransportId: string | undefined;
   recvTransportId: string | undefined;

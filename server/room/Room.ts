@@ -329,13 +329,24 @@ export class Room {
     if (!p.rtpCapabilities || !this.router.canConsume({ producerId, rtpCapabilities: p.rtpCapabilities })) {
       throw new StagegateError('UNSUPPORTED', 'your RTP capabilities cannot receive this producer');
     }
-    const consumer = await transport.consume({
-      producerId,
-      rtpCapabilities: p.rtpCapabilities,
-      paused: true,
-      appData: { userId: p.id },
-    });
+    // One consumer per (participant, producer), counting those being created (calls may race).
+    if (
+      p.consumingProducers.get(producerId)?.closed === false ||
+      [...p.consumers.values()].some((c) => c.producerId === producerId)
+    ) {
+      throw new StagegateError('INVALID_STATE', `already consuming producer ${producerId}`);
+    }
+    p.consumingProducers.set(producerId, transport);
+    const consumer = await transport
+      .consume({ producerId, rtpCapabilities: p.rtpCapabilities, paused: true, appData: { userId: p.id } })
+      .finally(() => {
+        if (p.consumingProducers.get(producerId) === transport) p.consumingProducers.delete(producerId);
+      });
     if (consumer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+    if (transport.closed || p.recvTransportId !== transport.id) {
+      consumer.close();
+      throw new StagegateError('INVALID_STATE', 'the receive transport closed while the consumer was created');
+    }
     p.consumers.set(consumer.id, consumer);
     consumer.on('transportclose', () => p.consumers.delete(consumer.id));
     consumer.on('producerclose', () => {
