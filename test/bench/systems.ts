@@ -10,6 +10,9 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { createBaselineServer, createBenchWorker, type BaselineServer } from './baseline-server.js';
 import { wall } from './stats.js';
 
+/** Rate limits for the benchmarks' Stagegate server (defaults: 100 requests/s, 5 stage actions/s). */
+export const BENCH_LIMITS = { requestsPerSecond: 10_000, stageActionsPerSecond: 1_000 };
+
 export interface Systems {
   sg: TestServer;
   baseline: BaselineServer;
@@ -28,7 +31,10 @@ export async function startSystems(opts: { timeline?: boolean } = {}): Promise<S
     sgTimeline.attach(sgWorker);
     baselineTimeline.attach(baselineWorker);
   }
-  const sg = await startServer({ extra: { workers: [sgWorker] } });
+  // The bench drives each connection far faster than a person clicks (the kick benchmark: a
+  // kick and a re-join every few ms, 30 times): per-connection limits that fit that load, so no
+  // sample is refused RATE_LIMITED (the baseline has no limits at all).
+  const sg = await startServer({ config: BENCH_LIMITS, extra: { workers: [sgWorker] } });
   const baseline = await createBaselineServer({ worker: baselineWorker });
   return {
     sg,
