@@ -23,7 +23,8 @@ export interface Systems {
   close(): Promise<void>;
 }
 
-export async function startSystems(opts: { timeline?: boolean } = {}): Promise<Systems> {
+/** `allowedOrigins`: the bench page's origin, when a page connects (it is served from its own port). */
+export async function startSystems(opts: { timeline?: boolean; allowedOrigins?: string[] } = {}): Promise<Systems> {
   const [sgWorker, baselineWorker] = await Promise.all([createBenchWorker(), createBenchWorker()]);
   const sgTimeline = new MediaTimeline();
   const baselineTimeline = new MediaTimeline();
@@ -34,7 +35,10 @@ export async function startSystems(opts: { timeline?: boolean } = {}): Promise<S
   // The bench drives each connection far faster than a person clicks (the kick benchmark: a
   // kick and a re-join every few ms, 30 times): per-connection limits that fit that load, so no
   // sample is refused RATE_LIMITED (the baseline has no limits at all).
-  const sg = await startServer({ config: BENCH_LIMITS, extra: { workers: [sgWorker] } });
+  const sg = await startServer({
+    config: { ...BENCH_LIMITS, allowedOrigins: opts.allowedOrigins ?? [] },
+    extra: { workers: [sgWorker] },
+  });
   const baseline = await createBaselineServer({ worker: baselineWorker });
   return {
     sg,
