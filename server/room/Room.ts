@@ -4,7 +4,9 @@
  * Media gating lives here and nowhere else:
  * - `createTransport('send')` only while ACCEPTED_TO_JOIN_STAGE or ON_STAGE;
  * - `produce` only while ON_STAGE, for a kind read from the RTP parameters and a source the
- *   preset allows; a producer whose creation finishes after its owner left the stage is closed;
+ *   preset allows; a producer whose creation finishes after its owner left the stage, or after
+ *   its transport closed (a drop, a replacing connection), is closed;
+ * - `consume`: one consumer per (participant, producer);
  * - every transition away from ON_STAGE (leave, kick, disconnect, mode) closes the owner's
  *   producers right in the stage listener, which closes their consumers in the worker; every
  *   receiver is told.
