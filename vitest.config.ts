@@ -1,6 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // the client's test hooks (client/Meeting.ts); the shipped pages are built without them
+  define: { __STAGEGATE_TEST_HOOKS__: 'true' },
   test: {
     include: ['test/**/*.test.ts'],
     // Each test file gets its own process: mediasoup workers and Chromium are real subprocesses.

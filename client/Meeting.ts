@@ -47,6 +47,13 @@ interface MutableSelf {
 }
 
 /** Stage notifications passed through unchanged to `meeting.stage` listeners. */
+/**
+ * Replaced at build time by Vite's `define`: `true` in test builds (vitest, the browser tests'
+ * bundle), `false` in the shipped demo pages, whose minifier then drops the test hooks. Where it
+ * is not defined at all (tsx, an app's own bundler) there are no test hooks either.
+ */
+declare const __STAGEGATE_TEST_HOOKS__: boolean | undefined;
+
 const STAGE_PASS_THROUGH = [
   'newStageRequest',
   'stageAccessRequestAccepted',
@@ -244,12 +251,18 @@ export class Meeting {
   }
 
   /**
-   * @internal Tests only: drops the connection as a network failure would (the WebSocket closes
-   * under socket.io, no goodbye: reason 'transport close' on both ends). The meeting reconnects
-   * as after a real drop.
+   * @internal Test builds only (see `__STAGEGATE_TEST_HOOKS__`): drops the connection as a
+   * network failure would (the WebSocket closes under socket.io, no goodbye: reason 'transport
+   * close' on both ends). The meeting reconnects as after a real drop.
    */
-  __dropConnectionForTests(): void {
-    this.#signaling.dropTransportForTests();
+  declare __dropConnectionForTests?: () => void;
+
+  static {
+    if (typeof __STAGEGATE_TEST_HOOKS__ !== 'undefined' && __STAGEGATE_TEST_HOOKS__) {
+      Meeting.prototype.__dropConnectionForTests = function (this: Meeting) {
+        this.#signaling.dropTransportForTests!();
+      };
+    }
   }
 
   // ------------------------------------------------------------------ notifications

@@ -4,7 +4,8 @@
  * - Attempt 1 starts at once; attempt n > 1 after an exponential backoff of 250 ms doubling up
  *   to 4 s (with ±20 % jitter, so that a room full of clients does not come back in lockstep).
  * - It gives up `timeoutMs` after `run()` was called (an attempt still in flight then is
- *   abandoned: the caller tears everything down), or at once on a refusal that retrying cannot
+ *   abandoned: the caller tears everything down; an attempt whose backoff would end at or after
+ *   the deadline is not started), or at once on a refusal that retrying cannot
  *   fix: UNAUTHORIZED (token expired or no longer valid), FORBIDDEN, NOT_FOUND (the room is gone).
  * - `cancel()` stops it (the meeting was left, or the server said goodbye); `run()` then
  *   resolves with `{ ok: false, cancelled: true }`.
@@ -61,7 +62,16 @@ export class Reconnector {
     const deadline = Date.now() + timeoutMs;
     let last: StagegateError = stagegateError('DISCONNECTED', 'the connection was lost');
     for (let attempt = 1; ; attempt++) {
-      if (attempt > 1) await this.#sleep(Math.min(backoffMs(attempt), deadline - Date.now()));
+      if (attempt > 1) {
+        // Decided before sleeping: a backoff that ends at or after the deadline means no more
+        // attempts (waking up for it and reading the clock again let a timer that fires a
+        // millisecond early start one right at the deadline).
+        const wait = backoffMs(attempt);
+        const left = deadline - Date.now();
+        await this.#sleep(Math.min(wait, left));
+        if (this.#cancelled) return { ok: false, cancelled: true };
+        if (wait >= left) return this.#gaveUp(last, timeoutMs);
+      }
       if (this.#cancelled) return { ok: false, cancelled: true };
       if (Date.now() >= deadline) return this.#gaveUp(last, timeoutMs);
       this.#opts.onAttempt(attempt);

@@ -51,6 +51,13 @@ interface Pending {
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * Replaced at build time by Vite's `define`: `true` in test builds (vitest, the browser tests'
+ * bundle), `false` in the shipped demo pages, whose minifier then drops the test hooks. Where it
+ * is not defined at all (tsx, an app's own bundler) there are no test hooks either.
+ */
+declare const __STAGEGATE_TEST_HOOKS__: boolean | undefined;
+
 export class Signaling {
   #socket: Socket;
   readonly #opts: SignalingOptions;
@@ -131,11 +138,18 @@ export class Signaling {
   }
 
   /**
-   * @internal Tests only: closes the underlying transport (the WebSocket) without a goodbye, as
-   * a network failure does. socket.io reports 'transport close', on both ends.
+   * @internal Test builds only (see `__STAGEGATE_TEST_HOOKS__`): closes the underlying transport
+   * (the WebSocket) without a goodbye, as a network failure does. socket.io reports
+   * 'transport close', on both ends.
    */
-  dropTransportForTests(): void {
-    this.#socket.io.engine?.transport?.close();
+  declare dropTransportForTests?: () => void;
+
+  static {
+    if (typeof __STAGEGATE_TEST_HOOKS__ !== 'undefined' && __STAGEGATE_TEST_HOOKS__) {
+      Signaling.prototype.dropTransportForTests = function (this: Signaling) {
+        this.#socket.io.engine?.transport?.close();
+      };
+    }
   }
 
   #createSocket(): Socket {

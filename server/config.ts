@@ -33,6 +33,28 @@ export const configSchema = z.object({
   requestsPerSecond: z.coerce.number().min(1).max(100_000).default(100),
   /** Per connection: stage actions (request, cancel, grant, deny, join, leave, kick, mode), burst = 4 s worth. */
   stageActionsPerSecond: z.coerce.number().min(0.1).max(10_000).default(5),
+  /**
+   * Browser origins (scheme://host[:port]) other than the server's own that may open sockets and
+   * call the HTTP routes; the server's own origin is always allowed. Env: comma-separated.
+   */
+  allowedOrigins: z
+    .union([
+      z.array(z.string()),
+      z.string().transform((v) =>
+        v
+          .split(',')
+          .map((o) => o.trim())
+          .filter(Boolean),
+      ),
+    ])
+    .pipe(
+      z.array(
+        z.string().refine((o) => URL.canParse(o) && new URL(o).origin === o, {
+          message: 'each origin must be scheme://host[:port], without path or trailing slash',
+        }),
+      ),
+    )
+    .default([]),
   /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
   demo: bool.default(true),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

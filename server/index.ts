@@ -14,9 +14,10 @@ import type { types as ms } from 'mediasoup';
 import { LIMITS } from '../shared/protocol.js';
 import { TokenService } from './auth/tokens.js';
 import { loadConfig, type Config, type ConfigInput } from './config.js';
-import { createApi, sendJson } from './http/api.js';
+import { createApi, sendError, sendJson } from './http/api.js';
 import { createDemoRoutes } from './http/demo.js';
 import { createMetrics } from './http/metrics.js';
+import { guardRequest, originAllowed } from './http/guard.js';
 import { createStatic } from './http/static.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkerPool } from './media/WorkerPool.js';
@@ -110,8 +111,17 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     new IoServer(httpServer, {
       maxHttpBufferSize: LIMITS.maxMessageBytes,
       serveClient: false,
-      cors: { origin: true },
+      // never an echo of any Origin: configured ones only (same-origin needs no CORS)
+      cors: { origin: config.allowedOrigins.length > 0 ? config.allowedOrigins : false },
+      allowRequest: (req, callback) => callback(null, originAllowed(req.headers, config.allowedOrigins)),
     });
+  // Also when the app brought its own socket.io server: Stagegate's namespace checks the Origin.
+  io.use((socket, next) => {
+    if (originAllowed(socket.handshake.headers, config.allowedOrigins)) return next();
+    next(
+      Object.assign(new Error('origin not allowed'), { data: { code: 'FORBIDDEN', message: 'origin not allowed' } }),
+    );
+  });
 
   const outbox = new Outbox(io);
   const rooms = new RoomRegistry({
@@ -153,6 +163,14 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     if (url === '/metrics') {
       res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(await metrics.registry.metrics());
       return true;
+    }
+    if (url?.startsWith('/api/') || url?.startsWith('/demo/')) {
+      try {
+        if (guardRequest(req, res, config.allowedOrigins)) return true;
+      } catch (err) {
+        sendError(res, err, log);
+        return true;
+      }
     }
     if (await api(req, res)) return true;
     if (demo && (await demo(req, res))) return true;

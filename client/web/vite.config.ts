@@ -7,10 +7,13 @@ const root = import.meta.dirname;
 export default defineConfig({
   root,
   logLevel: 'warn',
+  // test hooks (client/Meeting.ts) are compiled out of the shipped pages
+  define: { __STAGEGATE_TEST_HOOKS__: 'false' },
   build: {
     outDir: resolve(root, '../dist'),
     emptyOutDir: true,
-    sourcemap: true,
+    // no source maps in the shipped pages unless asked for (STAGEGATE_SOURCEMAP=true)
+    sourcemap: process.env.STAGEGATE_SOURCEMAP === 'true',
     target: 'es2022',
     rollupOptions: {
       input: {

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.js';
 import type { Room } from '../room/Room.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import { BACKEND_ACTOR } from '../stage/Stage.js';
+import { HttpError, requireJson } from './guard.js';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   INVALID_REQUEST: 400,
@@ -164,7 +165,7 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
           ? new StagegateError('INVALID_REQUEST', `${req.method} not allowed on ${path}`)
           : new StagegateError('NOT_FOUND', `no route ${path}`);
       }
-      const params = hit.params!.slice(1).map(decodeURIComponent);
+      const params = hit.params!.slice(1).map(decodePathPart);
       const [status, json] = await hit.route(req, params, () => readJson(req));
       sendJson(res, status, json);
     } catch (err) {
@@ -188,20 +189,50 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<
   throw new StagegateError('INVALID_REQUEST', `${issue?.message ?? 'invalid body'}${where}`);
 }
 
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > LIMITS.maxMessageBytes) throw new StagegateError('INVALID_REQUEST', 'body too large');
-    chunks.push(chunk);
-  }
-  if (size === 0) return {};
+/** A path segment, percent-decoded; a malformed encoding is the client's error, not ours. */
+function decodePathPart(part: string): string {
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return decodeURIComponent(part);
   } catch {
-    throw new StagegateError('INVALID_REQUEST', 'body is not valid JSON');
+    throw new StagegateError('INVALID_REQUEST', 'malformed percent-encoding in the path');
   }
+}
+
+/**
+ * Reads a JSON body (empty: `{}`). Refuses another Content-Type (415) before reading, and a body
+ * over LIMITS.maxMessageBytes (413) without reading the rest: the error answer then closes the
+ * connection (see sendError), so the unread bytes are never taken for the next request.
+ */
+export function readJson(req: IncomingMessage): Promise<unknown> {
+  requireJson(req);
+  const limit = LIMITS.maxMessageBytes;
+  const tooLarge = () => new HttpError(413, `body over ${limit} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (err: StagegateError | undefined, value?: unknown) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      req.pause();
+      settle(tooLarge());
+    };
+    const onEnd = () => {
+      if (size === 0) return settle(undefined, {});
+      try {
+        settle(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        settle(new StagegateError('INVALID_REQUEST', 'body is not valid JSON'));
+      }
+    };
+    const onError = () => settle(new StagegateError('INVALID_REQUEST', 'request body aborted'));
+    req.on('data', onData).on('end', onEnd).on('error', onError);
+  });
 }
 
 export function sendJson(res: ServerResponse, status: number, json?: Json): void {
@@ -210,13 +241,25 @@ export function sendJson(res: ServerResponse, status: number, json?: Json): void
     return;
   }
   const body = JSON.stringify(json);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(body);
+  res
+    .writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    })
+    .end(body);
 }
 
+/**
+ * Answers `{ error: { code, message } }`. A body too large was not read to its end: that answer
+ * closes the connection, else the unread bytes would be parsed as the next request. (Node reads
+ * and drops the unread rest of other refused bodies itself, keeping the connection usable.)
+ */
 export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e =
     err instanceof StagegateError
       ? err
       : (log.error({ err }, 'HTTP handler failed'), new StagegateError('INTERNAL', 'internal error'));
-  sendJson(res, HTTP_STATUS[e.code], { error: e.toJSON() });
+  if (e instanceof HttpError && e.status === 413) res.setHeader('connection', 'close');
+  sendJson(res, e instanceof HttpError ? e.status : HTTP_STATUS[e.code], { error: e.toJSON() });
 }

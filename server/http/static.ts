@@ -1,7 +1,8 @@
-/** Serves the built demo pages (client/dist) with a path-traversal guard. */
+/** Serves the built demo pages (client/dist) with a path-traversal guard and the page security headers. */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PAGE_HEADERS } from './guard.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -34,6 +35,7 @@ export function createStatic(root: string) {
     }
     if (!stat.isFile()) return false;
     res.writeHead(200, {
+      ...PAGE_HEADERS,
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
       'content-length': stat.size,
       'cache-control': rel.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',

@@ -29,8 +29,10 @@ export class Participant {
   readonly transports = new Map<string, ms.Transport>();
   readonly producers = new Map<string, StagedProducer>();
   readonly consumers = new Map<string, ms.Consumer>();
-  /** Sources whose producer the worker is creating right now (see Room.produce). */
-  readonly producingSources = new Set<MediaSource>();
+  /** Sources whose producer the worker is creating right now, with the transport it is created on (see Room.produce). */
+  readonly producingSources = new Map<MediaSource, ms.Transport>();
+  /** Producers this participant's consumer of is being created, with the receive transport (see Room.consume). */
+  readonly consumingProducers = new Map<string, ms.Transport>();
   rtpCapabilities: ms.RtpCapabilities | undefined;
   sendTransportId: string | undefined;
   recvTransportId: string | undefined;

@@ -5,7 +5,9 @@
  * Media gating lives here and nowhere else:
  * - `createTransport('send')` only while ACCEPTED_TO_JOIN_STAGE or ON_STAGE;
  * - `produce` only while ON_STAGE, for a kind read from the RTP parameters and a source the
- *   preset allows; a producer whose creation finishes after its owner left the stage is closed;
+ *   preset allows; a producer whose creation finishes after its owner left the stage, or after
+ *   its transport closed (a drop, a replacing connection), is closed;
+ * - `consume`: one consumer per (participant, producer);
  * - every transition away from ON_STAGE (leave, kick, disconnect, mode) closes the owner's
  *   producers right in the stage listener, which closes their consumers in the worker; every
  *   receiver is told.
@@ -306,19 +308,34 @@ export class Room {
     }
     const transport = p.sendTransportId === req.transportId ? p.transports.get(req.transportId) : undefined;
     if (!transport) throw new StagegateError('NOT_FOUND', `no send transport ${req.transportId}`);
-    // one producer per source, counting those still being created (two calls may race)
-    if (p.producingSources.has(source) || [...p.producers.values()].some((sp) => sp.source === source)) {
+    // One producer per source, counting those still being created (two calls may race). A
+    // reservation counts only while its transport lives: one made on a connection that dropped
+    // or was replaced must not block the new connection's produce.
+    if (
+      p.producingSources.get(source)?.closed === false ||
+      [...p.producers.values()].some((sp) => sp.source === source)
+    ) {
       throw new StagegateError('INVALID_STATE', `already producing ${source}`);
     }
 
     const epoch = p.stageEpoch;
-    p.producingSources.add(source);
+    p.producingSources.set(source, transport);
     const producer = await transport
       .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source } })
       .catch((err: unknown) => Promise.reject(workerRefusal(err)))
-      .finally(() => p.producingSources.delete(source));
-    // Gating, second half: a kick, leave or disconnect during the await bumped the epoch.
-    if (epoch !== p.stageEpoch || producer.closed || this.participants.get(p.id) !== p) {
+      .finally(() => {
+        if (p.producingSources.get(source) === transport) p.producingSources.delete(source);
+      });
+    // Gating, second half: a kick or leave during the await bumped the epoch. A drop or a
+    // replacing connection keeps the participant ON_STAGE but closed this transport: the worker
+    // dropped the producer with it, while mediasoup's Node side still calls it open.
+    if (
+      epoch !== p.stageEpoch ||
+      producer.closed ||
+      transport.closed ||
+      p.sendTransportId !== transport.id ||
+      this.participants.get(p.id) !== p
+    ) {
       producer.close();
       throw new StagegateError('INVALID_STATE', 'left the stage while the producer was created');
     }
@@ -358,17 +375,34 @@ export class Room {
     const transport = p.recvTransportId ? p.transports.get(p.recvTransportId) : undefined;
     if (!transport) throw new StagegateError('INVALID_STATE', 'create a recv transport first');
     if (!p.rtpCapabilities) throw new StagegateError('UNSUPPORTED', 'no RTP capabilities to receive with');
-    // On an edge router, this pipes the producer there first (one pipe per producer and edge).
-    await this.media.prepareConsume(transport, staged.producer, p.rtpCapabilities);
-    if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
-    const consumer = await transport
-      .consume({ producerId, rtpCapabilities: p.rtpCapabilities, paused: true, appData: { userId: p.id } })
-      .catch((err: unknown) => {
-        // its pipe (on an edge) or the producer closed during the call
-        if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
-        throw err;
+    // One consumer per (participant, producer), counting those being created (calls may race).
+    if (
+      p.consumingProducers.get(producerId)?.closed === false ||
+      [...p.consumers.values()].some((c) => c.producerId === producerId)
+    ) {
+      throw new StagegateError('INVALID_STATE', `already consuming producer ${producerId}`);
+    }
+    p.consumingProducers.set(producerId, transport);
+    const rtpCapabilities = p.rtpCapabilities;
+    const consumer = await (async () => {
+      // On an edge router, this pipes the producer there first (one pipe per producer and edge).
+      await this.media.prepareConsume(transport, staged.producer, rtpCapabilities);
+      if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+      return transport
+        .consume({ producerId, rtpCapabilities, paused: true, appData: { userId: p.id } })
+        .catch((err: unknown) => {
+          // its pipe (on an edge) or the producer closed during the call
+          if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+          throw err;
+        });
+    })().finally(() => {
+      if (p.consumingProducers.get(producerId) === transport) p.consumingProducers.delete(producerId);
       });
     if (consumer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+    if (transport.closed || p.recvTransportId !== transport.id) {
+      consumer.close();
+      throw new StagegateError('INVALID_STATE', 'the receive transport closed while the consumer was created');
+    }
     p.consumers.set(consumer.id, consumer);
     consumer.on('transportclose', () => p.consumers.delete(consumer.id));
     consumer.on('producerclose', () => {

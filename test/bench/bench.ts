@@ -20,7 +20,7 @@ import { benchKick, type KickOptions, type KickResult } from './kick.js';
 import { openBenchBrowser, type BenchBrowser } from './page/page.js';
 import { benchSignaling, type SignalingOptions, type SignalingResult } from './signaling.js';
 import { ratio, round, type Summary } from './stats.js';
-import { startSystems } from './systems.js';
+import { startSystems, type Systems } from './systems.js';
 import { CHROMIUM } from '../helpers/browser.js';
 
 const require = createRequire(import.meta.url);
@@ -200,20 +200,23 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRepor
   };
 
   if (only.has('join') || only.has('kick')) {
-    const sys = await startSystems({ timeline: true });
     let bb: BenchBrowser | undefined;
+    let sys: Systems | undefined;
     try {
+      // the page first: Stagegate must allow its origin (a port of its own)
       bb = await openBenchBrowser();
+      sys = await startSystems({ timeline: true, allowedOrigins: [bb.origin] });
       const b = bb;
+      const s = sys;
       await timed('join', async () => {
-        const r = await benchJoin(sys, b, { ...sz.join, log });
+        const r = await benchJoin(s, b, { ...sz.join, log });
         const raw: Record<string, Record<string, ReturnType<typeof rawSamples>>> = { cold: {}, warm: {} };
         for (const mode of ['cold', 'warm'] as const)
           for (const [v, x] of Object.entries(r[mode])) raw[mode]![v] = rawSamples(x);
         report.join = { ...r, raw };
       });
       await timed('kick', async () => {
-        report.kick = await benchKick(sys, b, { ...sz.kick, log });
+        report.kick = await benchKick(s, b, { ...sz.kick, log });
       });
     } catch (err) {
       for (const n of ['join', 'kick'] as const)
@@ -221,7 +224,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRepor
       log(`  browser benchmarks failed: ${(err as Error)?.message ?? err}`);
     } finally {
       await bb?.close();
-      await sys.close();
+      await sys?.close();
     }
   }
 

@@ -10,6 +10,9 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { createBaselineServer, createBenchWorker, type BaselineServer } from './baseline-server.js';
 import { wall } from './stats.js';
 
+/** Rate limits for the benchmarks' Stagegate server (defaults: 100 requests/s, 5 stage actions/s). */
+export const BENCH_LIMITS = { requestsPerSecond: 10_000, stageActionsPerSecond: 1_000 };
+
 export interface Systems {
   sg: TestServer;
   baseline: BaselineServer;
@@ -20,7 +23,8 @@ export interface Systems {
   close(): Promise<void>;
 }
 
-export async function startSystems(opts: { timeline?: boolean } = {}): Promise<Systems> {
+/** `allowedOrigins`: the bench page's origin, when a page connects (it is served from its own port). */
+export async function startSystems(opts: { timeline?: boolean; allowedOrigins?: string[] } = {}): Promise<Systems> {
   const [sgWorker, baselineWorker] = await Promise.all([createBenchWorker(), createBenchWorker()]);
   const sgTimeline = new MediaTimeline();
   const baselineTimeline = new MediaTimeline();
@@ -28,7 +32,13 @@ export async function startSystems(opts: { timeline?: boolean } = {}): Promise<S
     sgTimeline.attach(sgWorker);
     baselineTimeline.attach(baselineWorker);
   }
-  const sg = await startServer({ extra: { workers: [sgWorker] } });
+  // The bench drives each connection far faster than a person clicks (the kick benchmark: a
+  // kick and a re-join every few ms, 30 times): per-connection limits that fit that load, so no
+  // sample is refused RATE_LIMITED (the baseline has no limits at all).
+  const sg = await startServer({
+    config: { ...BENCH_LIMITS, allowedOrigins: opts.allowedOrigins ?? [] },
+    extra: { workers: [sgWorker] },
+  });
   const baseline = await createBaselineServer({ worker: baselineWorker });
   return {
     sg,

@@ -141,7 +141,7 @@ describe('token refresh', () => {
 
     await until(() => Date.now() / 1000 > exp + 0.2, 'the original expiry', 5_000);
     const back = waitFor(m, 'reconnected', () => true, 10_000);
-    m.__dropConnectionForTests();
+    m.__dropConnectionForTests!();
     await back;
     expect(m.stage.status).toBe('ON_STAGE');
     expect(room.statusOf('s')).toBe('ON_STAGE');

@@ -40,7 +40,7 @@ describe('reconciling after a reconnect', () => {
     await speaker.stage.join();
     const first = speaker.localTracks;
     const reconnected = waitFor(speaker, 'reconnected');
-    speaker.__dropConnectionForTests();
+    speaker.__dropConnectionForTests!();
     await reconnected;
     expect(calls).toBe(1);
     expect(speaker.localTracks).toEqual(first);
@@ -66,7 +66,7 @@ describe('reconciling after a reconnect', () => {
 
     const open = faults.gate('v');
     const reconnecting = waitFor(v, 'reconnecting');
-    v.__dropConnectionForTests();
+    v.__dropConnectionForTests!();
     await reconnecting;
     await expect.poll(() => room.participants.get('v')?.connected).toBe(false);
     expect(room.participants.get('v')?.consumers.size).toBe(0);
@@ -129,7 +129,7 @@ describe('reconciling after a reconnect', () => {
     const first = await received;
     const log = record(v);
     const reconnected = waitFor(v, 'reconnected');
-    v.__dropConnectionForTests();
+    v.__dropConnectionForTests!();
     await reconnected;
     const media = log.filter(([n]) => n === 'trackAdded' || n === 'trackRemoved');
     for (const { producerId, track } of first) {
@@ -147,7 +147,7 @@ describe('reconciling after a reconnect', () => {
     const v = await h.join(room, 'v', 'viewer');
     const open = faults.gate('host');
     const reconnecting = waitFor(host, 'reconnecting');
-    host.__dropConnectionForTests();
+    host.__dropConnectionForTests!();
     await reconnecting;
     await v.stage.requestAccess();
     const update = waitFor(host.stage, 'stageAccessRequestUpdate');
@@ -160,7 +160,7 @@ describe('reconciling after a reconnect', () => {
     const speaker = await h.join(room, 'spk', 'speaker');
     const open = faults.gate('spk');
     const reconnected = waitFor(speaker, 'reconnected');
-    speaker.__dropConnectionForTests();
+    speaker.__dropConnectionForTests!();
     await expect(speaker.stage.join()).rejects.toMatchObject({ code: 'DISCONNECTED' });
     await expect(speaker.stage.requestAccess()).rejects.toMatchObject({ code: 'DISCONNECTED' });
     open();
@@ -177,7 +177,7 @@ describe('reconciling after a reconnect', () => {
     const v = await h.join(room, 'v', 'viewer');
     const open = faults.gate('v');
     const log = record(v);
-    v.__dropConnectionForTests();
+    v.__dropConnectionForTests!();
     await v.leave();
     open();
     await new Promise((r) => setTimeout(r, 300));

@@ -103,7 +103,7 @@ describe('automatic reconnection after an unexpected drop', () => {
     const removed = collect(host, 'trackRemoved', 2, (e) => before.includes(e.producerId));
     const readded = collect(host, 'trackAdded', 2, (e) => !before.includes(e.producerId));
     const reconnected = waitFor(speaker, 'reconnected');
-    speaker.__dropConnectionForTests();
+    speaker.__dropConnectionForTests!();
     expect(speaker.connectionState).toBe('reconnecting');
     expect(speaker.connected).toBe(true); // still a live meeting
     expect(await reconnected).toEqual({ attempt: 1 });
@@ -142,7 +142,7 @@ describe('automatic reconnection after an unexpected drop', () => {
     const log = record(a);
 
     const reconnected = waitFor(a, 'reconnected');
-    a.__dropConnectionForTests();
+    a.__dropConnectionForTests!();
     await reconnected;
     expect(names(log)).toEqual(['reconnecting', 'reconnected']);
     expect(a.stage.status).toBe('REQUESTED_TO_JOIN_STAGE');
@@ -159,7 +159,7 @@ describe('automatic reconnection after an unexpected drop', () => {
     const room = await h.room('REQUEST');
     await h.join(room, 'host', 'host');
     const speaker = await h.join(room, 'spk', 'speaker');
-    speaker.stage.once('stageStatusUpdate', () => speaker.__dropConnectionForTests()); // before the ack
+    speaker.stage.once('stageStatusUpdate', () => speaker.__dropConnectionForTests!()); // before the ack
     const reconnected = waitFor(speaker, 'reconnected');
     await expect(speaker.stage.join()).resolves.toBeUndefined();
     await reconnected;
@@ -201,7 +201,7 @@ describe('automatic reconnection after an unexpected drop', () => {
     const v = await h.join(room, 'v', 'viewer', { reconnectTimeoutMs: 0 });
     const log = record(v);
     const gone = waitFor(v, 'disconnected');
-    v.__dropConnectionForTests();
+    v.__dropConnectionForTests!();
     expect(await gone).toEqual({ reason: 'transport close' });
     expect(names(log)).toEqual(['disconnected']);
   });

@@ -1,7 +1,7 @@
 /**
  * The reconnect loop alone (no network): backoff, deadline, permanent refusals, cancel.
  */
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { StagegateError } from '../../client/index.js';
 import { BACKOFF_MAX_MS, Reconnector, backoffMs } from '../../client/Reconnector.js';
 
@@ -57,5 +57,25 @@ describe('Reconnector', () => {
     r.cancel();
     expect(await running).toEqual({ ok: false, cancelled: true });
     expect(attempts).toEqual([1]);
+  });
+
+  test('starts no attempt at the deadline when the clock reads a millisecond early on waking (fake clock)', async () => {
+    // A timer may fire when Date.now() still reads 1 ms before the time it was set for: the loop
+    // then started an attempt right at the deadline (the flaky "fifth attempt" of reconnect.test).
+    vi.useFakeTimers();
+    vi.spyOn(Math, 'random').mockReturnValue(0.5); // backoffs 250, 500, 1000 ms
+    try {
+      const { r, attempts } = reconnector(1_000, () => Promise.reject(new StagegateError('DISCONNECTED', 'down')));
+      const running = r.run();
+      // attempts at 0, 250 and 750 ms; the next backoff (1000 ms) ends after the deadline (1000 ms).
+      // During that last wait the wall clock steps back 1 ms.
+      setTimeout(() => vi.setSystemTime(Date.now() - 1), 800);
+      await vi.advanceTimersByTimeAsync(1_500);
+      expect(await running).toMatchObject({ ok: false, cancelled: false, error: { code: 'DISCONNECTED' } });
+      expect(attempts).toEqual([1, 2, 3]);
+    } finally {
+      vi.restoreAllMocks();
+      vi.useRealTimers();
+    }
   });
 });

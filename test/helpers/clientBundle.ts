@@ -16,6 +16,7 @@ export async function buildClientWebRoot(): Promise<string> {
     configFile: false,
     logLevel: 'error',
     root: ROOT,
+    define: { __STAGEGATE_TEST_HOOKS__: 'true' }, // a test build: window.meeting.__dropConnectionForTests()
     build: {
       outDir: dir,
       emptyOutDir: false,

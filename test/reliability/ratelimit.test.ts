@@ -103,14 +103,18 @@ describe('stage action flood', () => {
     const latencies = hostActions.map((a) => a.ms);
     console.log(
       `ratelimit flood: sent=${answers.length} in ${elapsedS.toFixed(2)} s, RATE_LIMITED=${limited}, through=${through} ` +
-        `(bound ${STAGE_BURST} + ${STAGE_RPS} × ${elapsedS.toFixed(2)} s = ${(STAGE_BURST + STAGE_RPS * elapsedS).toFixed(1)}) ` +
+        `(bound ${STAGE_BURST} + ${STAGE_RPS} × (${elapsedS.toFixed(2)} + 0.5) s = ${(STAGE_BURST + STAGE_RPS * (elapsedS + 0.5)).toFixed(1)}) ` +
         `byCode=${JSON.stringify(byCode)} | host actions=${hostActions.length} ` +
         `ack latency p50=${percentile(latencies, 50).toFixed(1)} ms max=${Math.max(...latencies).toFixed(1)} ms`,
     );
     expect(answers.length).toBeGreaterThanOrEqual(300);
     expect(limited).toBeGreaterThan(0);
     expect(limited).toBeGreaterThan(through); // most of the flood
-    expect(through).toBeLessThanOrEqual(STAGE_BURST + STAGE_RPS * elapsedS + 1);
+    // What passes is burst + rate × the server's flood window, which lies inside the client's
+    // window measured here: the bound holds by construction; the margin (half a second of refill)
+    // covers timer rounding, not luck. The exact counts are test/server/rateLimit.test.ts's (fake clock).
+    expect(through).toBeGreaterThanOrEqual(STAGE_BURST);
+    expect(through).toBeLessThanOrEqual(STAGE_BURST + STAGE_RPS * (elapsedS + 0.5));
     expect(
       Object.keys(byCode).every((c) => ['ok', 'RATE_LIMITED', 'INVALID_STATE', 'STAGE_DISABLED'].includes(c)),
     ).toBe(true);

@@ -120,7 +120,8 @@ describe('HTTP API', () => {
       ['PUT', '/api/rooms/webinar-2/stage/mode', { mode: 'open' }, 400, 'INVALID_REQUEST'],
       ['GET', '/api/rooms/webinar-2/stage/mode', undefined, 400, 'INVALID_REQUEST'],
       ['GET', '/api/nothing', undefined, 404, 'NOT_FOUND'],
-      ['POST', '/api/rooms', 'x'.repeat(70_000), 400, 'INVALID_REQUEST'],
+      ['POST', '/api/rooms', 'x', 400, 'INVALID_REQUEST'], // not JSON
+      ['POST', '/api/rooms', 'x'.repeat(70_000), 413, 'INVALID_REQUEST'],
     ];
     for (const [method, path, body, status, code] of cases) {
       const r = await api(method, path, body);

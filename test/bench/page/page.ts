@@ -34,6 +34,8 @@ export interface BenchBrowser {
   page: Page;
   browser: BrowserHandle;
   version: string;
+  /** The page's own origin: the servers it connects to must allow it (it is not theirs). */
+  origin: string;
   /** Calls a `bench` function in the page. */
   call<K extends keyof Bench>(fn: K, ...args: Parameters<Bench[K]>): Promise<Awaited<ReturnType<Bench[K]>>>;
   /** page performance.now() → this process's wall clock (epoch ms), from the latest calibration. */
@@ -66,6 +68,7 @@ export async function openBenchBrowser(): Promise<BenchBrowser> {
     page,
     browser,
     version,
+    origin: `http://127.0.0.1:${port}`,
     call: (fn, ...args) =>
       page.evaluate(
         ([f, a]) =>
