@@ -580,6 +580,12 @@ export class Stage {
       this.transition(m, 'OFF_STAGE', 'preset', BACKEND_ACTOR);
       this.enqueue('requestRejected', { userId: m.id, by: BACKEND_ACTOR, reason: 'denied' });
     }
+    // still on stage: a turn is for non-hosts only (a promoted speaker's turn ends, a demoted host's starts)
+    if (m.status === 'ON_STAGE') {
+      if (isHost(m.preset)) {
+        if (this.timetable.endSlot(m.id)) this.enqueue('slotChanged', { userId: m.id, endsAt: null });
+      } else if (this.timetable.slot(m.id) === undefined) this.startSlot(m);
+    }
     const updated = this.snapshot(m);
     this.commit();
     return updated;

@@ -261,6 +261,22 @@ describe('autoFill', () => {
 });
 
 describe('slotSeconds', () => {
+  it('a new token on stage: a speaker promoted to host loses the turn, a host demoted to speaker gets one', () => {
+    const ctx = setup({ settings: { slotSeconds: 120 } });
+    ctx.stage.join('h');
+    ctx.stage.join('s');
+    ctx.clear();
+    ctx.stage.updateMember('s', { name: 'S', preset: PRESETS.host });
+    expect(ctx.stage.slotEndsAt('s')).toBeUndefined();
+    expect(ctx.of('slotChanged')).toStrictEqual([{ userId: 's', endsAt: null }]);
+    ctx.clear();
+    ctx.stage.updateMember('h', { name: 'H', preset: PRESETS.speaker });
+    expect(ctx.stage.get('h')?.status).toBe(ON);
+    expect(ctx.stage.slotEndsAt('h')).toBe(T0 + 120_000);
+    expect(ctx.of('slotChanged')).toStrictEqual([{ userId: 'h', endsAt: T0 + 120_000 }]);
+    expect(ctx.stage.nextDeadline).toBeDefined();
+  });
+
   it('a non-host turn starts on join (slotEndsAt, slotChanged); hosts have none', () => {
     const ctx = setup({ settings: { slotSeconds: 120 } });
     ctx.stage.join('h');
