@@ -8,6 +8,9 @@
  * - every transition away from ON_STAGE (leave, kick, disconnect, mode) closes the owner's
  *   producers right in the stage listener, which closes their consumers in the worker; every
  *   receiver is told.
+ *
+ * Who is told about whom follows the room's `audience` setting (`Audience`): in a `hidden` room
+ * the audience is seen one by one only by the hosts; everyone else sees the stage and a count.
  */
 import type { types as ms } from 'mediasoup';
 import { StagegateError } from '../../shared/errors.js';
@@ -21,11 +24,18 @@ import type {
   RoomSnapshot,
   TransportOptions,
 } from '../../shared/protocol.js';
-import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js';
+import {
+  DEFAULT_ROOM_SETTINGS,
+  type MediaSource,
+  type RoomSettings,
+  type StageMode,
+  type StageStatus,
+} from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { Stage, type StageChangeReason } from '../stage/Stage.js';
 import { MEDIA_CODECS, SOCKET_BUFFER_BYTES, kindOfRtp, workerRefusal } from '../media/rtp.js';
+import { Audience, type GroupChannel } from './Audience.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
 import { forwardStageEvents } from './stageEvents.js';
 
@@ -34,8 +44,8 @@ export interface RtcOptions {
   announcedAddress?: string | undefined;
 }
 
-/** How the room reaches every participant at once (socket.io rooms in production). */
-export interface RoomChannel {
+/** How the room reaches every participant, or a group of them, at once (socket.io rooms in production). */
+export interface RoomChannel extends GroupChannel {
   toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
 }
 
@@ -47,6 +57,8 @@ const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
 export class Room {
   readonly stage: Stage;
   readonly participants = new Map<string, Participant>();
+  /** Who sees whom, the room settings, and the audience count. */
+  readonly audience: Audience;
   readonly createdAt = Date.now();
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
@@ -63,10 +75,12 @@ export class Room {
     mode: StageMode,
     /** How long a dropped participant keeps their place (stage status, queue position). */
     readonly reconnectGraceMs: number,
+    settings: RoomSettings,
   ) {
     this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
+    this.audience = new Audience(settings, this.participants, this.stage, channel, (p) => this.info(p), log);
     this.#gateMedia();
-    forwardStageEvents(this.stage, this.participants, channel, log);
+    forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
   }
 
   static async create(opts: {
@@ -77,11 +91,23 @@ export class Room {
     rtc: RtcOptions;
     log: Logger;
     reconnectGraceMs?: number;
+    settings?: Partial<RoomSettings> | undefined;
   }): Promise<Room> {
     const router = await opts.worker.createRouter({ mediaCodecs: MEDIA_CODECS });
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, channel, rtc, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
-    return new Room(id, worker, router, channel, rtc, log, mode, reconnectGraceMs);
+    const settings = { ...DEFAULT_ROOM_SETTINGS, ...opts.settings };
+    return new Room(id, worker, router, channel, rtc, log, mode, reconnectGraceMs, settings);
+  }
+
+  get settings(): RoomSettings {
+    return this.audience.settings;
+  }
+
+  /** Changes room settings (acceptStageRequests holders, or `@backend`); everyone is told. */
+  setSettings(actorId: string, change: Partial<RoomSettings>): RoomSettings {
+    this.#assertOpen();
+    return this.audience.update(actorId, change);
   }
 
   /** Called once when the room closes. */
@@ -118,16 +144,24 @@ export class Room {
       this.participants.set(p.id, p);
       this.stage.add({ id: p.id, name: p.name, preset: p.preset });
       p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
-      this.channel.toAll('participantJoined', { participant: this.info(p) }, p.id);
+      const group = this.audience.groupFor(this.audience.isStage(p));
+      this.channel.toGroup(group, 'participantJoined', { participant: this.info(p) }, p.id);
+      this.audience.changed();
     }
     p.rtpCapabilities = rtpCapabilities;
-    session.subscribe();
+    session.subscribe({ host: p.preset.acceptStageRequests });
+    const viewer = p;
     return {
       roomId: this.id,
       self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
-      participants: [...this.participants.values()].filter((o) => o !== p).map((o) => this.info(o)),
+      // in a hidden room, the stage people only (unless a host)
+      participants: [...this.participants.values()]
+        .filter((o) => o !== viewer && this.audience.sees(viewer, o))
+        .map((o) => this.info(o)),
       mode: this.stage.mode,
       requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(p.id) : [],
+      settings: this.audience.settings,
+      audienceCount: this.audience.count(),
     };
   }
 
@@ -167,11 +201,13 @@ export class Room {
     const p = this.participants.get(userId);
     if (!p) return;
     clearTimeout(p.graceTimer);
+    const seenByAll = this.audience.isStage(p);
     this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
     p.closeMedia();
     this.participants.delete(userId);
     p.log.info('left room');
-    this.channel.toAll('participantLeft', { userId });
+    this.channel.toGroup(this.audience.groupFor(seenByAll), 'participantLeft', { userId });
+    this.audience.changed();
   }
 
   statusOf(userId: string): StageStatus {
@@ -349,6 +385,7 @@ export class Room {
   close(reason: 'room-closed' | 'server-shutdown' = 'room-closed'): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.audience.close();
     for (const p of this.participants.values()) {
       clearTimeout(p.graceTimer);
       p.session.notify('goodbye', { reason });

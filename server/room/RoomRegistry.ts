@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { StagegateError } from '../../shared/errors.js';
-import type { StageMode } from '../../shared/stage.js';
+import type { RoomSettings, StageMode } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Room, type RoomChannel, type RtcOptions } from './Room.js';
@@ -33,14 +33,19 @@ export class RoomRegistry {
     return [...this.#rooms.values()];
   }
 
-  /** Creates a room; an id already in use is refused with INVALID_STATE. */
-  async create(roomId: string = randomUUID(), mode: StageMode = 'REQUEST'): Promise<Room> {
+  /** Creates a room (settings: `audience` `hidden` by default); an id already in use is refused with INVALID_STATE. */
+  async create(
+    roomId: string = randomUUID(),
+    mode: StageMode = 'REQUEST',
+    settings?: Partial<RoomSettings>,
+  ): Promise<Room> {
     if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
       throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
     }
     const { pool, channelFor, rtc, log, reconnectGraceMs } = this.opts;
     const worker = pool.acquire();
-    const creating = Room.create({ id: roomId, mode, worker, channel: channelFor(roomId), rtc, log, reconnectGraceMs });
+    const channel = channelFor(roomId);
+    const creating = Room.create({ id: roomId, mode, worker, channel, rtc, log, reconnectGraceMs, settings });
     this.#pending.set(roomId, creating);
     try {
       const room = await creating;
@@ -49,7 +54,7 @@ export class RoomRegistry {
         this.#rooms.delete(roomId);
         pool.release(room.worker);
       });
-      log.info({ roomId, mode, workerPid: worker.pid }, 'room created');
+      log.info({ roomId, mode, settings: room.settings, workerPid: worker.pid }, 'room created');
       return room;
     } catch (err) {
       pool.release(worker);
