@@ -154,6 +154,7 @@ async function serverState() {
   }
   return {
     mode: room.stage.mode,
+    settings: room.settings,
     members: room.stage.members(),
     requests: room.stage.getAccessRequests('host'),
     participants: [...room.participants.values()].map((p) => ({
@@ -307,6 +308,7 @@ function templates(): Partial<Record<RequestMethod, unknown>> {
     'stage.leave': {},
     'stage.kick': { userIds: ['speaker'] },
     'stage.setMode': { mode: 'INVITE' },
+    'stage.setSettings': { audience: 'visible' },
   };
 }
 
@@ -788,6 +790,7 @@ function handWritten(tpl: Partial<Record<RequestMethod, unknown>>, clients: numb
     ['speaker', 'createTransport', { direction: 'send' }],
     ['host', 'stage.kick', { userIds: ['speaker'] }],
     ['host', 'stage.setMode', { mode: 'INVITE' }],
+    ['host', 'stage.setSettings', { audience: 'visible' }],
     ['host', 'stage.grantAccess', { userIds: ['requester'] }],
     ['host', 'stage.denyAccess', { userIds: ['requester'] }],
     ['host', 'stage.join', {}],
