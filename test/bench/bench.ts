@@ -172,7 +172,10 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRepor
   const only = new Set(opts.only?.length ? opts.only : BENCH_NAMES);
   const sz = sizes(smoke);
   // BENCH_SIGNALING_SIZES=1000,5000: other room sizes for the signaling benchmark
-  const signalingSizes = (process.env.BENCH_SIGNALING_SIZES ?? '').split(',').map(Number).filter((x) => x > 1);
+  const signalingSizes = (process.env.BENCH_SIGNALING_SIZES ?? '')
+    .split(',')
+    .map(Number)
+    .filter((x) => x > 1);
   if (signalingSizes.length > 0) sz.signaling.participants = signalingSizes;
   const started = performance.now();
   const report: BenchReport = {
