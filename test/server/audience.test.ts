@@ -235,6 +235,9 @@ describe('hidden audience (the default)', () => {
 
     // a join and a leave inside one window: the count did not change, nothing is sent
     await new Promise((r) => setTimeout(r, 1100));
+    const sent = w.next('audienceCount');
+    await spy('viewer-trigger', 'viewer'); // after a quiet second: sent at once, opening a window
+    expect(await sent).toEqual({ count: 27 });
     const before = times.length;
     const flicker = await spy('viewer-flicker', 'viewer');
     await flicker.request('leaveRoom');
