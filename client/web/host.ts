@@ -125,7 +125,7 @@ function logSoon(text: string, kind: string): void {
     log(
       all.length === 1
         ? all[0]!
-        : `${all[0]!.replace(/ (joined|left the webinar)\.$/, '')} and ${all.length - 1} others ${kind}.`,
+        : `${all[0]!.replace(/ (joined|left the webinar)\.$/, '')} and ${all.length - 1} other${all.length === 2 ? '' : 's'} ${kind}.`,
     );
   }, 250);
 }
