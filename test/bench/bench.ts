@@ -18,6 +18,7 @@ import { benchKick, type KickOptions, type KickResult } from './kick.js';
 import { openBenchBrowser, type BenchBrowser } from './page/page.js';
 import {
   benchSignaling,
+  type IdleViewer,
   type SignalingOptions,
   type SignalingResult,
   type SignalingSystemResult,
@@ -479,23 +480,30 @@ export function rows(rep: BenchReport): Row[] {
       '–',
       '',
     );
-    const seen = (v: SignalingSystemResult['idleViewer']) =>
+    const seen = (v: IdleViewer) =>
       Object.keys(v.byName).length === 0
         ? 'nothing'
         : `${Object.entries(v.byName)
             .map(([name, count]) => `${name} ×${count}`)
             .join(', ')}${v.audienceCountMinGapMs === null ? '' : ` (min gap ${ms(v.audienceCountMinGapMs)} ms)`}`;
-    const onlyCount = (v: SignalingSystemResult['idleViewer']) =>
+    const onlyCount = (v: IdleViewer) =>
       Object.keys(v.byName).every((name) => name === 'audienceCount') &&
       (v.audienceCountMinGapMs === null || v.audienceCountMinGapMs >= 950); // 1 s on the server; client-side jitter
     add(
       bench,
-      `an idle viewer during the requests and grants (${g.idleViewer.seconds} s): what it received`,
+      `an idle viewer during the ${g.requestAtOnce.n} requests and the second after (${g.idleViewer.seconds} s): what it received`,
       seen(g.idleViewer),
       seen(b.idleViewer),
       '',
       'only audienceCount, ≤ 1/s',
       yes(onlyCount(g.idleViewer)),
+    );
+    add(
+      bench,
+      `the same viewer during the grants (${g.idleViewerDuringGrants.seconds} s; the granted become stage people)`,
+      seen(g.idleViewerDuringGrants),
+      seen(b.idleViewerDuringGrants),
+      '',
     );
     for (const m of ['joinRoom', 'stage.requestAccess', 'stage.grantAccess']) {
       const sg = g.server.ms[m];

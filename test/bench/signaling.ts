@@ -11,10 +11,11 @@
  * 4. The host grants `grantBatch` of them in one `stage.grantAccess` call, until all are granted:
  *    ack latency of each call, and when each granted viewer got its `stageStatusUpdate`.
  *
- * 5. Throughout 3 and 4, one idle viewer (neither requester nor granted) records every
- *    notification it receives, `batch` items counted one by one: in Stagegate's `hidden` room
- *    (the default, what this benchmark runs) it should get only `audienceCount`, at most once a
- *    second.
+ * 5. During 3 (and the second after it), and apart during 4, one idle viewer (neither
+ *    requester nor granted) records every notification it receives, `batch` items counted one by
+ *    one: in Stagegate's `hidden` room (the default, what this benchmark runs) the burst should
+ *    bring it nothing but `audienceCount`, at most once a second; grants do make the granted
+ *    appear to everyone (they become stage people).
  *
  * Each size in `participants` runs both systems. The load generator (this process) shares the
  * machine with the server: its own CPU per phase is reported next to the server's.
@@ -67,15 +68,12 @@ export interface SignalingSystemResult {
   requestAtOnce: { n: number; ackMs: Summary; allAckedMs: number; serverCpuSeconds: number };
   grant: { calls: number; batch: number; ackMs: Summary; notifiedMs: Summary; samples: number[] };
   /**
-   * What one idle viewer received during the request burst and the grants: notifications by name
+   * What one idle viewer received during the request burst and the second after it: notifications by name
    * (`batch` items counted one by one), frames, and the shortest gap between two `audienceCount`.
    */
-  idleViewer: {
-    frames: number;
-    byName: Record<string, number>;
-    audienceCountMinGapMs: number | null;
-    seconds: number;
-  };
+  idleViewer: IdleViewer;
+  /** The same during the grants: the granted become stage people, so everyone sees them arrive. */
+  idleViewerDuringGrants: IdleViewer;
   /** The load generator's CPU (this process) next to the server's, per phase: cores used, and share of the machine. */
   loadGenerator: Record<
     'join' | 'requestAccess' | 'grantAccess',
@@ -101,6 +99,13 @@ export async function benchSignaling(opts: SignalingOptions): Promise<SignalingR
     sizes.push({ participants, stagegate, baseline });
   }
   return { sizes };
+}
+
+export interface IdleViewer {
+  frames: number;
+  byName: Record<string, number>;
+  audienceCountMinGapMs: number | null;
+  seconds: number;
 }
 
 /** Records what one client receives, `batch` frames opened (their items counted one by one). */
@@ -132,7 +137,7 @@ class Watch {
     }
   }
 
-  result(): SignalingSystemResult['idleViewer'] {
+  result(): IdleViewer {
     const gaps = this.audienceCountAt.slice(1).map((t, i) => t - this.audienceCountAt[i]!);
     return {
       frames: this.frames,
@@ -304,6 +309,7 @@ async function runOne(
     const requesters = clients.slice(1, 1 + opts.requesters).filter(Boolean);
     // an idle viewer, neither requester nor granted: what does the burst cost it?
     const watch = new Watch();
+    const grantWatch = new Watch();
     const watcher = clients.at(-1);
     if (watcher && !requesters.includes(watcher)) watcher.watch = watch;
     watch.start();
@@ -325,6 +331,10 @@ async function runOne(
     const reqServer = reqCpu.end();
     const reqServerCpu = reqServer.cpuSeconds;
     loadGenerator.requestAccess = loadShare(reqServer, reqLoad.end());
+    await sleep(1000); // and the second after it (a count would come within it)
+    watch.stop();
+    if (watcher?.watch) watcher.watch = grantWatch;
+    grantWatch.start();
     await phase('requestAccess');
 
     // 4. grants, `grantBatch` per call
@@ -350,7 +360,7 @@ async function runOne(
       await waitQuiet(200, 10_000);
     }
     loadGenerator.grantAccess = loadShare(grantCpu.end(), grantLoad.end());
-    watch.stop();
+    grantWatch.stop();
     loop.disable();
     await phase('grantAccess');
     delete serverMs.getRouterRtpCapabilities;
@@ -388,6 +398,7 @@ async function runOne(
         samples: roundAll(grantAck),
       },
       idleViewer: watch.result(),
+      idleViewerDuringGrants: grantWatch.result(),
       loadGenerator,
       server: { ms: Object.fromEntries(Object.entries(serverMs).map(([m, v]) => [m, summarize(roundAll(v, 3))])), elu },
       clientLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 1),
