@@ -27,6 +27,8 @@ export type RoomGroup = 'all' | 'hosts' | 'others';
 /** How the room reaches groups of participants at once (socket.io rooms in production). */
 export interface GroupChannel {
   toGroup<N extends NotificationName>(group: RoomGroup, name: N, data: Notifications[N], exceptUserId?: string): void;
+  /** Calls `fn` once what was queued so far has been sent (broadcasts may be coalesced until then). */
+  afterSent?(fn: () => void): void;
 }
 
 /** The shortest time between two `audienceCount` notifications of one room. */
@@ -34,7 +36,7 @@ export const AUDIENCE_COUNT_INTERVAL_MS = 1000;
 
 export class Audience {
   #settings: RoomSettings;
-  /** The count last sent, and when; the timer of the next one (coalesces every change until then). */
+  /** The count last sent, and when it left (queued, then updated once actually sent); the timer of the next one. */
   #sentCount: number | undefined;
   #sentAt = -Infinity;
   #timer: NodeJS.Timeout | undefined;
@@ -151,10 +153,18 @@ export class Audience {
   #sendCount(): void {
     this.#timer = undefined;
     if (this.#closed) return;
+    // the last one may have left later than it was queued (a busy turn): a full interval on the wire
+    const wait = this.#sentAt + this.intervalMs - performance.now();
+    if (wait > 0) {
+      this.#timer = setTimeout(() => this.#sendCount(), wait);
+      this.#timer.unref();
+      return;
+    }
     const count = this.count();
     if (count === this.#sentCount) return;
     this.#sentCount = count;
     this.#sentAt = performance.now();
     this.channel.toGroup('all', 'audienceCount', { count });
+    this.channel.afterSent?.(() => (this.#sentAt = performance.now()));
   }
 }
