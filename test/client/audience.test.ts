@@ -5,13 +5,18 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { StagegateError } from '../../client/index.js';
-import { startHarness, waitFor, type Harness } from './helpers.js';
+import { installFaults, startHarness, waitFor, type Faults, type Harness } from './helpers.js';
 
 let h: Harness;
+let faults: Faults;
 beforeAll(async () => {
   h = await startHarness();
+  faults = installFaults(h);
 });
-afterEach(() => h.leaveAll());
+afterEach(async () => {
+  faults.clear();
+  await h.leaveAll();
+});
 afterAll(() => h.close());
 
 const ids = (m: { participants: ReadonlyMap<string, unknown> }) => [...m.participants.keys()].sort();
@@ -84,6 +89,39 @@ describe('hidden room (default)', () => {
     expect((await gone).userId).toBe('bob');
     expect(ids(ada)).toEqual(['host']);
     await expect.poll(() => ada.audienceCount, { timeout: 3000 }).toBe(2);
+  });
+});
+
+describe('reconnect in a hidden room', () => {
+  test('the snapshot follows the rule: who came on stage meanwhile arrives, who went back leaves, the count is set', async () => {
+    const room = await h.room();
+    const host = await h.join(room, 'host', 'host');
+    const back = await h.join(room, 'back', 'viewer');
+    await host.stage.grantAccess(['back']); // on stage before v comes: v sees them
+    const v = await h.join(room, 'v', 'viewer');
+    const up = await h.join(room, 'up', 'viewer');
+    await expect.poll(() => ids(v)).toEqual(['back', 'host']);
+
+    const open = faults.gate('v');
+    const reconnecting = waitFor(v, 'reconnecting');
+    v.__dropConnectionForTests();
+    await reconnecting;
+    // while v is away: `up` comes on stage, `back` returns to the audience, two more watch
+    await host.stage.grantAccess(['up']);
+    await back.stage.leave();
+    await h.join(room, 'w1', 'viewer');
+    await h.join(room, 'w2', 'viewer');
+
+    const joined = waitFor(v, 'participantJoined');
+    const left = waitFor(v, 'participantLeft');
+    const counted = waitFor(v, 'audienceCount');
+    const reconnected = waitFor(v, 'reconnected', undefined, 10_000);
+    open();
+    await reconnected;
+    expect(await joined).toMatchObject({ participant: { id: 'up' }, reconciled: true });
+    expect(await left).toMatchObject({ userId: 'back', reconciled: true });
+    expect(await counted).toEqual({ count: 4, reconciled: true }); // v, back, w1, w2
+    expect(ids(v)).toEqual(['host', 'up']);
   });
 });
 
