@@ -99,7 +99,7 @@ describe('reconnect in a hidden room', () => {
     const back = await h.join(room, 'back', 'viewer');
     await host.stage.grantAccess(['back']); // on stage before v comes: v sees them
     const v = await h.join(room, 'v', 'viewer');
-    const up = await h.join(room, 'up', 'viewer');
+    await h.join(room, 'up', 'viewer');
     await expect.poll(() => ids(v)).toEqual(['back', 'host']);
 
     const open = faults.gate('v');
