@@ -51,6 +51,22 @@ async function enter(pathAndQuery: string, name: string): Promise<Page> {
 }
 
 describe('hidden audience in the pages', () => {
+  it('the demo route creates hidden rooms unless asked for a visible one', async () => {
+    const create = (body: unknown) =>
+      fetch(`${url}/demo/rooms`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const visible = (await (await create({ audience: 'visible' })).json()) as { roomId: string };
+    expect(sg.rooms.get(visible.roomId)!.settings).toEqual({ audience: 'visible' });
+    expect((await create({ audience: 'everyone' })).status).toBe(400);
+    const hidden = (await (await create({})).json()) as { roomId: string };
+    expect(sg.rooms.get(hidden.roomId)!.settings).toEqual({ audience: 'hidden' });
+    sg.rooms.close(visible.roomId);
+    sg.rooms.close(hidden.roomId);
+  });
+
   it('the host lists and searches the audience; a viewer sees the stage and a count, no names', async () => {
     const res = await fetch(`${url}/demo/rooms`, {
       method: 'POST',
