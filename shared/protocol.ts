@@ -65,9 +65,10 @@ export interface RoomSnapshot {
   /** The room's settings (`audience`: who sees whom). */
   settings: RoomSettings;
   /**
-   * How many participants are in the audience (not stage people), this one included. In a
-   * `hidden` room a participant without acceptStageRequests sees only stage people in
-   * `participants` and the audience as this number.
+   * How many participants are in the audience (not stage people), as last announced to the room
+   * (`audienceCount` brings the current number within a second). In a `hidden` room a
+   * participant without acceptStageRequests sees only stage people in `participants` and the
+   * audience as this number.
    */
   audienceCount: number;
 }

@@ -77,6 +77,16 @@ export class Audience {
     return !this.hidden || stage ? 'all' : 'hosts';
   }
 
+  /**
+   * The count everyone was last told (the current count before the first one was sent). A
+   * newcomer's snapshot carries this one, not the current count: if the count comes back to it
+   * within the second, nothing more is sent, and a newcomer told the momentary count would keep
+   * a number nobody else has.
+   */
+  announcedCount(): number {
+    return this.#sentCount ?? this.count();
+  }
+
   /** The audience: participants (connected or within their grace period) who are not stage people. */
   count(): number {
     let n = 0;

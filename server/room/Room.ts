@@ -161,7 +161,7 @@ export class Room {
       mode: this.stage.mode,
       requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(p.id) : [],
       settings: this.audience.settings,
-      audienceCount: this.audience.count(),
+      audienceCount: this.audience.announcedCount(), // the current one follows within a second
     };
   }
 
