@@ -17,7 +17,7 @@
  */
 import type { StagegateError } from '../shared/errors.js';
 import type { Notifications, RequestData, RoomSnapshot } from '../shared/protocol.js';
-import type { AccessRequest, Preset, StageMode, StageStatus } from '../shared/stage.js';
+import type { AccessRequest, Preset, RoomSettings, StageMode, StageStatus } from '../shared/stage.js';
 import { stagegateError, toStagegateError } from './errors.js';
 import type { MediaSession } from './MediaSession.js';
 import { MeetingStage } from './MeetingStage.js';
@@ -72,6 +72,8 @@ export class Meeting {
   readonly stage: MeetingStage;
   readonly #self: MutableSelf;
   #mode: StageMode;
+  #settings: RoomSettings;
+  #audienceCount: number;
   /** The pending requests as last told (acceptStageRequests holders), to reconcile. */
   #requests: AccessRequest[];
   readonly #events = new TypedEmitter<MeetingEvents>();
@@ -96,6 +98,8 @@ export class Meeting {
     this.roomId = snapshot.roomId;
     this.#self = { ...snapshot.self };
     this.#mode = snapshot.mode;
+    this.#settings = snapshot.settings;
+    this.#audienceCount = snapshot.audienceCount;
     this.#requests = snapshot.requests;
     this.#reconnectTimeoutMs = Math.max(0, options.reconnectTimeoutMs ?? DEFAULT_RECONNECT_TIMEOUT_MS);
     this.#roster = new Roster({
@@ -162,9 +166,25 @@ export class Meeting {
     return this.#self;
   }
 
-  /** Every other participant of the room, by id (kept current; the local one is `self`). */
+  /**
+   * Every other participant this participant can see, by id (kept current; the local one is
+   * `self`). In a room whose `audience` setting is `hidden`, a participant without
+   * acceptStageRequests sees only the stage people (hosts, ACCEPTED_TO_JOIN_STAGE, ON_STAGE):
+   * someone moving between audience and stage comes and goes with `participantJoined` /
+   * `participantLeft`. The audience is counted in `audienceCount`.
+   */
   get participants(): ReadonlyMap<string, RemoteParticipant> {
     return this.#roster.participants;
+  }
+
+  /** How many participants are in the audience (not stage people), this one included if so. */
+  get audienceCount(): number {
+    return this.#audienceCount;
+  }
+
+  /** The room's settings (`audience`: `hidden` or `visible`). Change them with `stage.setSettings()`. */
+  get settings(): Readonly<RoomSettings> {
+    return this.#settings;
   }
 
   /** The tracks this participant publishes right now, by kind. */
@@ -288,6 +308,11 @@ export class Meeting {
       this.#mode = data.mode;
       this.#stageEvents.emit('stageModeUpdate', data);
     });
+    on('audienceCount', ({ count }) => this.#setAudienceCount(count));
+    on('roomSettingsUpdate', (data) => {
+      this.#settings = data.settings;
+      this.#events.emit('roomSettingsUpdate', data);
+    });
     on('stageAccessRequestUpdate', (data) => {
       this.#requests = data.requests;
       this.#stageEvents.emit('stageAccessRequestUpdate', data);
@@ -315,6 +340,12 @@ export class Meeting {
     this.#self.stageStatus = data.new;
     this.#publisher.follow(data.new);
     this.#stageEvents.emit('stageStatusUpdate', data);
+  }
+
+  #setAudienceCount(count: number, reconciled = false): void {
+    if (count === this.#audienceCount) return;
+    this.#audienceCount = count;
+    this.#events.emit('audienceCount', reconciled ? { count, reconciled } : { count });
   }
 
   #mediaError(error: StagegateError, during: 'publish' | 'consume', producerId?: string): void {
@@ -398,6 +429,10 @@ export class Meeting {
         this.#mode = snapshot.mode;
         this.#stageEvents.emit('stageModeUpdate', { mode: snapshot.mode, by: '', reconciled: true });
       }
+      if (JSON.stringify(snapshot.settings) !== JSON.stringify(this.#settings)) {
+        this.#settings = snapshot.settings;
+        this.#events.emit('roomSettingsUpdate', { settings: snapshot.settings, by: '', reconciled: true });
+      }
       // the token we came back with may name us differently or grant other rights
       const { name, preset } = snapshot.self;
       if (name !== this.#self.name || JSON.stringify(preset) !== JSON.stringify(this.#self.preset)) {
@@ -413,6 +448,7 @@ export class Meeting {
         this.#stageEvents.emit('stageAccessRequestUpdate', { requests, reconciled: true });
       }
       this.#roster.reconcile(snapshot.participants);
+      this.#setAudienceCount(snapshot.audienceCount, true);
       const old = this.#self.stageStatus;
       if (snapshot.self.stageStatus !== old) {
         this.#setStatus({ old, new: snapshot.self.stageStatus, reconciled: true });

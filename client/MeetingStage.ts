@@ -14,7 +14,7 @@
  */
 import { StagegateError } from '../shared/errors.js';
 import type { RequestMethod, Responses } from '../shared/protocol.js';
-import type { AccessRequest, BatchResult, StageMode, StageStatus } from '../shared/stage.js';
+import type { AccessRequest, BatchResult, RoomSettings, StageMode, StageStatus } from '../shared/stage.js';
 import type { Publisher } from './Publisher.js';
 import type { RequestArgs, Signaling } from './Signaling.js';
 import { TypedEmitter, type Listener } from './TypedEmitter.js';
@@ -130,6 +130,14 @@ export class MeetingStage {
   /** Change the room's stage mode (needs acceptStageRequests). Resolves with the mode now in force. */
   async setMode(mode: StageMode): Promise<StageMode> {
     return (await this.#request('stage.setMode', { mode })).mode;
+  }
+
+  /**
+   * Change room settings (needs acceptStageRequests), e.g. `{ audience: 'visible' }`. Resolves
+   * with the settings now in force; everyone gets `roomSettingsUpdate`.
+   */
+  async setSettings(change: Partial<RoomSettings>): Promise<RoomSettings> {
+    return (await this.#request('stage.setSettings', change)).settings;
   }
 
   async #request<M extends RequestMethod>(method: M, ...args: RequestArgs<M>): Promise<Responses[M]> {

@@ -18,5 +18,14 @@ export type { Listener } from './TypedEmitter.js';
 export type { HandlerFactory } from './MediaSession.js';
 export type * from './types.js';
 export { StagegateError, isErrorCode, ERROR_CODES, type ErrorCode } from '../shared/errors.js';
-export type { AccessRequest, BatchResult, MediaSource, Preset, StageMode, StageStatus } from '../shared/stage.js';
+export type {
+  AccessRequest,
+  AudienceVisibility,
+  BatchResult,
+  MediaSource,
+  Preset,
+  RoomSettings,
+  StageMode,
+  StageStatus,
+} from '../shared/stage.js';
 export type { MediaKind, Notifications, ParticipantInfo, ProducerInfo, RoomSnapshot } from '../shared/protocol.js';

@@ -160,6 +160,13 @@ export interface MeetingEvents {
    * receiving a producer). `stage.join()` also rejects with the publish error.
    */
   mediaError: { error: StagegateError; during: 'publish' | 'consume'; producerId?: string };
+  /**
+   * The number of participants in the audience changed (`meeting.audienceCount`). The server
+   * sends it at most once a second.
+   */
+  audienceCount: { count: number } & Reconciled;
+  /** The room's settings changed (`meeting.settings`); `by` is '' when reconciled. */
+  roomSettingsUpdate: Notifications['roomSettingsUpdate'] & Reconciled;
 }
 
 /**

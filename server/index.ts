@@ -128,6 +128,8 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     pool,
     channelFor: (roomId) => ({
       toAll: (name, data, exceptUserId) => outbox.broadcast(roomId, name, data, exceptUserId),
+      toGroup: (group, name, data, exceptUserId) => outbox.broadcastTo(roomId, group, name, data, exceptUserId),
+      afterSent: (fn) => outbox.ack(fn),
     }),
     rtc: { listenIp: config.rtcListenIp, announcedAddress: config.rtcAnnouncedAddress },
     log,

@@ -12,12 +12,14 @@
 import { z } from 'zod';
 import type { ErrorCode } from './errors.js';
 import {
+  AUDIENCE_VISIBILITIES,
   MEDIA_SOURCES,
   STAGE_MODES,
   type AccessRequest,
   type BatchResult,
   type MediaSource,
   type Preset,
+  type RoomSettings,
   type StageMode,
   type StageStatus,
 } from './stage.js';
@@ -60,6 +62,15 @@ export interface RoomSnapshot {
   mode: StageMode;
   /** Pending requests, only for acceptStageRequests holders (else empty). */
   requests: AccessRequest[];
+  /** The room's settings (`audience`: who sees whom). */
+  settings: RoomSettings;
+  /**
+   * How many participants are in the audience (not stage people), as last announced to the room
+   * (`audienceCount` brings the current number within a second). In a `hidden` room a
+   * participant without acceptStageRequests sees only stage people in `participants` and the
+   * audience as this number.
+   */
+  audienceCount: number;
 }
 
 export interface TransportOptions {
@@ -82,6 +93,8 @@ export interface ConsumerOptions {
 const id = z.string().min(1).max(LIMITS.idLength);
 const userIds = z.array(id).max(LIMITS.batchSize);
 const empty = z.strictObject({}).optional();
+/** A change of room settings: only the settings given change. Grows with new settings (issue #11). */
+export const roomSettingsSchema = z.strictObject({ audience: z.enum(AUDIENCE_VISIBILITIES).optional() });
 /** mediasoup's own objects: key fields checked here, full validation by mediasoup itself. */
 const rtpCapabilities = z.looseObject({
   codecs: z.array(z.looseObject({ kind: z.enum(['audio', 'video']), mimeType: z.string().max(64) })).max(64),
@@ -136,6 +149,8 @@ export const requestSchemas = {
   'stage.leave': empty,
   'stage.kick': z.strictObject({ userIds }),
   'stage.setMode': z.strictObject({ mode: z.enum(STAGE_MODES) }),
+  /** Change room settings (needs acceptStageRequests); everyone is told (`roomSettingsUpdate`). */
+  'stage.setSettings': roomSettingsSchema,
 } as const;
 
 export type RequestMethod = keyof typeof requestSchemas;
@@ -164,6 +179,7 @@ export interface Responses {
   'stage.leave': { status: StageStatus };
   'stage.kick': { results: BatchResult };
   'stage.setMode': { mode: StageMode };
+  'stage.setSettings': { settings: RoomSettings };
 }
 export type ResponseData<M extends RequestMethod> = Responses[M];
 
@@ -178,7 +194,12 @@ export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
 export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconnected' | 'transport-closed';
 
 export interface Notifications {
+  /**
+   * Someone came into view: joined the room, or (in a `hidden` room, to those without
+   * acceptStageRequests) moved from the audience to the stage.
+   */
   participantJoined: { participant: ParticipantInfo };
+  /** Someone went out of view: left the room, or (`hidden` room) moved from the stage to the audience. */
   participantLeft: { userId: string };
   /**
    * To everyone who sees the participant (not to them): they reconnected with a new token that
@@ -193,7 +214,7 @@ export interface Notifications {
   tokenRefreshed: { token: string; expiresAt: number };
   /** To the participant: their own status changed. */
   stageStatusUpdate: { old: StageStatus; new: StageStatus; by?: string };
-  /** To everyone: someone's status changed. */
+  /** To everyone who can see that participant (in a `hidden` room: hosts only for the audience). */
   peerStageStatusUpdate: { userId: string; old: StageStatus; new: StageStatus };
   /** To acceptStageRequests holders: the full pending list, oldest first. */
   stageAccessRequestUpdate: { requests: AccessRequest[] };
@@ -209,6 +230,13 @@ export interface Notifications {
   removedFromStage: { by: string };
   /** To everyone. */
   stageModeUpdate: { mode: StageMode; by: string };
+  /** To everyone: the room's settings changed (the full settings now in force). */
+  roomSettingsUpdate: { settings: RoomSettings; by: string };
+  /**
+   * To everyone: how many participants are in the audience now (see RoomSnapshot). Sent at most
+   * once a second per room, and only when the number changed since the last one sent.
+   */
+  audienceCount: { count: number };
   /** To everyone: consume it with `consume`. */
   newProducer: { producer: ProducerInfo };
   /** To everyone: the producer is gone (and with it every consumer of it). */

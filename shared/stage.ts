@@ -9,6 +9,29 @@ export const STAGE_MODES = ['OPEN', 'REQUEST', 'INVITE'] as const;
 /** OPEN: everyone may join directly. REQUEST (default): request, host decides. INVITE: hosts invite only. */
 export type StageMode = (typeof STAGE_MODES)[number];
 
+/**
+ * Room setting `audience`: `hidden` (default; a webinar): the audience (participants who are not
+ * stage people) is seen one by one only by acceptStageRequests holders, everyone else gets a
+ * count. `visible` (a meeting): everyone sees everyone.
+ */
+export const AUDIENCE_VISIBILITIES = ['hidden', 'visible'] as const;
+export type AudienceVisibility = (typeof AUDIENCE_VISIBILITIES)[number];
+
+/** Room settings, changed live by acceptStageRequests holders and the backend. */
+export interface RoomSettings {
+  audience: AudienceVisibility;
+}
+
+export const DEFAULT_ROOM_SETTINGS: Readonly<RoomSettings> = { audience: 'hidden' };
+
+/**
+ * Stage people: holders of acceptStageRequests, and anyone ACCEPTED_TO_JOIN_STAGE or ON_STAGE.
+ * Everyone sees them. Everyone else is the audience.
+ */
+export function isStagePerson(preset: Pick<Preset, 'acceptStageRequests'>, status: StageStatus): boolean {
+  return preset.acceptStageRequests || status === 'ACCEPTED_TO_JOIN_STAGE' || status === 'ON_STAGE';
+}
+
 export const STAGE_ACCESS = ['ALLOWED', 'CAN_REQUEST', 'NOT_ALLOWED'] as const;
 export type StageAccess = (typeof STAGE_ACCESS)[number];
 

@@ -2,7 +2,8 @@
  * Host console: `host.html?room=ID&key=HOSTKEY[&name=Display%20Name]`.
  *
  * Live stage tiles with audio level meters, the ordered request queue (accept / deny, all at
- * once), every participant with Invite / Remove, the stage mode switch, and the host's own
+ * once), every participant with Invite / Remove (searchable; a list of thousands renders its
+ * first rows and counts the rest), the stage mode and audience switches, and the host's own
  * Join stage / Leave stage.
  *
  * Test hook (the only global): `window.__meeting` is the joined Meeting, set once joined.
@@ -12,6 +13,7 @@ import {
   type AccessRequest,
   type BatchResult,
   type Meeting,
+  type AudienceVisibility,
   type StageMode,
   type StageStatus,
 } from '../index.js';
@@ -35,6 +37,9 @@ import {
   wireConnectionNotices,
   runLobby,
   codeOf,
+  moreRow,
+  visibleSlice,
+  watchingText,
 } from './ui.js';
 import { LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -47,6 +52,7 @@ const selfStatus = byId('self-status');
 const selfActions = byId('self-actions');
 const requestsEl = byId('requests');
 const peopleEl = byId('people');
+const peopleSearch = byId<HTMLInputElement>('people-search');
 const logEl = byId('log');
 const acceptAll = byId<HTMLButtonElement>('accept-all');
 const denyAll = byId<HTMLButtonElement>('deny-all');
@@ -107,6 +113,32 @@ function nameOf(userId: string | undefined): string {
   return meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name ?? 'someone';
 }
 
+/** Arrivals and departures in one burst become one line ("Ada and 41 others joined."). */
+const burst = new Map<string, string[]>();
+function logSoon(text: string, kind: string): void {
+  const lines = burst.get(kind);
+  if (lines) return void lines.push(text);
+  burst.set(kind, [text]);
+  setTimeout(() => {
+    const all = burst.get(kind) ?? [];
+    burst.delete(kind);
+    log(
+      all.length === 1
+        ? all[0]!
+        : `${all[0]!.replace(/ (joined|left the webinar)\.$/, '')} and ${all.length - 1} other${all.length === 2 ? '' : 's'} ${kind}.`,
+    );
+  }, 250);
+}
+
+let renderTimer: ReturnType<typeof setTimeout> | undefined;
+/** Renders once for a burst of notifications (a `batch` frame, thousands of arrivals). */
+function renderSoon(): void {
+  renderTimer ??= setTimeout(() => {
+    renderTimer = undefined;
+    renderAll();
+  }, 50);
+}
+
 function log(text: string): void {
   logEl.prepend(h('li', {}, h('time', {}, clock()), h('span', {}, text)));
   while (logEl.children.length > 60) logEl.lastElementChild?.remove();
@@ -152,17 +184,34 @@ function wire(m: Meeting): void {
     log(`${nameOf(by)} set the stage to “${MODE_TEXT[mode]}”.`);
     renderAll();
   });
+  // thousands may join or leave in a minute: one log line and one render per burst
   m.on('participantJoined', ({ participant }) => {
-    log(`${participant.name} joined.`);
-    renderAll();
+    logSoon(`${participant.name} joined.`, 'joined');
+    renderSoon();
   });
   m.on('participantLeft', ({ participant }) => {
-    log(`${participant.name} left the webinar.`);
+    logSoon(`${participant.name} left the webinar.`, 'left the webinar');
+    renderSoon();
+  });
+  m.on('roomSettingsUpdate', ({ settings, by }) => {
+    log(
+      settings.audience === 'hidden'
+        ? `${nameOf(by)} made the audience private.`
+        : `${nameOf(by)} let everyone see everyone.`,
+    );
     renderAll();
   });
   m.on('participantUpdated', ({ participant, old }) => {
     if (old.name !== participant.name) log(`${old.name} is now ${participant.name}.`);
     renderAll();
+  });
+  m.on('audienceCount', () => renderHeader());
+  peopleSearch.addEventListener('input', () => renderPeople());
+  byId('audience-switch').addEventListener('click', (ev) => {
+    const target = (ev.target as HTMLElement).closest<HTMLElement>('[data-audience]');
+    const audience = target?.dataset.audience as AudienceVisibility | undefined;
+    if (!audience || audience === m.settings.audience) return;
+    void act('audience', 'Could not change who sees whom', () => m.stage.setSettings({ audience }));
   });
   m.on('trackAdded', () => renderStage());
   m.on('trackRemoved', () => renderStage());
@@ -248,6 +297,15 @@ function renderHeader(): void {
     b.disabled = pending.has('mode') || m.connectionState !== 'connected';
   }
   byId('mode-help').textContent = MODE_HELP[mode];
+  const audience = m.settings.audience;
+  for (const b of byId('audience-switch').querySelectorAll<HTMLButtonElement>('[data-audience]')) {
+    b.setAttribute('aria-pressed', String(b.dataset.audience === audience));
+    b.disabled = pending.has('audience') || m.connectionState !== 'connected';
+  }
+  byId('audience-help').textContent =
+    audience === 'hidden'
+      ? `${watchingText(m.audienceCount)}. Only hosts see who they are; viewers see the stage and this number.`
+      : `${watchingText(m.audienceCount)}. Everyone sees everyone, as in a meeting.`;
   const live = m.stage.status === 'ON_STAGE' || [...m.participants.values()].some((p) => p.stageStatus === 'ON_STAGE');
   liveDot.classList.toggle('idle', !live);
   liveDot.textContent = live ? 'Live' : 'Off air';
@@ -398,9 +456,11 @@ function renderPeople(): void {
   const mode = m.stage.mode;
   const rank = (s: StageStatus) =>
     s === 'ON_STAGE' ? 0 : s === 'REQUESTED_TO_JOIN_STAGE' ? 1 : s === 'ACCEPTED_TO_JOIN_STAGE' ? 2 : 3;
-  const others = [...m.participants.values()].sort(
+  const sorted = [...m.participants.values()].sort(
     (a, b) => rank(a.stageStatus) - rank(b.stageStatus) || a.name.localeCompare(b.name),
   );
+  // a search box and the first rows only: the audience may be thousands
+  const { shown: others, matches } = visibleSlice(sorted, peopleSearch.value);
   const items: HTMLLIElement[] = [
     personRow({
       id: m.self.id,
@@ -478,6 +538,11 @@ function renderPeople(): void {
       }),
     );
   }
+  const more = moreRow(matches - others.length, 'people-more');
+  if (more) items.push(more);
+  if (matches === 0 && peopleSearch.value.trim()) {
+    items.push(h('li', { class: 'empty', 'data-testid': 'people-none' }, 'No participant matches your search.'));
+  }
   peopleEl.replaceChildren(...items);
-  byId('people-count').textContent = String(items.length);
+  byId('people-count').textContent = String(sorted.length + 1);
 }

@@ -8,10 +8,12 @@ const created = byId('created');
 
 createForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
-  const mode = (new FormData(createForm).get('mode') ?? 'REQUEST') as StageMode;
+  const form = new FormData(createForm);
+  const mode = (form.get('mode') ?? 'REQUEST') as StageMode;
+  const audience = form.get('audience') === 'visible' ? 'visible' : 'hidden';
   createButton.disabled = true;
   createButton.textContent = 'Creating…';
-  createDemoRoom(mode)
+  createDemoRoom(mode, audience)
     .then((room) => {
       const hostUrl = new URL(room.hostPath, location.origin).href;
       const viewerUrl = new URL(room.viewerPath, location.origin).href;

@@ -4,7 +4,7 @@
  * UI code only: everything about the stage and media goes through the thin client ('../index.js').
  */
 // Types only from the client: the landing page, which uses these helpers, does not load mediasoup.
-import type { Meeting, StageMode, StageStatus } from '../index.js';
+import type { AudienceVisibility, Meeting, StageMode, StageStatus } from '../index.js';
 import { StagegateError } from '../../shared/errors.js';
 import { PRESETS } from '../../shared/stage.js';
 
@@ -76,8 +76,8 @@ async function postJson<T>(path: string, body: unknown): Promise<T> {
   return data as T;
 }
 
-export function createDemoRoom(mode?: StageMode): Promise<DemoRoom> {
-  return postJson<DemoRoom>('/demo/rooms', mode ? { mode } : {});
+export function createDemoRoom(mode?: StageMode, audience?: AudienceVisibility): Promise<DemoRoom> {
+  return postJson<DemoRoom>('/demo/rooms', { ...(mode ? { mode } : {}), ...(audience ? { audience } : {}) });
 }
 
 export function demoToken(t: {
@@ -87,6 +87,39 @@ export function demoToken(t: {
   hostKey?: string;
 }): Promise<DemoToken> {
   return postJson<DemoToken>('/demo/tokens', t);
+}
+
+// ------------------------------------------------------------------ long lists
+/** The most rows a participant list renders; the rest are counted ("and 4,950 more"). */
+export const LIST_LIMIT = 50;
+
+/**
+ * Filters `all` by `query` (case-insensitive, in the name) and keeps the first `limit`: a list
+ * of 5,000 renders 50 rows and a line for the rest, never 5,000 DOM rows.
+ */
+export function visibleSlice<T extends { name: string }>(
+  all: readonly T[],
+  query: string,
+  limit = LIST_LIMIT,
+): { shown: T[]; matches: number } {
+  const q = query.trim().toLocaleLowerCase();
+  const matching = q ? all.filter((p) => p.name.toLocaleLowerCase().includes(q)) : all;
+  return { shown: matching.slice(0, limit), matches: matching.length };
+}
+
+/** The "and K more" line under a cut list (undefined when nothing was cut). */
+export function moreRow(hidden: number, testid: string): HTMLLIElement | undefined {
+  if (hidden <= 0) return undefined;
+  return h(
+    'li',
+    { class: 'empty', 'data-testid': testid },
+    `and ${hidden.toLocaleString('en')} more: search to find them`,
+  );
+}
+
+/** "1 watching" / "1,234 watching". */
+export function watchingText(count: number): string {
+  return `${count.toLocaleString('en')} watching`;
 }
 
 // ------------------------------------------------------------------ wording

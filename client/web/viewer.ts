@@ -24,6 +24,9 @@ import {
   wireConnectionNotices,
   runLobby,
   codeOf,
+  moreRow,
+  visibleSlice,
+  watchingText,
 } from './ui.js';
 import { LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -141,6 +144,8 @@ function wire(m: Meeting): void {
   });
   s.on('peerStageStatusUpdate', () => renderAll());
   m.on('participantJoined', () => renderAll());
+  m.on('audienceCount', () => renderAll());
+  m.on('roomSettingsUpdate', () => renderAll());
   m.on('participantLeft', () => renderAll());
   m.on('participantUpdated', () => renderAll());
   m.on('trackAdded', () => renderAll());
@@ -409,8 +414,16 @@ function renderPeople(): void {
   const rank = (s: StageStatus) =>
     s === 'ON_STAGE' ? 0 : s === 'ACCEPTED_TO_JOIN_STAGE' ? 1 : s === 'REQUESTED_TO_JOIN_STAGE' ? 2 : 3;
   all.sort((a, b) => rank(a.stageStatus) - rank(b.stageStatus) || a.name.localeCompare(b.name));
+  // In a hidden audience this is the stage (and you); the audience is a number. A visible room
+  // of thousands still renders only the first rows.
+  const { shown, matches } = visibleSlice(all, '');
+  const more = moreRow(matches - shown.length, 'people-more');
+  byId('audience-count').textContent =
+    m.settings.audience === 'hidden'
+      ? `${watchingText(m.audienceCount)} · the audience is private: only hosts see who is watching`
+      : watchingText(m.audienceCount);
   people.replaceChildren(
-    ...all.map((p) =>
+    ...shown.map((p) =>
       personRow({
         id: p.id,
         name: p.name,
@@ -421,6 +434,7 @@ function renderPeople(): void {
         testid: 'person',
       }),
     ),
+    ...(more ? [more] : []),
   );
   byId('people-count').textContent = String(all.length);
 }

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { StagegateError, type ErrorCode } from '../../shared/errors.js';
-import { LIMITS } from '../../shared/protocol.js';
+import { LIMITS, roomSettingsSchema } from '../../shared/protocol.js';
 import { STAGE_MODES } from '../../shared/stage.js';
 import { idSchema, presetInputSchema, type TokenService } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
@@ -36,7 +36,11 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
 const id = idSchema;
 const userIds = z.strictObject({ userIds: z.array(z.string().min(1).max(LIMITS.idLength)).max(LIMITS.batchSize) });
 const schemas = {
-  createRoom: z.strictObject({ id: id.optional(), mode: z.enum(STAGE_MODES).optional() }),
+  createRoom: z.strictObject({
+    id: id.optional(),
+    mode: z.enum(STAGE_MODES).optional(),
+    settings: roomSettingsSchema.optional(),
+  }),
   mintToken: z.strictObject({
     userId: id.optional(),
     name: z.string().min(1).max(100),
@@ -50,6 +54,7 @@ const schemas = {
   }),
   userIds,
   setMode: z.strictObject({ mode: z.enum(STAGE_MODES) }),
+  settings: roomSettingsSchema,
 };
 
 export interface ApiDeps {
@@ -66,9 +71,11 @@ export function roomSummary(room: Room) {
   return {
     id: room.id,
     mode: room.stage.mode,
+    settings: room.settings,
     createdAt: new Date(room.createdAt).toISOString(),
     participants: room.participants.size,
     onStage: room.stage.members().filter((m) => m.status === 'ON_STAGE').length,
+    audienceCount: room.audience.count(),
   };
 }
 
@@ -95,8 +102,8 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
       'POST',
       /^\/api\/rooms$/,
       async (_req, _p, body) => {
-        const { id: roomId, mode } = parse(schemas.createRoom, await body());
-        return [201, roomSummary(await rooms.create(roomId, mode))];
+        const { id: roomId, mode, settings } = parse(schemas.createRoom, await body());
+        return [201, roomSummary(await rooms.create(roomId, mode, settings))];
       },
     ],
     ['GET', /^\/api\/rooms\/([^/]+)$/, async (_r, [rid]) => [200, roomDetails(room(rid))]],
@@ -145,6 +152,15 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
         const r = room(rid);
         const { mode } = parse(schemas.setMode, await body());
         return [200, { mode: r.stage.setMode(BACKEND_ACTOR, mode) }];
+      },
+    ],
+    [
+      'PATCH',
+      /^\/api\/rooms\/([^/]+)\/settings$/,
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const change = parse(schemas.settings, await body());
+        return [200, { settings: r.setSettings(BACKEND_ACTOR, change) }];
       },
     ],
   ];

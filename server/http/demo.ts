@@ -9,13 +9,16 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { StagegateError } from '../../shared/errors.js';
-import { STAGE_MODES } from '../../shared/stage.js';
+import { AUDIENCE_VISIBILITIES, STAGE_MODES } from '../../shared/stage.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import { parse, readJson, sendError, sendJson } from './api.js';
 
-const createRoom = z.strictObject({ mode: z.enum(STAGE_MODES).optional() });
+const createRoom = z.strictObject({
+  mode: z.enum(STAGE_MODES).optional(),
+  audience: z.enum(AUDIENCE_VISIBILITIES).optional(),
+});
 const getToken = z.strictObject({
   roomId: z.string().min(1).max(128),
   name: z.string().trim().min(1).max(60),
@@ -32,8 +35,8 @@ export function createDemoRoutes({ rooms, tokens, log }: { rooms: RoomRegistry; 
     if (req.method !== 'POST' || (path !== '/demo/rooms' && path !== '/demo/tokens')) return false;
     try {
       if (path === '/demo/rooms') {
-        const { mode } = parse(createRoom, await readJson(req));
-        const room = await rooms.create(randomUUID().slice(0, 8), mode);
+        const { mode, audience } = parse(createRoom, await readJson(req));
+        const room = await rooms.create(randomUUID().slice(0, 8), mode, audience ? { audience } : undefined);
         const hostKey = randomBytes(12).toString('base64url');
         demoRooms.set(room.id, { hostKey, instanceId: room.instanceId });
         room.onClose(() => demoRooms.delete(room.id));

@@ -20,8 +20,11 @@ export interface StagedProducer {
 export interface ParticipantSession {
   readonly id: string;
   notify(name: string, data: unknown): void;
-  /** Start receiving the room's broadcasts (called once the participant is in the room). */
-  subscribe(): void;
+  /**
+   * Start receiving the room's broadcasts (called once the participant is in the room); `host`:
+   * also those for acceptStageRequests holders (the audience of a `hidden` room, requests).
+   */
+  subscribe(opts: { host: boolean }): void;
   disconnect(): void;
 }
 

@@ -11,6 +11,9 @@
  * - every transition away from ON_STAGE (leave, kick, disconnect, mode) closes the owner's
  *   producers right in the stage listener, which closes their consumers in the worker; every
  *   receiver is told.
+ *
+ * Who is told about whom follows the room's `audience` setting (`Audience`): in a `hidden` room
+ * the audience is seen one by one only by the hosts; everyone else sees the stage and a count.
  */
 import { randomUUID } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
@@ -25,7 +28,14 @@ import type {
   RoomSnapshot,
   TransportOptions,
 } from '../../shared/protocol.js';
-import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js';
+import {
+  DEFAULT_ROOM_SETTINGS,
+  type MediaSource,
+  type Preset,
+  type RoomSettings,
+  type StageMode,
+  type StageStatus,
+} from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
@@ -33,13 +43,14 @@ import { samePreset } from '../stage/stageRules.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
+import { Audience, type GroupChannel } from './Audience.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
 import { forwardStageEvents } from './stageEvents.js';
 
 export type { RtcOptions } from '../media/RoomMedia.js';
 
-/** How the room reaches every participant at once (socket.io rooms in production). */
-export interface RoomChannel {
+/** How the room reaches every participant, or a group of them, at once (socket.io rooms in production). */
+export interface RoomChannel extends GroupChannel {
   toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
 }
 
@@ -52,6 +63,8 @@ const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
 export class Room {
   readonly stage: Stage;
   readonly participants = new Map<string, Participant>();
+  /** Who sees whom, the room settings, and the audience count. */
+  readonly audience: Audience;
   readonly createdAt = Date.now();
   /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
   readonly instanceId = randomUUID();
@@ -68,10 +81,12 @@ export class Room {
     mode: StageMode,
     /** How long a dropped participant keeps their place (stage status, queue position). */
     readonly reconnectGraceMs: number,
+    settings: RoomSettings,
   ) {
     this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
+    this.audience = new Audience(settings, this.participants, this.stage, channel, (p) => this.info(p), log);
     this.#gateMedia();
-    forwardStageEvents(this.stage, this.participants, channel, log);
+    forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
   }
 
@@ -87,11 +102,13 @@ export class Room {
     rtc: RtcOptions;
     log: Logger;
     reconnectGraceMs?: number;
+    settings?: Partial<RoomSettings> | undefined;
   }): Promise<Room> {
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
+    const settings = { ...DEFAULT_ROOM_SETTINGS, ...opts.settings };
     const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
-    return new Room(id, media, channel, log, mode, reconnectGraceMs);
+    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings);
   }
 
   /** The origin router: every producer is there, and its RTP capabilities are every router's. */
@@ -102,6 +119,16 @@ export class Room {
   /** The origin router's worker (the registry moves the room when it dies). */
   get worker(): ms.Worker {
     return this.media.worker;
+  }
+
+  get settings(): RoomSettings {
+    return this.audience.settings;
+  }
+
+  /** Changes room settings (acceptStageRequests holders, or `@backend`); everyone is told. */
+  setSettings(actorId: string, change: Partial<RoomSettings>): RoomSettings {
+    this.#assertOpen();
+    return this.audience.update(actorId, change);
   }
 
   /** Called once when the room closes. */
@@ -139,40 +166,54 @@ export class Room {
       clearTimeout(p.graceTimer);
       p.connected = true;
       p.log.info({ status: this.statusOf(p.id), preset: who.preset.name }, 'rejoined room');
-      p.name = who.name;
-      p.preset = who.preset;
     } else {
       p = new Participant(who.userId, who.name, who.preset, session, this.log.child({ userId: who.userId }));
       this.participants.set(p.id, p);
       this.stage.add({ id: p.id, name: p.name, preset: p.preset });
       p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
-      this.channel.toAll('participantJoined', { participant: this.info(p) }, p.id);
+      const group = this.audience.groupFor(this.audience.isStage(p));
+      this.channel.toGroup(group, 'participantJoined', { participant: this.info(p) }, p.id);
+      this.audience.changed();
     }
     p.rtpCapabilities = rtpCapabilities;
-    session.subscribe();
+    // a changed identity (a new token) counts at once for the connection's own view
+    const preset = who.preset;
+    session.subscribe({ host: preset.acceptStageRequests });
+    const viewer = p;
     const snapshot: RoomSnapshot = {
       roomId: this.id,
-      self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
-      participants: [...this.participants.values()].filter((o) => o !== p).map((o) => this.info(o)),
+      self: { id: p.id, name: who.name, preset, stageStatus: this.statusOf(p.id) },
+      // in a hidden room, the stage people only (unless a host)
+      participants: [...this.participants.values()]
+        .filter((o) => o !== viewer && this.audience.sees(preset, o))
+        .map((o) => this.info(o)),
       mode: this.stage.mode,
-      requests: p.preset.acceptStageRequests ? this.stage.getAccessRequests(BACKEND_ACTOR) : [],
+      requests: preset.acceptStageRequests ? this.stage.getAccessRequests(BACKEND_ACTOR) : [],
+      settings: this.audience.settings,
+      audienceCount: this.audience.announcedCount(), // the current one follows within a second
     };
-    if (identityChanged) this.#applyIdentity(p);
+    if (identityChanged) this.#applyIdentity(p, { name: who.name, preset: who.preset });
     return snapshot;
   }
 
   /**
-   * The participant's name or preset changed (already set on `p`): everyone who sees them is told
-   * (`participantUpdated`), then the stage applies the new preset (lost rights are gone at once;
-   * off stage as if kicked by `@backend` when the preset no longer lets them be there; see
-   * `Stage.updateMember`). Host-only notifications follow `p.preset`, so a demoted host gets
-   * none from here on. No producer of the old connection is left (`join` dropped its media);
-   * one still being created is refused by `produce` if the new preset forbids its source.
+   * The participant's name or preset changed (a new token). The stage applies the new preset
+   * first (lost rights are gone at once; off stage as if kicked by `@backend` when the preset no
+   * longer lets them be there; see `Stage.updateMember`): its status events go out under the old
+   * identity, who sees what unchanged. Then `p` takes the new identity and those who see them are
+   * told (`participantUpdated`); in a hidden room a participant the new preset makes a stage
+   * person (or no longer one) appears to (or leaves) the others' roster. Host-only notifications
+   * follow the connection's subscription, made with the new preset. No producer of the old
+   * connection is left (`join` dropped its media); one still being created is refused by
+   * `produce` if the new preset forbids its source.
    */
-  #applyIdentity(p: Participant): void {
-    p.log.info({ name: p.name, preset: p.preset.name }, 'identity updated from the new token');
-    this.channel.toAll('participantUpdated', { userId: p.id, name: p.name, presetName: p.preset.name }, p.id);
-    this.stage.updateMember(p.id, { name: p.name, preset: p.preset });
+  #applyIdentity(p: Participant, next: { name: string; preset: Preset }): void {
+    p.log.info({ name: next.name, preset: next.preset.name }, 'identity updated from the new token');
+    p.name = next.name; // an arrival the status change causes shows the new name, never the old one
+    this.stage.updateMember(p.id, next);
+    const wasStage = this.audience.isStage(p);
+    p.preset = next.preset;
+    this.audience.identityChanged(p, wasStage);
   }
 
   /**
@@ -209,11 +250,13 @@ export class Room {
     const p = this.participants.get(userId);
     if (!p) return;
     clearTimeout(p.graceTimer);
+    const seenByAll = this.audience.isStage(p);
     this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
     p.closeMedia();
     this.participants.delete(userId);
     p.log.info('left room');
-    this.channel.toAll('participantLeft', { userId });
+    this.channel.toGroup(this.audience.groupFor(seenByAll), 'participantLeft', { userId });
+    this.audience.changed();
   }
 
   statusOf(userId: string): StageStatus {
@@ -397,7 +440,7 @@ export class Room {
         });
     })().finally(() => {
       if (p.consumingProducers.get(producerId) === transport) p.consumingProducers.delete(producerId);
-      });
+    });
     if (consumer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
     if (transport.closed || p.recvTransportId !== transport.id) {
       consumer.close();
@@ -431,6 +474,7 @@ export class Room {
   close(reason: 'room-closed' | 'server-shutdown' = 'room-closed'): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.audience.close();
     for (const p of this.participants.values()) {
       clearTimeout(p.graceTimer);
       p.session.notify('goodbye', { reason });

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { StagegateError } from '../../shared/errors.js';
-import type { StageMode } from '../../shared/stage.js';
+import type { RoomSettings, StageMode } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Room, type RoomChannel, type RtcOptions } from './Room.js';
@@ -35,8 +35,12 @@ export class RoomRegistry {
     return [...this.#rooms.values()];
   }
 
-  /** Creates a room; an id already in use is refused with INVALID_STATE. */
-  async create(roomId: string = randomUUID(), mode: StageMode = 'REQUEST'): Promise<Room> {
+  /** Creates a room (settings: `audience` `hidden` by default); an id already in use is refused with INVALID_STATE. */
+  async create(
+    roomId: string = randomUUID(),
+    mode: StageMode = 'REQUEST',
+    settings?: Partial<RoomSettings>,
+  ): Promise<Room> {
     if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
       throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
     }
@@ -53,6 +57,7 @@ export class RoomRegistry {
       rtc,
       log,
       reconnectGraceMs,
+      settings,
     });
     this.#pending.set(roomId, creating);
     try {
@@ -62,7 +67,7 @@ export class RoomRegistry {
         this.#rooms.delete(roomId);
         pool.release(room.worker);
       });
-      log.info({ roomId, mode, workerPid: worker.pid }, 'room created');
+      log.info({ roomId, mode, settings: room.settings, workerPid: worker.pid }, 'room created');
       return room;
     } catch (err) {
       pool.release(worker);

@@ -151,4 +151,8 @@ export const handlers: HandlerTable = {
     needs: 'joined',
     run: ({ room, participant }, { mode }) => ({ mode: room.stage.setMode(participant.id, mode) }),
   },
+  'stage.setSettings': {
+    needs: 'joined',
+    run: ({ room, participant }, change) => ({ settings: room.setSettings(participant.id, change) }),
+  },
 };

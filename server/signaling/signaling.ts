@@ -17,10 +17,10 @@ import type { ParticipantSession } from '../room/Participant.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import type { Room } from '../room/Room.js';
 import { handlers, type ConnectionContext } from './handlers.js';
-import { roomKey, userKey, type Outbox } from './outbox.js';
+import { hostsKey, roomKey, userKey, type Outbox } from './outbox.js';
 import { TokenBucket } from './rateLimit.js';
 
-export { roomKey, userKey } from './outbox.js';
+export { hostsKey, roomKey, userKey } from './outbox.js';
 
 interface SocketData {
   token: VerifiedToken;
@@ -66,7 +66,8 @@ export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequ
     const session: ParticipantSession = {
       id: socket.id,
       notify: (name, data) => socket.emit(name, data),
-      subscribe: () => socket.join([roomKey(room.id), userKey(room.id, token.userId)]),
+      subscribe: ({ host }) =>
+        socket.join([roomKey(room.id), userKey(room.id, token.userId), ...(host ? [hostsKey(room.id)] : [])]),
       disconnect: () => socket.disconnect(true),
     };
     // A connected session outlives its token: a fresh one is handed over before expiry.

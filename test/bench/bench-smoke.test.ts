@@ -70,8 +70,10 @@ describe('benchmarks (smoke sizes)', () => {
       finite(top.cpuRatio, 'fan-out cpu ratio');
 
       // 4. signaling
+      const signaling = report.signaling!.sizes[0]!;
+      expect(signaling.participants).toBe(20);
       for (const system of ['stagegate', 'baseline'] as const) {
-        const s = report.signaling![system];
+        const s = signaling[system];
         expect(s.joined, `${system} joined`).toBe(20);
         expectSummary(s.joinAckMs, `${system} joinAck`, 20);
         expectSummary(s.requestAtOnce.ackMs, `${system} requestAccess ack`, 10);
@@ -79,7 +81,12 @@ describe('benchmarks (smoke sizes)', () => {
         finite(s.idle.rssBytesPerParticipant, `${system} rss per participant`);
         finite(s.idle.heapBytesPerParticipant, `${system} heap per participant`);
       }
-      expectSummary(report.signaling!.stagegate.grant.notifiedMs, 'grant notified', 10);
+      expectSummary(signaling.stagegate.grant.notifiedMs, 'grant notified', 10);
+      // the idle viewer of the hidden room hears only the audience count; the load generator's CPU is measured
+      expect(Object.keys(signaling.stagegate.idleViewer.byName).filter((n) => n !== 'audienceCount')).toEqual([]);
+      for (const phase of ['join', 'requestAccess', 'grantAccess'] as const) {
+        finite(signaling.stagegate.loadGenerator[phase].cores, `load generator ${phase}`);
+      }
 
       // 5. fan-out across workers: media flowed to every consumer on both workers
       const sp = report.spread!;

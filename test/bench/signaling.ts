@@ -11,9 +11,19 @@
  * 4. The host grants `grantBatch` of them in one `stage.grantAccess` call, until all are granted:
  *    ack latency of each call, and when each granted viewer got its `stageStatusUpdate`.
  *
+ * 5. During 3 (and the second after it), and apart during 4, one idle viewer (neither
+ *    requester nor granted) records every notification it receives, `batch` items counted one by
+ *    one: in Stagegate's `hidden` room (the default, what this benchmark runs) the burst should
+ *    bring it nothing but `audienceCount`, at most once a second; grants do make the granted
+ *    appear to everyone (they become stage people).
+ *
+ * Each size in `participants` runs both systems. The load generator (this process) shares the
+ * machine with the server: its own CPU per phase is reported next to the server's.
+ *
  * The baseline runs the same client code: its joinRoom only records the peer (no peer list, no
  * broadcast) and its `stage.*` requests are acked with no logic, so it measures socket.io itself.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +37,8 @@ import { mapLimit, round, roundAll, sleep, summarize, wall, type Summary } from 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export interface SignalingOptions {
-  participants: number;
+  /** Room sizes; each runs Stagegate and the baseline. */
+  participants: number[];
   requesters: number;
   grantBatch: number;
   concurrency: number;
@@ -56,18 +67,85 @@ export interface SignalingSystemResult {
   };
   requestAtOnce: { n: number; ackMs: Summary; allAckedMs: number; serverCpuSeconds: number };
   grant: { calls: number; batch: number; ackMs: Summary; notifiedMs: Summary; samples: number[] };
+  /**
+   * What one idle viewer received during the request burst and the second after it: notifications by name
+   * (`batch` items counted one by one), frames, and the shortest gap between two `audienceCount`.
+   */
+  idleViewer: IdleViewer;
+  /** The same during the grants: the granted become stage people, so everyone sees them arrive. */
+  idleViewerDuringGrants: IdleViewer;
+  /** The load generator's CPU (this process) next to the server's, per phase: cores used, and share of the machine. */
+  loadGenerator: Record<
+    'join' | 'requestAccess' | 'grantAccess',
+    { cores: number; machineShare: number; serverCores: number }
+  >;
   /** Server-side request time (dispatch → ack, no queueing) per method, and event-loop utilization per phase. */
   server: { ms: Record<string, Summary>; elu: Record<string, number> };
   clientLoopDelayP99Ms: number;
   failures: string[];
 }
 
-export type SignalingResult = Record<'stagegate' | 'baseline', SignalingSystemResult>;
+export type SignalingPair = Record<'stagegate' | 'baseline', SignalingSystemResult> & { participants: number };
+export interface SignalingResult {
+  /** One per room size, in the order of `participants`. */
+  sizes: SignalingPair[];
+}
 
 export async function benchSignaling(opts: SignalingOptions): Promise<SignalingResult> {
-  const stagegate = await runOne('stagegate', opts);
-  const baseline = await runOne('baseline', opts);
-  return { stagegate, baseline };
+  const sizes: SignalingPair[] = [];
+  for (const participants of opts.participants) {
+    const stagegate = await runOne('stagegate', participants, opts);
+    const baseline = await runOne('baseline', participants, opts);
+    sizes.push({ participants, stagegate, baseline });
+  }
+  return { sizes };
+}
+
+export interface IdleViewer {
+  frames: number;
+  byName: Record<string, number>;
+  audienceCountMinGapMs: number | null;
+  seconds: number;
+}
+
+/** Records what one client receives, `batch` frames opened (their items counted one by one). */
+class Watch {
+  frames = 0;
+  readonly byName: Record<string, number> = {};
+  readonly audienceCountAt: number[] = [];
+  #on = false;
+  #t0 = 0;
+  #seconds = 0;
+
+  start(): void {
+    this.#on = true;
+    this.#t0 = performance.now();
+  }
+
+  stop(): void {
+    this.#on = false;
+    this.#seconds = (performance.now() - this.#t0) / 1000;
+  }
+
+  record(name: string, data: unknown): void {
+    if (!this.#on) return;
+    this.frames++;
+    const names = name === 'batch' ? (data as { items: [string][] }).items.map(([n]) => n) : [name];
+    for (const n of names) {
+      this.byName[n] = (this.byName[n] ?? 0) + 1;
+      if (n === 'audienceCount') this.audienceCountAt.push(performance.now());
+    }
+  }
+
+  result(): IdleViewer {
+    const gaps = this.audienceCountAt.slice(1).map((t, i) => t - this.audienceCountAt[i]!);
+    return {
+      frames: this.frames,
+      byName: this.byName,
+      audienceCountMinGapMs: gaps.length ? round(Math.min(...gaps), 1) : null,
+      seconds: round(this.#seconds, 2),
+    };
+  }
 }
 
 /** A socket.io participant that only counts what it receives (no per-message storage). */
@@ -76,9 +154,11 @@ class LeanClient {
   static notifications = 0;
   static bytes = 0;
   accepted: number | undefined;
+  watch: Watch | undefined;
 
   private constructor(readonly socket: Socket) {
     socket.onAny((name: string, data: unknown) => {
+      this.watch?.record(name, data);
       LeanClient.lastNotificationAt = performance.now();
       LeanClient.notifications++;
       if (name === 'participantJoined' || name === 'stageAccessRequestUpdate')
@@ -137,7 +217,11 @@ async function waitQuiet(quietMs: number, maxMs: number): Promise<void> {
   while (performance.now() < end && performance.now() - LeanClient.lastNotificationAt < quietMs) await sleep(50);
 }
 
-async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): Promise<SignalingSystemResult> {
+async function runOne(
+  kind: 'stagegate' | 'baseline',
+  participants: number,
+  opts: SignalingOptions,
+): Promise<SignalingSystemResult> {
   const secret = randomBytes(32).toString('base64url');
   process.env.BENCH_TOKEN_SECRET = secret;
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
@@ -176,7 +260,7 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
     await phase('warm-up');
 
     // 1. join
-    const ids = Array.from({ length: opts.participants }, (_, i) => (i === 0 ? 'host' : `v${i}`));
+    const ids = Array.from({ length: participants }, (_, i) => (i === 0 ? 'host' : `v${i}`));
     const auths = await Promise.all(ids.map((id, i) => auth(id, i === 0 ? 'host' : 'viewer')));
     LeanClient.notifications = 0;
     LeanClient.bytes = 0;
@@ -184,6 +268,7 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
     const connectMs: number[] = [];
     const joinAckMs: number[] = [];
     const joinCpu = new CpuWindow(child.pid);
+    const joinLoad = new CpuWindow(process.pid);
     const t0 = wall();
     await mapLimit(ids, opts.concurrency, async (_id, i) => {
       try {
@@ -198,10 +283,18 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
     });
     const allJoinedMs = wall() - t0;
     await waitQuiet(300, 30_000);
-    const joinServerCpu = joinCpu.end().cpuSeconds;
+    const joinServer = joinCpu.end();
+    const joinServerCpu = joinServer.cpuSeconds;
+    const loadGenerator = {} as SignalingSystemResult['loadGenerator'];
+    const loadShare = (server: ReturnType<CpuWindow['end']>, load: ReturnType<CpuWindow['end']>) => ({
+      cores: round(load.cores, 3),
+      machineShare: round(load.cores / os.availableParallelism(), 3),
+      serverCores: round(server.cores, 3),
+    });
+    loadGenerator.join = loadShare(joinServer, joinLoad.end());
     await phase('join');
     opts.log(
-      `  signaling ${kind}: ${joinAckMs.length}/${opts.participants} joined in ${round(allJoinedMs, 0)} ms, ${LeanClient.notifications} notifications`,
+      `  signaling ${kind}: ${joinAckMs.length}/${participants} joined in ${round(allJoinedMs, 0)} ms, ${LeanClient.notifications} notifications`,
     );
 
     // 2. idle
@@ -214,7 +307,14 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
 
     // 3. requests at once
     const requesters = clients.slice(1, 1 + opts.requesters).filter(Boolean);
+    // an idle viewer, neither requester nor granted: what does the burst cost it?
+    const watch = new Watch();
+    const grantWatch = new Watch();
+    const watcher = clients.at(-1);
+    if (watcher && !requesters.includes(watcher)) watcher.watch = watch;
+    watch.start();
     const reqCpu = new CpuWindow(child.pid);
+    const reqLoad = new CpuWindow(process.pid);
     const r0 = wall();
     const reqAck = (
       await Promise.all(
@@ -228,13 +328,21 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
     ).filter((x) => Number.isFinite(x));
     const allAckedMs = wall() - r0;
     await waitQuiet(300, 30_000);
-    const reqServerCpu = reqCpu.end().cpuSeconds;
+    const reqServer = reqCpu.end();
+    const reqServerCpu = reqServer.cpuSeconds;
+    loadGenerator.requestAccess = loadShare(reqServer, reqLoad.end());
+    await sleep(1000); // and the second after it (a count would come within it)
+    watch.stop();
+    if (watcher?.watch) watcher.watch = grantWatch;
+    grantWatch.start();
     await phase('requestAccess');
 
     // 4. grants, `grantBatch` per call
     const host = clients[0]!;
     const grantAck: number[] = [];
     const notified: number[] = [];
+    const grantCpu = new CpuWindow(child.pid);
+    const grantLoad = new CpuWindow(process.pid);
     for (let k = 0; k < requesters.length; k += opts.grantBatch) {
       const batch = requesters.slice(k, k + opts.grantBatch);
       const userIds = batch.map((c) => ids[clients.indexOf(c)]!);
@@ -251,12 +359,14 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
       }
       await waitQuiet(200, 10_000);
     }
+    loadGenerator.grantAccess = loadShare(grantCpu.end(), grantLoad.end());
+    grantWatch.stop();
     loop.disable();
     await phase('grantAccess');
     delete serverMs.getRouterRtpCapabilities;
 
     const result: SignalingSystemResult = {
-      participants: opts.participants,
+      participants,
       joined: joinAckMs.length,
       allJoinedMs: round(allJoinedMs, 1),
       connectMs: summarize(roundAll(connectMs)),
@@ -287,6 +397,9 @@ async function runOne(kind: 'stagegate' | 'baseline', opts: SignalingOptions): P
         notifiedMs: summarize(roundAll(notified)),
         samples: roundAll(grantAck),
       },
+      idleViewer: watch.result(),
+      idleViewerDuringGrants: grantWatch.result(),
+      loadGenerator,
       server: { ms: Object.fromEntries(Object.entries(serverMs).map(([m, v]) => [m, summarize(roundAll(v, 3))])), elu },
       clientLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 1),
       failures: failures.slice(0, 20),

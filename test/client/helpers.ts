@@ -16,6 +16,7 @@ import {
   type MeetingEvents,
   type MeetingStage,
   type Preset,
+  type RoomSettings,
   type StageEvents,
   type StageMode,
 } from '../../client/index.js';
@@ -23,8 +24,8 @@ import {
 export interface Harness {
   sg: Stagegate;
   url: string;
-  /** A fresh room with a unique id. */
-  room(mode?: StageMode): Promise<Room>;
+  /** A fresh room with a unique id (audience `hidden` unless `settings` say otherwise). */
+  room(mode?: StageMode, settings?: Partial<RoomSettings>): Promise<Room>;
   /** Joins `room` as `userId` (display name = userId) with fake audio+video tracks unless given. */
   join(
     room: Room | string,
@@ -52,7 +53,7 @@ export async function startHarness(config: ConfigInput = {}): Promise<Harness> {
   return {
     sg,
     url,
-    room: (mode = 'REQUEST') => sg.rooms.create(`room-${++rooms}`, mode),
+    room: (mode = 'REQUEST', settings) => sg.rooms.create(`room-${++rooms}`, mode, settings),
     async join(room, userId, preset, extra = {}) {
       const roomId = typeof room === 'string' ? room : room.id;
       const token = await sg.tokens.mint({ userId, name: userId, roomId, preset });

@@ -55,7 +55,8 @@ describe('reconciling after a reconnect', () => {
   });
 
   test('a viewer away while things changed: the differences are emitted, tracks replaced, consumers rebuilt', async () => {
-    const room = await h.room('REQUEST');
+    // visible, so that v sees the viewers come and go (a hidden room is reconciled the same way)
+    const room = await h.room('REQUEST', { audience: 'visible' });
     const host = await h.join(room, 'host', 'host');
     const spk = await h.join(room, 'spk', 'speaker');
     const gone = await h.join(room, 'gone', 'viewer');

@@ -206,7 +206,8 @@ describe('deny', () => {
 
 describe('kick', () => {
   test('a kicked viewer is told by whom; its producers close on the server; receivers lose the tracks', async () => {
-    const room = await h.room('REQUEST');
+    // visible: `other` keeps seeing dee off stage (hidden: dee leaves its roster, test/client/audience.test.ts)
+    const room = await h.room('REQUEST', { audience: 'visible' });
     const host = await h.join(room, 'host', 'host');
     const other = await h.join(room, 'other', 'viewer');
     const viewer = await h.join(room, 'dee', 'viewer');

@@ -33,8 +33,8 @@ afterEach(async () => {
   if (room && !room.closed) room.close();
 });
 
-async function freshRoom(mode: 'OPEN' | 'REQUEST' | 'INVITE' = 'REQUEST') {
-  room = await server.sg.rooms.create(`room-${Math.random().toString(36).slice(2, 8)}`, mode);
+async function freshRoom(mode: 'OPEN' | 'REQUEST' | 'INVITE' = 'REQUEST', audience: 'hidden' | 'visible' = 'hidden') {
+  room = await server.sg.rooms.create(`room-${Math.random().toString(36).slice(2, 8)}`, mode, { audience });
   return room;
 }
 
@@ -78,12 +78,15 @@ describe('a new token for the same user applies at once', () => {
 
     const replaced = host.next('goodbye');
     const demoted = await connect('h', 'viewer', 'Hana (guest)');
-    const updated = v1.next('participantUpdated');
+    const updated = obs.next('participantUpdated');
+    const gone = v1.next('participantLeft');
     const snapshot = await joinRaw(demoted);
     expect(await replaced).toEqual({ reason: 'replaced' });
     expect(snapshot.self).toMatchObject({ name: 'Hana (guest)', preset: { name: 'viewer' } });
     expect(snapshot.requests).toEqual([]); // a viewer's snapshot lists no requests
     expect(await updated).toEqual({ userId: 'h', name: 'Hana (guest)', presetName: 'viewer' });
+    // hidden room: to a viewer the demoted host is audience now, gone from the roster, name unseen
+    expect(await gone).toEqual({ userId: 'h' });
 
     // ACCEPTED only because the host preset allowed it: off stage, by @backend
     await until(() => room.statusOf('h') === 'OFF_STAGE', 2000, 'h off stage');
@@ -215,7 +218,7 @@ describe('a new token for the same user applies at once', () => {
   });
 
   it('a demotion to a preset that does not allow the stage moves them off stage, by @backend, producers closed', async () => {
-    await freshRoom();
+    await freshRoom('REQUEST', 'visible');
     const s = await client('s', 'speaker');
     const w = await client('w', 'viewer');
     await s.request('stage.join');
@@ -241,6 +244,29 @@ describe('a new token for the same user applies at once', () => {
       error: { code: 'INVALID_STATE' },
     });
     expect(await workerProducerIds()).toEqual([]);
+  });
+
+  it('hidden room: an audience member renamed by a new token is told to the hosts only; promoted to host, appears to all', async () => {
+    await freshRoom();
+    const h = await client('h', 'host');
+    const w = await client('w', 'viewer');
+    const a = await client('a', 'viewer', 'Anon');
+    a.close();
+    await until(() => !room.participants.get('a')?.connected, 2000, 'the drop');
+    const toHost = h.next('participantUpdated');
+    await joinRaw(await connect('a', 'viewer', 'Secret Name'));
+    expect(await toHost).toEqual({ userId: 'a', name: 'Secret Name', presetName: 'viewer' });
+    await settle();
+    expect(JSON.stringify(w.received)).not.toContain('Secret Name');
+    expect(names(w)).not.toContain('participantUpdated');
+
+    // promoted to a host: a stage person now, so the viewer's roster gets them, with the new name
+    const appears = w.next('participantJoined');
+    const updated = w.next('participantUpdated');
+    await joinRaw(await connect('a', 'host', 'Co-host'));
+    expect((await appears).participant).toMatchObject({ id: 'a', name: 'Co-host' });
+    expect(await updated).toEqual({ userId: 'a', name: 'Co-host', presetName: 'host' });
+    expect(JSON.stringify(w.received)).not.toContain('Secret Name');
   });
 
   it('a promoted viewer gets the new rights: OFF_STAGE → ACCEPTED, the pending list, host events', async () => {
