@@ -148,6 +148,15 @@ export interface MeetingEvents {
    * receiving a producer). `stage.join()` also rejects with the publish error.
    */
   mediaError: { error: StagegateError; during: 'publish' | 'consume'; producerId?: string };
+  /** The on-stage participant speaking the loudest changed (also `meeting.activeSpeaker`). */
+  activeSpeaker: Notifications['activeSpeaker'];
+  /**
+   * How well one received track arrives (0..10; `producerScore`: the sender's uplink, `score`:
+   * the path to us) and which simulcast layer we get; at most once a second per track.
+   */
+  consumerScore: Notifications['consumerScore'] & { participantId: string };
+  /** How well the server receives one of our producers (0..10), at most once a second. */
+  producerScore: Notifications['producerScore'];
 }
 
 /**

@@ -26,6 +26,7 @@ import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js'
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { Stage, type StageChangeReason } from '../stage/Stage.js';
+import { layerForSize, layersOf, Throttle } from '../media/layers.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
@@ -39,6 +40,20 @@ export interface RoomChannel {
   toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
 }
 
+/** Consumer priority in its transport's bitrate allocation: screenshare before cameras (default 1). */
+const SCREENSHARE_PRIORITY = 10;
+/** Score notifications per consumer or producer at most this often. */
+const SCORE_INTERVAL_MS = 1_000;
+
+/** What the server keeps on a consumer's appData: who asked for what (see setConsumerPreferences). */
+type ConsumerState = {
+  userId: string;
+  /** The client called resumeConsumer (consumers are created paused until then). */
+  clientResumed: boolean;
+  /** The client's tile is hidden: paused on the server whatever else says. */
+  hidden: boolean;
+};
+
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
   'leave-room': 'disconnected',
@@ -51,6 +66,16 @@ export class Room {
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
+  readonly #consumerScores = new Throttle<{ p: Participant; data: Notifications['consumerScore'] }>(
+    SCORE_INTERVAL_MS,
+    (_, { p, data }) => p.session.notify('consumerScore', data),
+  );
+  readonly #producerScores = new Throttle<{ p: Participant; data: Notifications['producerScore'] }>(
+    SCORE_INTERVAL_MS,
+    (_, { p, data }) => p.session.notify('producerScore', data),
+  );
+  /** The last dominant speaker (its producer may have closed since). */
+  #activeSpeaker: Notifications['activeSpeaker'] | undefined;
   #closed = false;
 
   private constructor(
@@ -66,6 +91,12 @@ export class Room {
     this.#gateMedia();
     forwardStageEvents(this.stage, this.participants, channel, log);
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
+    media.onDominantSpeaker((producer) => {
+      const owner = this.#owners.get(producer.id);
+      if (!owner) return;
+      this.#activeSpeaker = { userId: owner.id, producerId: producer.id };
+      this.channel.toAll('activeSpeaker', this.#activeSpeaker);
+    });
   }
 
   static async create(opts: {
@@ -135,6 +166,10 @@ export class Room {
     }
     p.rtpCapabilities = rtpCapabilities;
     session.subscribe();
+    // who speaks now (the client holds notifications until it applied the snapshot)
+    if (this.#activeSpeaker && this.#owners.has(this.#activeSpeaker.producerId)) {
+      session.notify('activeSpeaker', this.#activeSpeaker);
+    }
     return {
       roomId: this.id,
       self: { id: p.id, name: p.name, preset: p.preset, stageStatus: this.statusOf(p.id) },
@@ -297,6 +332,15 @@ export class Room {
     p.producers.set(producer.id, staged);
     this.#owners.set(producer.id, p);
     producer.on('transportclose', () => this.#dropProducer(p, staged, 'transport-closed'));
+    producer.on('score', (scores) => {
+      // the best stream's: a simulcast layer the browser chose not to send is not a bad uplink
+      const score = scores.reduce((best, s) => Math.max(best, s.score), 0);
+      this.#producerScores.push(producer.id, { p, data: { producerId: producer.id, score } });
+    });
+    producer.observer.once('close', () => this.#producerScores.drop(producer.id));
+    if (kind === 'audio') {
+      this.media.observeSpeaker(producer).catch((err: unknown) => p.log.warn({ err }, 'active speaker observer'));
+    }
     p.log.info({ producerId: producer.id, kind, source }, 'producer created');
     this.channel.toAll('newProducer', { producer: p.producerInfos().find((i) => i.id === producer.id)! }, p.id);
     return { id: producer.id, source };
@@ -327,8 +371,9 @@ export class Room {
     // On an edge router, this pipes the producer there first (one pipe per producer and edge).
     await this.media.prepareConsume(transport, staged.producer, p.rtpCapabilities);
     if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
+    const appData: ConsumerState = { userId: p.id, clientResumed: false, hidden: false };
     const consumer = await transport
-      .consume({ producerId, rtpCapabilities: p.rtpCapabilities, paused: true, appData: { userId: p.id } })
+      .consume({ producerId, rtpCapabilities: p.rtpCapabilities, paused: true, appData })
       .catch((err: unknown) => {
         // its pipe (on an edge) or the producer closed during the call
         if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
@@ -341,6 +386,8 @@ export class Room {
       p.consumers.delete(consumer.id);
       p.session.notify('consumerClosed', { consumerId: consumer.id, producerId });
     });
+    this.#watchConsumer(p, consumer, producerId);
+    if (staged.source === 'screenshare') await consumer.setPriority(SCREENSHARE_PRIORITY);
     return {
       id: consumer.id,
       producerId,
@@ -355,8 +402,61 @@ export class Room {
   async resumeConsumer(p: Participant, consumerId: string): Promise<void> {
     const consumer = p.consumers.get(consumerId);
     if (!consumer) throw new StagegateError('NOT_FOUND', `no consumer ${consumerId}`);
+    const state = consumer.appData as unknown as ConsumerState;
+    state.clientResumed = true;
+    if (state.hidden) return; // its tile is hidden: it starts when shown
+    await this.#start(consumer);
+  }
+
+  /**
+   * How the receiver shows one of its video consumers. A size sets the preferred spatial layer
+   * (layerForSize; the top temporal layer); `visible: false` pauses the consumer on the server
+   * (no bytes) until `visible: true`. That pause is the receiver's own: it is independent of the
+   * producer being paused by its owner (mediasoup keeps both), and a consumer not yet resumed by
+   * the client (created paused) stays paused until resumeConsumer.
+   */
+  async setConsumerPreferences(
+    p: Participant,
+    req: { consumerId: string; width?: number | undefined; height?: number | undefined; visible?: boolean | undefined },
+  ): Promise<{ spatialLayer: number; paused: boolean }> {
+    const consumer = p.consumers.get(req.consumerId);
+    if (!consumer) throw new StagegateError('NOT_FOUND', `no consumer ${req.consumerId} of yours`);
+    if (consumer.kind !== 'video') throw new StagegateError('INVALID_REQUEST', 'only video consumers have a size');
+    if (req.width === undefined && req.height === undefined && req.visible === undefined) {
+      throw new StagegateError('INVALID_REQUEST', 'give a width, a height or visible');
+    }
+    const state = consumer.appData as unknown as ConsumerState;
+    const layers = layersOf(consumer);
+    if (req.width !== undefined || req.height !== undefined) {
+      const spatialLayer = layerForSize(layers.spatial, req.width ?? 0, req.height ?? 0);
+      if (layers.spatial > 1) await consumer.setPreferredLayers({ spatialLayer, temporalLayer: layers.temporal - 1 });
+    }
+    if (req.visible !== undefined && req.visible === state.hidden) {
+      state.hidden = !req.visible;
+      if (state.hidden) await consumer.pause();
+      else if (state.clientResumed) await this.#start(consumer);
+    }
+    return { spatialLayer: consumer.preferredLayers?.spatialLayer ?? 0, paused: consumer.paused };
+  }
+
+  /** Starts sending a consumer, with a key frame so video shows at once. */
+  async #start(consumer: ms.Consumer): Promise<void> {
     await consumer.resume();
     if (consumer.kind === 'video') await consumer.requestKeyFrame();
+  }
+
+  /** Quality reports of a consumer to its receiver, throttled. */
+  #watchConsumer(p: Participant, consumer: ms.Consumer, producerId: string): void {
+    const report = () => {
+      const { score, producerScore } = consumer.score;
+      const spatialLayer = consumer.currentLayers?.spatialLayer;
+      const data: Notifications['consumerScore'] = { consumerId: consumer.id, producerId, score, producerScore };
+      if (spatialLayer !== undefined) data.spatialLayer = spatialLayer;
+      this.#consumerScores.push(consumer.id, { p, data });
+    };
+    consumer.on('score', report);
+    consumer.on('layerschange', report);
+    consumer.observer.once('close', () => this.#consumerScores.drop(consumer.id));
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -371,6 +471,8 @@ export class Room {
     }
     this.participants.clear();
     this.#owners.clear();
+    this.#consumerScores.clear();
+    this.#producerScores.clear();
     this.media.close();
     this.log.info({ reason }, 'room closed');
     for (const listener of this.#closeListeners.splice(0)) listener();
