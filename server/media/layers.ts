@@ -3,16 +3,17 @@
  * notifications (consumer and producer scores).
  *
  * Layer sizes: the thin client publishes a camera as up to three simulcast encodings, each half
- * the size of the next (scaleResolutionDownBy 4, 2, 1 of a 1280x720 top layer: 320, 640 and
- * 1280 wide). The server never sees the resolution itself, so it assumes that ladder: the
- * preferred layer is the smallest whose width covers the tile (in device pixels, as the client
- * reports them). A tile larger than the top layer gets the top layer; mediasoup's bandwidth
- * estimation may still send a lower one when the viewer's downlink cannot carry it.
+ * the size of the next (scaleResolutionDownBy 4, 2, 1 of a 1280x720 camera: 320, 640 and 1280
+ * wide; two layers from a 640x480 one: 320 and 640). The server never sees the resolution
+ * itself, so it assumes that ladder: layer i is LOW_LAYER_WIDTH * 2^i wide, and the preferred
+ * layer is the smallest whose width covers the tile (in device pixels, as the client reports
+ * them). A tile larger than the top layer gets the top layer; mediasoup's bandwidth estimation
+ * may still send a lower one when the viewer's downlink cannot carry it.
  */
 import type { types as ms } from 'mediasoup';
 
-/** Width of the top simulcast layer the ladder assumes (the client asks the camera for 1280x720). */
-export const TOP_LAYER_WIDTH = 1280;
+/** Width of the lowest simulcast layer the ladder assumes (see above). */
+export const LOW_LAYER_WIDTH = 320;
 
 /** Spatial and temporal layers a consumer can select from (1 and 1 for a plain stream). */
 export function layersOf(consumer: ms.Consumer): { spatial: number; temporal: number } {
@@ -29,7 +30,7 @@ export function layersOf(consumer: ms.Consumer): { spatial: number; temporal: nu
 export function layerForSize(spatialLayers: number, width: number, height: number): number {
   const need = Math.max(width, Math.round((height * 16) / 9));
   for (let layer = 0; layer < spatialLayers - 1; layer++) {
-    const layerWidth = TOP_LAYER_WIDTH / 2 ** (spatialLayers - 1 - layer);
+    const layerWidth = LOW_LAYER_WIDTH * 2 ** layer;
     if (need <= layerWidth) return layer;
   }
   return spatialLayers - 1;

@@ -299,6 +299,7 @@ function templates(): Partial<Record<RequestMethod, unknown>> {
     resumeProducer: { producerId: ids.producerId },
     consume: { producerId: ids.producerId },
     resumeConsumer: { consumerId: ids.consumerId },
+    setConsumerPreferences: { consumerId: ids.consumerId, width: 640, height: 360, visible: true },
     'stage.requestAccess': {},
     'stage.cancelRequestAccess': {},
     'stage.getAccessRequests': {},
