@@ -26,6 +26,8 @@ export class MediaSession {
   /** Bumped by `closeSendTransport()`: a creation started before it must not survive. */
   #sendEpoch = 0;
   #closed = false;
+  /** Publish a camera as simulcast layers (JoinMeetingOptions.simulcast). */
+  simulcast = true;
 
   private constructor(
     device: Device,
@@ -148,7 +150,12 @@ export class MediaSession {
   async produce(track: MediaStreamTrack, source: MediaSource): Promise<types.Producer> {
     const transport = await this.ensureSendTransport();
     try {
-      return await transport.produce({ track, stopTracks: false, appData: { source }, ...videoOptions(track, source) });
+      return await transport.produce({
+        track,
+        stopTracks: false,
+        appData: { source },
+        ...videoOptions(track, source, this.simulcast),
+      });
     } catch (err) {
       throw toStagegateError(err, `cannot publish ${source}`);
     }
@@ -251,12 +258,16 @@ function layerBitrate(height: number): number {
  * full-resolution stream tuned for text (contentHint 'text': sharp details, frames dropped
  * rather than resolution; at most 15 fps); audio as it is.
  */
-export function videoOptions(track: MediaStreamTrack, source: MediaSource): Partial<types.ProducerOptions> {
+export function videoOptions(
+  track: MediaStreamTrack,
+  source: MediaSource,
+  simulcast = true,
+): Partial<types.ProducerOptions> {
   if (source === 'screenshare') {
     if ('contentHint' in track) track.contentHint = 'text';
     return { encodings: [{ maxBitrate: 2_500_000, maxFramerate: 15 }] };
   }
-  if (source !== 'video') return {};
+  if (source !== 'video' || !simulcast) return {};
   const height = track.getSettings?.().height ?? 0;
   const layers = CAMERA_LAYERS.find((l) => height >= l.minHeight)?.layers ?? 1;
   if (layers === 1) return {};

@@ -139,10 +139,12 @@ export class Subscriber {
   }
 
   #run(entry: Entry, task: () => Promise<void>): void {
-    entry.tail = entry.tail.then(task).catch((err: unknown) => {
-      // A consume that a close overtook fails with NOT_FOUND: expected, not an error.
-      if (!entry.closed && !this.#closed) this.#deps.onError(toStagegateError(err), entry.info.id);
-    });
+    entry.tail = entry.tail.then(task).catch((err: unknown) => this.#report(entry, err));
+  }
+
+  #report(entry: Entry, err: unknown): void {
+    // A consume that a close overtook fails with NOT_FOUND: expected, not an error.
+    if (!entry.closed && !this.#closed) this.#deps.onError(toStagegateError(err), entry.info.id);
   }
 
   async #consume(entry: Entry): Promise<void> {
@@ -156,8 +158,8 @@ export class Subscriber {
     consumer.on('transportclose', () => {
       if (!entry.closed) this.remove(entry.info.id);
     });
-    if (entry.info.kind === 'video') await this.#sendPreferences(entry);
-    if (entry.closed) return;
+    // Not awaited: the server applies it before the resume that follows on the same socket.
+    if (entry.info.kind === 'video') this.#sendPreferences(entry).catch((err: unknown) => this.#report(entry, err));
     await media.resumeConsumer(consumer.id);
     if (entry.closed) return;
     entry.added = true;

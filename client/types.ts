@@ -39,6 +39,12 @@ export interface JoinMeetingOptions {
    * stops them when the participant leaves the stage.
    */
   tracks?: TracksOption | undefined;
+  /**
+   * Publish the camera as simulcast: three layers from a 1280x720 track (320, 640, 1280 wide),
+   * two from 640x480, each with three temporal layers (L1T3), so every viewer gets the layer
+   * that fits its tile and downlink. Default true; false sends one stream.
+   */
+  simulcast?: boolean | undefined;
   /** mediasoup-client handler factory, e.g. `FakeHandler.createFactory(fakeParameters)` in Node. */
   handlerFactory?: HandlerFactory | undefined;
   /**

@@ -427,15 +427,19 @@ export class Room {
     }
     const state = consumer.appData as unknown as ConsumerState;
     const layers = layersOf(consumer);
-    if (req.width !== undefined || req.height !== undefined) {
+    // Everything decided before the first await, and the worker calls issued in order: a
+    // resumeConsumer sent right after this request (the client does not wait) sees `hidden`,
+    // and reaches the worker after the preferred layers.
+    const show = req.visible !== undefined && req.visible === state.hidden ? req.visible : undefined;
+    if (show !== undefined) state.hidden = !show;
+    const work: Promise<void>[] = [];
+    if ((req.width !== undefined || req.height !== undefined) && layers.spatial > 1) {
       const spatialLayer = layerForSize(layers.spatial, req.width ?? 0, req.height ?? 0);
-      if (layers.spatial > 1) await consumer.setPreferredLayers({ spatialLayer, temporalLayer: layers.temporal - 1 });
+      work.push(consumer.setPreferredLayers({ spatialLayer, temporalLayer: layers.temporal - 1 }));
     }
-    if (req.visible !== undefined && req.visible === state.hidden) {
-      state.hidden = !req.visible;
-      if (state.hidden) await consumer.pause();
-      else if (state.clientResumed) await this.#start(consumer);
-    }
+    if (show === false) work.push(consumer.pause());
+    else if (show === true && state.clientResumed) work.push(this.#start(consumer));
+    await Promise.all(work);
     return { spatialLayer: consumer.preferredLayers?.spatialLayer ?? 0, paused: consumer.paused };
   }
 

@@ -6,6 +6,7 @@
  *   BENCH_SMOKE=1            tiny sizes (what the test suite runs), written to bench-results/smoke.json
  *   BENCH_ONLY=join,fanout   a subset (join, kick, fanout, signaling, spread)
  *   BENCH_OUT=path.json      another output file
+ *   BENCH_JOIN_SAMPLES=10    join samples per variant (default 30; a quick look at one change)
  *   BENCH_CPU_PROF=dir       --cpu-prof for the signaling server children (profiles land in dir)
  *   BENCH_RENDER=file.json   print the tables of an earlier run again (no benchmark runs)
  */
