@@ -52,6 +52,11 @@ type ConsumerState = {
   clientResumed: boolean;
   /** The client's tile is hidden: paused on the server whatever else says. */
   hidden: boolean;
+  /**
+   * Simulcast: the layers the viewer wants, while the consumer starts on the lowest one (its key
+   * frame is the smallest, so the first frame shows sooner); set once the first layer is sent.
+   */
+  wanted?: ms.ConsumerLayers;
 };
 
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
@@ -387,6 +392,7 @@ export class Room {
       p.session.notify('consumerClosed', { consumerId: consumer.id, producerId });
     });
     this.#watchConsumer(p, consumer, producerId);
+    if (consumer.type === 'simulcast') await this.#startLow(consumer, appData);
     if (staged.source === 'screenshare') await consumer.setPriority(SCREENSHARE_PRIORITY);
     return {
       id: consumer.id,
@@ -434,13 +440,39 @@ export class Room {
     if (show !== undefined) state.hidden = !show;
     const work: Promise<void>[] = [];
     if ((req.width !== undefined || req.height !== undefined) && layers.spatial > 1) {
-      const spatialLayer = layerForSize(layers.spatial, req.width ?? 0, req.height ?? 0);
-      work.push(consumer.setPreferredLayers({ spatialLayer, temporalLayer: layers.temporal - 1 }));
+      const wanted = {
+        spatialLayer: layerForSize(layers.spatial, req.width ?? 0, req.height ?? 0),
+        temporalLayer: layers.temporal - 1,
+      };
+      if (state.wanted)
+        state.wanted = wanted; // still starting on the lowest layer
+      else work.push(consumer.setPreferredLayers(wanted));
     }
     if (show === false) work.push(consumer.pause());
     else if (show === true && state.clientResumed) work.push(this.#start(consumer));
     await Promise.all(work);
-    return { spatialLayer: consumer.preferredLayers?.spatialLayer ?? 0, paused: consumer.paused };
+    const spatialLayer = (state.wanted ?? consumer.preferredLayers)?.spatialLayer ?? 0;
+    return { spatialLayer, paused: consumer.paused };
+  }
+
+  /**
+   * A simulcast consumer starts on its lowest spatial layer; the first time it sends a layer,
+   * it moves to the one the viewer wants (the top one until told otherwise): mediasoup switches
+   * at the higher layer's next key frame, with no gap.
+   */
+  async #startLow(consumer: ms.Consumer, state: ConsumerState): Promise<void> {
+    const { spatial, temporal } = layersOf(consumer);
+    if (spatial < 2) return;
+    state.wanted = { spatialLayer: spatial - 1, temporalLayer: temporal - 1 };
+    await consumer.setPreferredLayers({ spatialLayer: 0, temporalLayer: temporal - 1 });
+    const raise = (layers?: ms.ConsumerLayers) => {
+      if (!layers || !state.wanted || consumer.closed) return;
+      consumer.off('layerschange', raise);
+      const wanted = state.wanted;
+      state.wanted = undefined;
+      consumer.setPreferredLayers(wanted).catch(() => undefined); // closed meanwhile
+    };
+    consumer.on('layerschange', raise);
   }
 
   /** Starts sending a consumer, with a key frame so video shows at once. */

@@ -109,7 +109,8 @@ describe('setConsumerPreferences', () => {
       });
     }
     const c = consumer('alice', id);
-    expect(c.preferredLayers).toEqual({ spatialLayer: 2, temporalLayer: 2 });
+    // a simulcast consumer starts on its lowest layer (no RTP flows here, so it stays there)
+    expect(c.preferredLayers).toEqual({ spatialLayer: 0, temporalLayer: 2 });
     expect(c.paused).toBe(true);
   });
 
@@ -124,7 +125,9 @@ describe('setConsumerPreferences', () => {
     await alice.request('resumeConsumer', { consumerId: a.video.id });
     const c = consumer('alice', a.video.id);
     expect(c.paused).toBe(false);
-    expect(c.preferredLayers?.spatialLayer).toBe(2);
+    expect(
+      (await alice.request('setConsumerPreferences', { consumerId: a.video.id, visible: true })).spatialLayer,
+    ).toBe(2);
   });
 
   it('a size picks the spatial layer that covers it (top temporal layer)', async () => {
@@ -142,7 +145,8 @@ describe('setConsumerPreferences', () => {
     for (const [width, height, layer] of cases) {
       const r = await alice.request('setConsumerPreferences', { consumerId: a.video.id, width, height });
       expect(r.spatialLayer, `${width}x${height}`).toBe(layer);
-      expect(consumer('alice', a.video.id).preferredLayers).toEqual({ spatialLayer: layer, temporalLayer: 2 });
+      // still starting on the lowest layer: the wanted one is applied at the first layer sent
+      expect(consumer('alice', a.video.id).preferredLayers).toEqual({ spatialLayer: 0, temporalLayer: 2 });
     }
     expect(layerForSize(2, 320, 180)).toBe(0); // two layers (a 640x480 camera): 320 and 640
     expect(layerForSize(2, 640, 360)).toBe(1);
