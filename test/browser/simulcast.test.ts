@@ -153,6 +153,16 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
   await expect
     .poll(() => large.evaluate('window.scores.filter((s) => s.spatialLayer === 2).length'))
     .toBeGreaterThan(0);
+  // ...each only about its own consumers
+  for (const [page, userId] of [
+    [small, 'small'],
+    [large, 'large'],
+  ] as const) {
+    const own = [...room.participants.get(userId)!.consumers.keys()];
+    const told = (await page.evaluate('window.scores.map((s) => s.consumerId)')) as string[];
+    expect(told.length).toBeGreaterThan(0);
+    expect(told.filter((id) => !own.includes(id))).toEqual([]);
+  }
 });
 
 it('a viewer limited to 150 kbit/s keeps decoding a lower layer while another gets the high one', async () => {
