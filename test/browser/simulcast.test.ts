@@ -112,6 +112,13 @@ function videoConsumer(room: Room, userId: string): ms.Consumer {
   return c;
 }
 
+/** The viewers' consumers of the speaker's audio and video exist (they consume after newProducer). */
+async function consuming(room: Room, ...userIds: string[]): Promise<void> {
+  for (const userId of userIds) {
+    await expect.poll(() => room.participants.get(userId)?.consumers.size, { timeout: 20_000 }).toBe(2);
+  }
+}
+
 async function widthSettles(page: Page, check: (width: number) => boolean, what: string): Promise<void> {
   await expect
     .poll(async () => (await video(page)).frameWidth, { timeout: 30_000, interval: 500, message: what })
@@ -131,6 +138,7 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
   const small = await openMeeting('small', 'viewer', room, { tile: { width: 320, height: 180 } });
   const large = await openMeeting('large', 'viewer', room, { tile: { width: 1280, height: 720 } });
   await openMeeting('spk', 'speaker', room);
+  await consuming(room, 'small', 'large');
   // three layers published: the consumer selects among 3 spatial layers
   expect(videoConsumer(room, 'small').rtpParameters.encodings?.[0]?.scalabilityMode).toMatch(/^L3T3/);
   await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer).toBe(0);
@@ -159,8 +167,8 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
     [large, 'large'],
   ] as const) {
     const own = [...room.participants.get(userId)!.consumers.keys()];
+    await expect.poll(() => page.evaluate('window.scores.length'), { timeout: 20_000 }).toBeGreaterThan(0);
     const told = (await page.evaluate('window.scores.map((s) => s.consumerId)')) as string[];
-    expect(told.length).toBeGreaterThan(0);
     expect(told.filter((id) => !own.includes(id))).toEqual([]);
   }
 });
@@ -204,6 +212,7 @@ it("a hidden tile's consumer is paused on the server (no bytes) and resumes when
   await openMeeting('spk', 'speaker', room);
   await expect.poll(async () => (await video(other)).framesDecoded, { timeout: 20_000 }).toBeGreaterThan(10);
   const producerId = videoProducer(room, 'spk');
+  await consuming(room, 'viewer');
   expect(videoConsumer(room, 'viewer').paused).toBe(true);
   expect((await video(viewer)).bytesReceived).toBe(0);
 
