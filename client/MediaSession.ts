@@ -26,6 +26,8 @@ export class MediaSession {
   /** Bumped by `closeSendTransport()`: a creation started before it must not survive. */
   #sendEpoch = 0;
   #closed = false;
+  /** Publish a camera as simulcast layers (JoinMeetingOptions.simulcast). */
+  simulcast = true;
 
   private constructor(
     device: Device,
@@ -148,7 +150,12 @@ export class MediaSession {
   async produce(track: MediaStreamTrack, source: MediaSource): Promise<types.Producer> {
     const transport = await this.ensureSendTransport();
     try {
-      return await transport.produce({ track, stopTracks: false, appData: { source } });
+      return await transport.produce({
+        track,
+        stopTracks: false,
+        appData: { source },
+        ...videoOptions(track, source, this.simulcast),
+      });
     } catch (err) {
       throw toStagegateError(err, `cannot publish ${source}`);
     }
@@ -181,6 +188,11 @@ export class MediaSession {
 
   async resumeConsumer(consumerId: string): Promise<void> {
     await this.signaling.request('resumeConsumer', { consumerId });
+  }
+
+  /** How a received video is shown (size in device pixels, visibility): see `setConsumerPreferences`. */
+  async setConsumerPreferences(consumerId: string, prefs: VideoPreferences): Promise<void> {
+    await this.signaling.request('setConsumerPreferences', { consumerId, ...prefs });
   }
 
   /** Tells the server to close one of our producers (not needed when the server closed it). */
@@ -216,6 +228,55 @@ export class MediaSession {
   #assertOpen(): void {
     if (this.#closed) throw stagegateError('INVALID_STATE', 'the meeting was left');
   }
+}
+
+export interface VideoPreferences {
+  width?: number;
+  height?: number;
+  visible?: boolean;
+}
+
+/**
+ * Simulcast ladder of a camera: each layer half the size of the next, the top one the track's
+ * own size. Three layers from 540 lines up (1280x720 → 320x180, 640x360, 1280x720), two from
+ * 270, else one stream (as Chromium's own simulcast limits by resolution). Each layer carries
+ * three temporal layers (L1T3), so the SFU can also halve or quarter the frame rate.
+ */
+const CAMERA_LAYERS = [
+  { minHeight: 540, layers: 3 },
+  { minHeight: 270, layers: 2 },
+] as const;
+/** Bitrate cap of a layer by its height: low enough that the lowest one fits a ~150 kbit/s downlink. */
+function layerBitrate(height: number): number {
+  if (height <= 200) return 90_000;
+  if (height <= 400) return 350_000;
+  return 1_200_000;
+}
+
+/**
+ * Encoder settings by source: a camera as simulcast (see CAMERA_LAYERS); a screenshare as one
+ * full-resolution stream tuned for text (contentHint 'text': sharp details, frames dropped
+ * rather than resolution; at most 15 fps); audio as it is.
+ */
+export function videoOptions(
+  track: MediaStreamTrack,
+  source: MediaSource,
+  simulcast = true,
+): Partial<types.ProducerOptions> {
+  if (source === 'screenshare') {
+    if ('contentHint' in track) track.contentHint = 'text';
+    return { encodings: [{ maxBitrate: 2_500_000, maxFramerate: 15 }] };
+  }
+  if (source !== 'video' || !simulcast) return {};
+  const height = track.getSettings?.().height ?? 0;
+  const layers = CAMERA_LAYERS.find((l) => height >= l.minHeight)?.layers ?? 1;
+  if (layers === 1) return {};
+  const encodings: types.RtpEncodingParameters[] = [];
+  for (let i = 0; i < layers; i++) {
+    const scale = 2 ** (layers - 1 - i);
+    encodings.push({ scaleResolutionDownBy: scale, maxBitrate: layerBitrate(height / scale), scalabilityMode: 'L1T3' });
+  }
+  return { encodings };
 }
 
 async function loadDevice(device: Device, routerRtpCapabilities: unknown): Promise<void> {

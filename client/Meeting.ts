@@ -90,6 +90,7 @@ export class Meeting {
   #goodbye: Notifications['goodbye']['reason'] | undefined;
   #state: ConnectionState = 'connected';
   #reconnector: Reconnector | undefined;
+  #activeSpeaker: string | undefined;
 
   /** @internal Use `joinMeeting()`. Notifications must be held on `signaling` until this returns. */
   constructor(signaling: Signaling, media: MediaSession, snapshot: RoomSnapshot, options: JoinMeetingOptions) {
@@ -195,6 +196,45 @@ export class Meeting {
   /** This participant's live producers, by producer id. */
   get producers(): ReadonlyMap<string, LocalProducerInfo> {
     return this.#publisher.producers;
+  }
+
+  /** The on-stage participant who speaks the loudest, as last told by the server (may be self). */
+  get activeSpeaker(): string | undefined {
+    return this.#activeSpeaker;
+  }
+
+  /**
+   * The size a received video is shown at, in CSS pixels (multiplied by devicePixelRatio here):
+   * the server sends the simulcast layer that fits. Call again when it changes (ResizeObserver).
+   */
+  setVideoSize(producerId: string, size: { width: number; height: number }): void {
+    const dpr = globalThis.devicePixelRatio || 1;
+    const px = (v: number) => Math.min(16_384, Math.max(0, Math.round(v * dpr)));
+    this.#subscriber.setPreferences(producerId, { width: px(size.width), height: px(size.height) });
+  }
+
+  /**
+   * Whether a received video is visible at all (IntersectionObserver, a hidden tab or tile): a
+   * hidden one is paused on the server, so no bytes are sent for it, until it is visible again.
+   */
+  setVideoVisible(producerId: string, visible: boolean): void {
+    this.#subscriber.setPreferences(producerId, { visible });
+  }
+
+  /**
+   * Size (CSS pixels) and visibility for every received video not yet consumed, until the app
+   * sets its own with `setVideoSize` / `setVideoVisible`: a small size starts new videos on the
+   * lowest simulcast layer; `visible: false` keeps them paused on the server until shown.
+   */
+  setDefaultVideoPreferences(prefs: { width?: number; height?: number; visible?: boolean }): void {
+    const dpr = globalThis.devicePixelRatio || 1;
+    const px = (v: number | undefined) =>
+      v === undefined ? undefined : Math.min(16_384, Math.max(0, Math.round(v * dpr)));
+    const out: { width?: number; height?: number; visible?: boolean } = {};
+    if (prefs.width !== undefined) out.width = px(prefs.width)!;
+    if (prefs.height !== undefined) out.height = px(prefs.height)!;
+    if (prefs.visible !== undefined) out.visible = prefs.visible;
+    this.#subscriber.setDefaultPreferences(out);
   }
 
   /** False once left or disconnected for good; still true while reconnecting (see `connectionState`). */
@@ -330,6 +370,15 @@ export class Meeting {
       this.#events.emit('producerClosedByServer', data);
     });
     on('mediaReset', () => this.#resetMedia());
+    on('activeSpeaker', (data) => {
+      this.#activeSpeaker = data.userId;
+      this.#events.emit('activeSpeaker', data);
+    });
+    on('consumerScore', (data) => {
+      const participantId = roster.producers().find((i) => i.id === data.producerId)?.userId;
+      if (participantId) this.#events.emit('consumerScore', { ...data, participantId });
+    });
+    on('producerScore', (data) => this.#events.emit('producerScore', data));
     on('goodbye', ({ reason }) => {
       this.#goodbye = reason;
     });

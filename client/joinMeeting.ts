@@ -34,6 +34,7 @@ export async function joinMeeting(options: JoinMeetingOptions): Promise<Meeting>
   let meeting: Meeting | undefined;
   try {
     const media = await MediaSession.load(device, signaling, options.handlerFactory);
+    media.simulcast = options.simulcast ?? true;
     signaling.hold();
     const snapshot = await signaling.request('joinRoom', {
       rtpCapabilities: device.recvRtpCapabilities as RequestData<'joinRoom'>['rtpCapabilities'],

@@ -39,6 +39,12 @@ export interface JoinMeetingOptions {
    * stops them when the participant leaves the stage.
    */
   tracks?: TracksOption | undefined;
+  /**
+   * Publish the camera as simulcast: three layers from a 1280x720 track (320, 640, 1280 wide),
+   * two from 640x480, each with three temporal layers (L1T3), so every viewer gets the layer
+   * that fits its tile and downlink. Default true; false sends one stream.
+   */
+  simulcast?: boolean | undefined;
   /** mediasoup-client handler factory, e.g. `FakeHandler.createFactory(fakeParameters)` in Node. */
   handlerFactory?: HandlerFactory | undefined;
   /**
@@ -167,6 +173,15 @@ export interface MeetingEvents {
   audienceCount: { count: number } & Reconciled;
   /** The room's settings changed (`meeting.settings`); `by` is '' when reconciled. */
   roomSettingsUpdate: Notifications['roomSettingsUpdate'] & Reconciled;
+  /** The on-stage participant speaking the loudest changed (also `meeting.activeSpeaker`). */
+  activeSpeaker: Notifications['activeSpeaker'];
+  /**
+   * How well one received track arrives (0..10; `producerScore`: the sender's uplink, `score`:
+   * the path to us) and which simulcast layer we get; at most once a second per track.
+   */
+  consumerScore: Notifications['consumerScore'] & { participantId: string };
+  /** How well the server receives one of our producers (0..10), at most once a second. */
+  producerScore: Notifications['producerScore'];
 }
 
 /**

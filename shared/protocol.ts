@@ -31,6 +31,8 @@ export const LIMITS = {
   idLength: 128,
   /** socket.io maxHttpBufferSize: larger messages are cut off by socket.io. */
   maxMessageBytes: 64 * 1024,
+  /** Largest width or height a client may report for a video tile (setConsumerPreferences). */
+  maxVideoDimension: 16_384,
 } as const;
 
 // ------------------------------------------------------------------ shared shapes
@@ -140,6 +142,16 @@ export const requestSchemas = {
   resumeProducer: z.strictObject({ producerId: id }),
   consume: z.strictObject({ producerId: id }),
   resumeConsumer: z.strictObject({ consumerId: id }),
+  /**
+   * How one of our video consumers is shown: its size in CSS pixels (the server picks the
+   * simulcast layer that fits) and whether it is visible at all (hidden: paused on the server).
+   */
+  setConsumerPreferences: z.strictObject({
+    consumerId: id,
+    width: z.number().int().min(0).max(LIMITS.maxVideoDimension).optional(),
+    height: z.number().int().min(0).max(LIMITS.maxVideoDimension).optional(),
+    visible: z.boolean().optional(),
+  }),
   'stage.requestAccess': empty,
   'stage.cancelRequestAccess': empty,
   'stage.getAccessRequests': empty,
@@ -170,6 +182,8 @@ export interface Responses {
   resumeProducer: Record<string, never>;
   consume: ConsumerOptions;
   resumeConsumer: Record<string, never>;
+  /** The spatial layer now preferred (0 = lowest) and whether the server sends at all. */
+  setConsumerPreferences: { spatialLayer: number; paused: boolean };
   'stage.requestAccess': { status: StageStatus };
   'stage.cancelRequestAccess': { status: StageStatus };
   'stage.getAccessRequests': { requests: AccessRequest[] };
@@ -252,6 +266,25 @@ export interface Notifications {
    * producer and consumer is gone. Recreate transports, consume again, republish if ON_STAGE.
    */
   mediaReset: { reason: 'worker-died' };
+  /**
+   * To everyone: the on-stage participant speaking the loudest changed (mediasoup's
+   * ActiveSpeakerObserver on the origin router). Sent when it changes, not repeated.
+   */
+  activeSpeaker: { userId: string; producerId: string };
+  /**
+   * To one receiver: how well one of its consumers is received (0..10, mediasoup's score: the
+   * sender's uplink `producerScore`, the path to this receiver `score`), and the spatial layer
+   * it gets. At most one per consumer per second.
+   */
+  consumerScore: {
+    consumerId: string;
+    producerId: string;
+    score: number;
+    producerScore: number;
+    spatialLayer?: number;
+  };
+  /** To the producer's owner: how well the server receives it (0..10, worst encoding), at most once a second. */
+  producerScore: { producerId: string; score: number };
   /** Sent right before the server disconnects this socket. */
   goodbye: { reason: 'replaced' | 'removed-from-room' | 'room-closed' | 'server-shutdown' };
 }

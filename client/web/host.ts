@@ -98,6 +98,7 @@ runLobby({
         ? 'This webinar does not exist or has ended.'
         : `Could not open the console: ${errorText(err)}`,
   joined(m) {
+    stage.attach(m);
     copyLink.hidden = false;
     document.title = `Host · ${roomId} · Stagegate`;
     wire(m);

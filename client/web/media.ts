@@ -1,8 +1,13 @@
 /**
  * What the pages show of media: audio level meters (WebAudio), video tiles, the stage grid, and
  * the camera and microphone the page opens itself (app-owned tracks handed to the thin client).
+ *
+ * Once a meeting is attached (`StageView.attach`), the grid tells the server how each remote
+ * video is shown (size from a ResizeObserver, visibility from an IntersectionObserver: the
+ * server picks the simulcast layer and pauses hidden ones), highlights the active speaker,
+ * offers a grid / speaker view toggle, and shows a connection quality indicator per tile.
  */
-import type { AllowedKinds, LocalTracks } from '../index.js';
+import type { AllowedKinds, LocalTracks, Meeting } from '../index.js';
 import { StagegateError } from '../../shared/errors.js';
 import { h, initials } from './ui.js';
 // ------------------------------------------------------------------ audio levels
@@ -111,6 +116,7 @@ export class Tile {
   readonly #name: HTMLSpanElement;
   readonly #bar: HTMLElement;
   readonly #actions: HTMLDivElement;
+  readonly #quality: HTMLSpanElement;
   #videoTrack: MediaStreamTrack | undefined;
   #audioTrack: MediaStreamTrack | undefined;
   #meter: AudioMeter | undefined;
@@ -126,6 +132,18 @@ export class Tile {
     this.#name = h('span', { class: 'name', 'data-testid': 'tile-name' }, spec.name);
     this.#bar = h('i');
     this.#actions = h('div', { class: 'tile-actions' });
+    this.#quality = h(
+      'span',
+      {
+        class: 'quality',
+        'data-testid': 'tile-quality',
+        'data-level': 'unknown',
+        title: 'Connection quality: unknown',
+      },
+      h('i'),
+      h('i'),
+      h('i'),
+    );
     this.el = h(
       'div',
       {
@@ -142,6 +160,7 @@ export class Tile {
         { class: 'label' },
         this.#name,
         spec.self ? h('span', { class: 'you' }, 'You') : null,
+        this.#quality,
         h('span', { class: 'meter', 'data-testid': 'audio-meter', title: 'Audio level' }, this.#bar),
       ),
       this.#audio,
@@ -190,6 +209,14 @@ export class Tile {
     }
   }
 
+  /** Connection quality, mediasoup's score 0..10 (the worst of the tile's streams). */
+  setQuality(score: number): void {
+    const level = score >= 8 ? 'good' : score >= 5 ? 'fair' : 'poor';
+    this.#quality.dataset.level = level;
+    this.#quality.dataset.score = String(score);
+    this.#quality.title = `Connection quality: ${level} (${score}/10)`;
+  }
+
   destroy(): void {
     this.#meter?.stop();
     this.#video.srcObject = null;
@@ -202,6 +229,16 @@ export class Tile {
 export class StageView {
   readonly #tiles = new Map<string, Tile>();
   readonly #empty: HTMLElement;
+  readonly #toggle: HTMLButtonElement;
+  #meeting: Meeting | undefined;
+  #view: 'grid' | 'speaker' = 'grid';
+  #speaker: string | undefined;
+  /** Tiles in view (IntersectionObserver), by participant id. */
+  readonly #inView = new Map<string, boolean>();
+  /** Latest score per stream, by participant id then producer id (the tile shows the worst). */
+  readonly #scores = new Map<string, Map<string, number>>();
+  readonly #resize: ResizeObserver | undefined;
+  readonly #intersect: IntersectionObserver | undefined;
 
   constructor(
     private readonly grid: HTMLElement,
@@ -214,6 +251,88 @@ export class StageView {
       h('strong', {}, emptyTitle),
       emptyText,
     );
+    this.#toggle = h(
+      'button',
+      { class: 'small view-toggle', 'data-testid': 'view-toggle', hidden: true, onclick: () => this.toggleView() },
+      'Speaker view',
+    );
+    grid.before(this.#toggle);
+    const tileOf = (el: Element) => (el as HTMLElement).dataset.userId;
+    if (typeof ResizeObserver !== 'undefined') {
+      this.#resize = new ResizeObserver((entries) => {
+        for (const e of entries) this.#report(tileOf(e.target));
+      });
+    }
+    if (typeof IntersectionObserver !== 'undefined') {
+      this.#intersect = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const id = tileOf(e.target);
+          if (!id) continue;
+          this.#inView.set(id, e.isIntersecting);
+          this.#report(id);
+        }
+      });
+    }
+  }
+
+  /**
+   * Follow a joined meeting: report tile sizes and visibility for its remote videos, highlight
+   * its active speaker, show quality. Call once per meeting.
+   */
+  attach(meeting: Meeting): void {
+    this.#meeting = meeting;
+    this.#toggle.hidden = false;
+    meeting.setDefaultVideoPreferences({ width: 320, height: 180 }); // start low; the tile raises it
+    document.addEventListener('visibilitychange', () => {
+      for (const id of this.#tiles.keys()) this.#report(id);
+    });
+    meeting.on('activeSpeaker', ({ userId }) => {
+      this.#speaker = userId;
+      this.#layout();
+    });
+    const score = (userId: string, key: string, value: number) => {
+      let perUser = this.#scores.get(userId);
+      if (!perUser) this.#scores.set(userId, (perUser = new Map()));
+      perUser.set(key, value);
+      this.#tiles.get(userId)?.setQuality(Math.min(...perUser.values()));
+    };
+    meeting.on('consumerScore', (e) => score(e.participantId, e.producerId, Math.min(e.score, e.producerScore)));
+    meeting.on('producerScore', (e) => score(meeting.self.id, e.producerId, e.score));
+    meeting.on('trackRemoved', (e) => this.#scores.get(e.participantId)?.delete(e.producerId));
+  }
+
+  /** Grid (every tile the same size) or speaker view (the active speaker large, a strip of others). */
+  toggleView(): void {
+    this.#view = this.#view === 'grid' ? 'speaker' : 'grid';
+    this.#toggle.textContent = this.#view === 'grid' ? 'Speaker view' : 'Grid view';
+    this.#layout();
+  }
+
+  get view(): 'grid' | 'speaker' {
+    return this.#view;
+  }
+
+  #layout(): void {
+    this.grid.classList.toggle('speaker-view', this.#view === 'speaker');
+    const featured = this.#speaker && this.#tiles.has(this.#speaker) ? this.#speaker : this.#tiles.keys().next().value;
+    for (const [id, tile] of this.#tiles) {
+      tile.el.classList.toggle('active-speaker', id === this.#speaker);
+      tile.el.classList.toggle('featured', this.#view === 'speaker' && id === featured);
+      tile.el.dataset.activeSpeaker = id === this.#speaker ? 'true' : 'false';
+    }
+  }
+
+  /** Tells the server how a remote tile's camera video is shown now. */
+  #report(id: string | undefined): void {
+    const m = this.#meeting;
+    const tile = id && this.#tiles.get(id);
+    if (!m || !id || !tile || tile.el.dataset.self) return;
+    const producer = m.participants.get(id)?.producers.find((p) => p.kind === 'video' && p.source === 'video');
+    if (!producer) return;
+    const rect = tile.el.getBoundingClientRect();
+    const visible = (this.#inView.get(id) ?? true) && rect.width > 0 && document.visibilityState !== 'hidden';
+    m.setVideoVisible(producer.id, visible);
+    if (visible) m.setVideoSize(producer.id, { width: rect.width, height: rect.height });
   }
 
   get size(): number {
@@ -224,6 +343,9 @@ export class StageView {
     const keep = new Set(specs.map((s) => s.id));
     for (const [id, tile] of this.#tiles) {
       if (!keep.has(id)) {
+        this.#resize?.unobserve(tile.el);
+        this.#intersect?.unobserve(tile.el);
+        this.#inView.delete(id);
         tile.destroy();
         this.#tiles.delete(id);
       }
@@ -234,11 +356,15 @@ export class StageView {
       else {
         tile = new Tile(spec);
         this.#tiles.set(spec.id, tile);
+        this.#resize?.observe(tile.el);
+        this.#intersect?.observe(tile.el);
       }
       this.grid.append(tile.el); // appending an attached node moves it: keeps the order of specs
     }
     if (specs.length === 0) this.grid.append(this.#empty);
     else this.#empty.remove();
+    this.#layout();
+    for (const id of this.#tiles.keys()) this.#report(id); // a video may have arrived
   }
 
   clear(): void {

@@ -81,6 +81,7 @@ runLobby({
   failure: (err) =>
     codeOf(err) === 'NOT_FOUND' ? 'This webinar does not exist or has ended.' : `Could not join: ${errorText(err)}`,
   joined(m) {
+    stage.attach(m);
     document.title = `Webinar ${roomId} · Stagegate`;
     wire(m);
     renderAll();

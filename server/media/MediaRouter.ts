@@ -12,6 +12,9 @@
 import type { types as ms } from 'mediasoup';
 import { MEDIA_CODECS } from './rtp.js';
 
+/** How often the active speaker is re-evaluated (mediasoup's default is 300 ms). */
+const SPEAKER_INTERVAL_MS = 300;
+
 export type RouterRole = 'origin' | 'edge';
 
 export interface RouterCounts {
@@ -33,6 +36,11 @@ export interface RouterCounts {
 export class MediaRouter {
   /** Resolves once the worker created the router. */
   readonly ready: Promise<ms.Router>;
+  /**
+   * The origin's ActiveSpeakerObserver (the room's audio producers are added to it as they are
+   * created; a closed producer leaves it in the worker); undefined on an edge.
+   */
+  readonly speakers: Promise<ms.ActiveSpeakerObserver> | undefined;
   /** Receive transports being created on this router right now (placement counts them). */
   pending = 0;
   #router: ms.Router | undefined;
@@ -56,6 +64,12 @@ export class MediaRouter {
       else this.#observe(router);
       return router;
     });
+    if (role === 'origin') {
+      this.speakers = this.ready.then((router) =>
+        router.createActiveSpeakerObserver({ interval: SPEAKER_INTERVAL_MS }),
+      );
+      this.speakers.catch(() => undefined); // the router failed or closed: `ready` reports it
+    }
   }
 
   /** The mediasoup router; only after `ready`. */

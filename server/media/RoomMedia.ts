@@ -70,6 +70,7 @@ export class RoomMedia {
   readonly #pipes = new Map<string, Map<MediaRouter, Pipe>>();
   readonly #routerOf = new WeakMap<ms.Transport, MediaRouter>();
   readonly #lostListeners: ((transportIds: Set<string>, worker: ms.Worker) => void)[] = [];
+  readonly #speakerListeners: ((producer: ms.Producer) => void)[] = [];
   #closed = false;
 
   private constructor(
@@ -77,6 +78,7 @@ export class RoomMedia {
     readonly opts: RoomMediaOptions,
   ) {
     this.#origin = origin;
+    this.#wireSpeakers(origin);
   }
 
   static async create(worker: ms.Worker, opts: RoomMediaOptions): Promise<RoomMedia> {
@@ -107,6 +109,32 @@ export class RoomMedia {
   /** Called with the transports an edge took when its worker died (their owners need a reset). */
   onEdgeLost(listener: (transportIds: Set<string>, worker: ms.Worker) => void): void {
     this.#lostListeners.push(listener);
+  }
+
+  // ------------------------------------------------------------------ active speaker
+  /** Called with the audio producer that became the dominant speaker (origin's observer). */
+  onDominantSpeaker(listener: (producer: ms.Producer) => void): void {
+    this.#speakerListeners.push(listener);
+  }
+
+  /** Adds an audio producer (on the origin) to the active speaker observer. */
+  async observeSpeaker(producer: ms.Producer): Promise<void> {
+    const observer = await this.#origin.speakers;
+    if (!observer || observer.closed || producer.closed) return;
+    await observer.addProducer({ producerId: producer.id }).catch((err: unknown) => {
+      if (!producer.closed && !observer.closed) throw err;
+    });
+  }
+
+  #wireSpeakers(origin: MediaRouter): void {
+    origin.speakers?.then(
+      (observer) =>
+        observer.on('dominantspeaker', ({ producer }) => {
+          if (this.#origin !== origin || producer.closed) return;
+          for (const listener of this.#speakerListeners) listener(producer);
+        }),
+      () => undefined,
+    );
   }
 
   // ------------------------------------------------------------------ transports
@@ -279,6 +307,7 @@ export class RoomMedia {
     if (this.#closed) return next.close();
     const old = this.routers();
     this.#origin = next;
+    this.#wireSpeakers(next);
     this.#edges.clear();
     this.#pipes.clear();
     for (const r of old) r.close();

@@ -40,6 +40,7 @@ import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
 import { samePreset } from '../stage/stageRules.js';
+import { layerForSize, layersOf, Throttle } from '../media/layers.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
@@ -53,6 +54,25 @@ export type { RtcOptions } from '../media/RoomMedia.js';
 export interface RoomChannel extends GroupChannel {
   toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
 }
+
+/** Consumer priority in its transport's bitrate allocation: screenshare before cameras (default 1). */
+const SCREENSHARE_PRIORITY = 10;
+/** Score notifications per consumer or producer at most this often. */
+const SCORE_INTERVAL_MS = 1_000;
+
+/** What the server keeps on a consumer's appData: who asked for what (see setConsumerPreferences). */
+type ConsumerState = {
+  userId: string;
+  /** The client called resumeConsumer (consumers are created paused until then). */
+  clientResumed: boolean;
+  /** The client's tile is hidden: paused on the server whatever else says. */
+  hidden: boolean;
+  /**
+   * Simulcast: the layers the viewer wants, while the consumer starts on the lowest one (its key
+   * frame is the smallest, so the first frame shows sooner); set once the first layer is sent.
+   */
+  wanted?: ms.ConsumerLayers;
+};
 
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
@@ -71,6 +91,16 @@ export class Room {
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
+  readonly #consumerScores = new Throttle<{ p: Participant; data: Notifications['consumerScore'] }>(
+    SCORE_INTERVAL_MS,
+    (_, { p, data }) => p.session.notify('consumerScore', data),
+  );
+  readonly #producerScores = new Throttle<{ p: Participant; data: Notifications['producerScore'] }>(
+    SCORE_INTERVAL_MS,
+    (_, { p, data }) => p.session.notify('producerScore', data),
+  );
+  /** The last dominant speaker (its producer may have closed since). */
+  #activeSpeaker: Notifications['activeSpeaker'] | undefined;
   #closed = false;
 
   private constructor(
@@ -88,6 +118,12 @@ export class Room {
     this.#gateMedia();
     forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
+    media.onDominantSpeaker((producer) => {
+      const owner = this.#owners.get(producer.id);
+      if (!owner) return;
+      this.#activeSpeaker = { userId: owner.id, producerId: producer.id };
+      this.channel.toAll('activeSpeaker', this.#activeSpeaker);
+    });
   }
 
   static async create(opts: {
@@ -180,6 +216,10 @@ export class Room {
     const preset = who.preset;
     session.subscribe({ host: preset.acceptStageRequests });
     const viewer = p;
+    // who speaks now (the client holds notifications until it applied the snapshot)
+    if (this.#activeSpeaker && this.#owners.has(this.#activeSpeaker.producerId)) {
+      session.notify('activeSpeaker', this.#activeSpeaker);
+    }
     const snapshot: RoomSnapshot = {
       roomId: this.id,
       self: { id: p.id, name: who.name, preset, stageStatus: this.statusOf(p.id) },
@@ -391,6 +431,15 @@ export class Room {
     p.producers.set(producer.id, staged);
     this.#owners.set(producer.id, p);
     producer.on('transportclose', () => this.#dropProducer(p, staged, 'transport-closed'));
+    producer.on('score', (scores) => {
+      // the best stream's: a simulcast layer the browser chose not to send is not a bad uplink
+      const score = scores.reduce((best, s) => Math.max(best, s.score), 0);
+      this.#producerScores.push(producer.id, { p, data: { producerId: producer.id, score } });
+    });
+    producer.observer.once('close', () => this.#producerScores.drop(producer.id));
+    if (kind === 'audio') {
+      this.media.observeSpeaker(producer).catch((err: unknown) => p.log.warn({ err }, 'active speaker observer'));
+    }
     p.log.info({ producerId: producer.id, kind, source }, 'producer created');
     this.channel.toAll('newProducer', { producer: p.producerInfos().find((i) => i.id === producer.id)! }, p.id);
     return { id: producer.id, source };
@@ -427,12 +476,13 @@ export class Room {
     }
     p.consumingProducers.set(producerId, transport);
     const rtpCapabilities = p.rtpCapabilities;
+    const appData: ConsumerState = { userId: p.id, clientResumed: false, hidden: false };
     const consumer = await (async () => {
       // On an edge router, this pipes the producer there first (one pipe per producer and edge).
       await this.media.prepareConsume(transport, staged.producer, rtpCapabilities);
       if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
       return transport
-        .consume({ producerId, rtpCapabilities, paused: true, appData: { userId: p.id } })
+        .consume({ producerId, rtpCapabilities, paused: true, appData })
         .catch((err: unknown) => {
           // its pipe (on an edge) or the producer closed during the call
           if (staged.producer.closed) throw new StagegateError('NOT_FOUND', `producer ${producerId} closed meanwhile`);
@@ -452,6 +502,9 @@ export class Room {
       p.consumers.delete(consumer.id);
       p.session.notify('consumerClosed', { consumerId: consumer.id, producerId });
     });
+    this.#watchConsumer(p, consumer, producerId);
+    if (consumer.type === 'simulcast') await this.#startLow(consumer, appData);
+    if (staged.source === 'screenshare') await consumer.setPriority(SCREENSHARE_PRIORITY);
     return {
       id: consumer.id,
       producerId,
@@ -466,8 +519,91 @@ export class Room {
   async resumeConsumer(p: Participant, consumerId: string): Promise<void> {
     const consumer = p.consumers.get(consumerId);
     if (!consumer) throw new StagegateError('NOT_FOUND', `no consumer ${consumerId}`);
+    const state = consumer.appData as unknown as ConsumerState;
+    state.clientResumed = true;
+    if (state.hidden) return; // its tile is hidden: it starts when shown
+    await this.#start(consumer);
+  }
+
+  /**
+   * How the receiver shows one of its video consumers. A size sets the preferred spatial layer
+   * (layerForSize; the top temporal layer); `visible: false` pauses the consumer on the server
+   * (no bytes) until `visible: true`. That pause is the receiver's own: it is independent of the
+   * producer being paused by its owner (mediasoup keeps both), and a consumer not yet resumed by
+   * the client (created paused) stays paused until resumeConsumer.
+   */
+  async setConsumerPreferences(
+    p: Participant,
+    req: { consumerId: string; width?: number | undefined; height?: number | undefined; visible?: boolean | undefined },
+  ): Promise<{ spatialLayer: number; paused: boolean }> {
+    const consumer = p.consumers.get(req.consumerId);
+    if (!consumer) throw new StagegateError('NOT_FOUND', `no consumer ${req.consumerId} of yours`);
+    if (consumer.kind !== 'video') throw new StagegateError('INVALID_REQUEST', 'only video consumers have a size');
+    if (req.width === undefined && req.height === undefined && req.visible === undefined) {
+      throw new StagegateError('INVALID_REQUEST', 'give a width, a height or visible');
+    }
+    const state = consumer.appData as unknown as ConsumerState;
+    const layers = layersOf(consumer);
+    // Everything decided before the first await, and the worker calls issued in order: a
+    // resumeConsumer sent right after this request (the client does not wait) sees `hidden`,
+    // and reaches the worker after the preferred layers.
+    const show = req.visible !== undefined && req.visible === state.hidden ? req.visible : undefined;
+    if (show !== undefined) state.hidden = !show;
+    const work: Promise<void>[] = [];
+    if ((req.width !== undefined || req.height !== undefined) && layers.spatial > 1) {
+      const wanted = {
+        spatialLayer: layerForSize(layers.spatial, req.width ?? 0, req.height ?? 0),
+        temporalLayer: layers.temporal - 1,
+      };
+      if (state.wanted)
+        state.wanted = wanted; // still starting on the lowest layer
+      else work.push(consumer.setPreferredLayers(wanted));
+    }
+    if (show === false) work.push(consumer.pause());
+    else if (show === true && state.clientResumed) work.push(this.#start(consumer));
+    await Promise.all(work);
+    const spatialLayer = (state.wanted ?? consumer.preferredLayers)?.spatialLayer ?? 0;
+    return { spatialLayer, paused: consumer.paused };
+  }
+
+  /**
+   * A simulcast consumer starts on its lowest spatial layer; the first time it sends a layer,
+   * it moves to the one the viewer wants (the top one until told otherwise): mediasoup switches
+   * at the higher layer's next key frame, with no gap.
+   */
+  async #startLow(consumer: ms.Consumer, state: ConsumerState): Promise<void> {
+    const { spatial, temporal } = layersOf(consumer);
+    if (spatial < 2) return;
+    state.wanted = { spatialLayer: spatial - 1, temporalLayer: temporal - 1 };
+    await consumer.setPreferredLayers({ spatialLayer: 0, temporalLayer: temporal - 1 });
+    const raise = (layers?: ms.ConsumerLayers) => {
+      if (!layers || !state.wanted || consumer.closed) return;
+      consumer.off('layerschange', raise);
+      const wanted = state.wanted;
+      state.wanted = undefined;
+      consumer.setPreferredLayers(wanted).catch(() => undefined); // closed meanwhile
+    };
+    consumer.on('layerschange', raise);
+  }
+
+  /** Starts sending a consumer, with a key frame so video shows at once. */
+  async #start(consumer: ms.Consumer): Promise<void> {
     await consumer.resume();
     if (consumer.kind === 'video') await consumer.requestKeyFrame();
+  }
+
+  /** Quality reports of a consumer to its receiver, throttled. */
+  #watchConsumer(p: Participant, consumer: ms.Consumer, producerId: string): void {
+    const report = () => {
+      const { score, producerScore } = consumer.score;
+      const spatialLayer = consumer.currentLayers?.spatialLayer;
+      const data: Notifications['consumerScore'] = { consumerId: consumer.id, producerId, score, producerScore };
+      if (spatialLayer !== undefined) data.spatialLayer = spatialLayer;
+      this.#consumerScores.push(consumer.id, { p, data });
+    };
+    consumer.on('score', report);
+    consumer.on('layerschange', report);
+    consumer.observer.once('close', () => this.#consumerScores.drop(consumer.id));
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -483,6 +619,8 @@ export class Room {
     }
     this.participants.clear();
     this.#owners.clear();
+    this.#consumerScores.clear();
+    this.#producerScores.clear();
     this.media.close();
     this.log.info({ reason }, 'room closed');
     for (const listener of this.#closeListeners.splice(0)) listener();

@@ -115,6 +115,10 @@ export const handlers: HandlerTable = {
       return ok;
     },
   },
+  setConsumerPreferences: {
+    needs: 'joined',
+    run: ({ room, participant }, req) => room.setConsumerPreferences(participant, req),
+  },
   'stage.requestAccess': {
     needs: 'joined',
     run: ({ room, participant }) => ({ status: room.stage.requestAccess(participant.id) }),

@@ -22,7 +22,7 @@ const finite = (v: number, what: string) => expect(Number.isFinite(v), `${what} 
 describe('benchmarks (smoke sizes)', () => {
   it(
     'runs join, kick, fan-out, signaling and fan-out across workers against the baseline and reports well-formed numbers',
-    { timeout: 58_000 },
+    { timeout: 90_000 },
     async () => {
       const lines: string[] = [];
       const report: BenchReport = await runBenchmarks({ smoke: true, log: (m) => lines.push(m) });
@@ -42,7 +42,12 @@ describe('benchmarks (smoke sizes)', () => {
           expect(r.firstFrame.min).toBeGreaterThan(0);
         }
       }
-      expect(Object.keys(join.cold)).toEqual(['stagegate/thin-client', 'stagegate/raw', 'baseline/raw']);
+      expect(Object.keys(join.cold)).toEqual([
+        'stagegate/thin-client',
+        'stagegate/thin-client-720p',
+        'stagegate/raw',
+        'baseline/raw',
+      ]);
       finite(
         join.cold['stagegate/thin-client']!.breakdownMedian['video producer created']!,
         'breakdown: video producer created',
@@ -101,6 +106,14 @@ describe('benchmarks (smoke sizes)', () => {
       expect(l.twoWorkerConsumers.every((n) => n > 0)).toBe(true);
       expect(l.twoWorkerConsumers.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(8);
       finite(l.twoCpuPerConsumerUs, 'spread cpu per consumer');
+
+      // 6. simulcast vs one stream: CPU and downlink measured; the small tile got the low layer
+      const sc = report.simulcast!;
+      for (const mode of [sc.simulcast, sc.single]) {
+        finite(mode.cpuPerConsumerUs, 'simulcast cpu per consumer');
+        for (const t of ['small', 'medium', 'large'] as const) expect(mode.downlinkKbps[t]).toBeGreaterThan(0);
+      }
+      expect(sc.simulcast.layer.small).toBe(0);
 
       // the report renders, and survives JSON
       expect(report.rows.length).toBeGreaterThan(8);

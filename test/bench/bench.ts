@@ -16,6 +16,7 @@ import { version as mediasoupVersion } from 'mediasoup';
 import { benchFanout, type FanoutOptions, type FanoutResult } from './fanout.js';
 import { benchSpread, type SpreadOptions, type SpreadResult } from './fanout-workers.js';
 import { benchJoin, rawSamples, type JoinOptions, type JoinResult } from './join.js';
+import { benchSimulcast, type SimulcastOptions, type SimulcastResult } from './simulcast.js';
 import { benchKick, type KickOptions, type KickResult } from './kick.js';
 import { openBenchBrowser, type BenchBrowser } from './page/page.js';
 import {
@@ -31,8 +32,8 @@ import { CHROMIUM } from '../helpers/browser.js';
 
 const require = createRequire(import.meta.url);
 
-export type BenchName = 'join' | 'kick' | 'fanout' | 'signaling' | 'spread';
-export const BENCH_NAMES: BenchName[] = ['join', 'kick', 'fanout', 'signaling', 'spread'];
+export type BenchName = 'join' | 'kick' | 'fanout' | 'signaling' | 'spread' | 'simulcast';
+export const BENCH_NAMES: BenchName[] = ['join', 'kick', 'fanout', 'signaling', 'spread', 'simulcast'];
 
 export interface BenchOptions {
   smoke?: boolean;
@@ -48,6 +49,7 @@ export interface Sizes {
   fanout: Omit<FanoutOptions, 'log'>;
   signaling: Omit<SignalingOptions, 'log'>;
   spread: Omit<SpreadOptions, 'log'>;
+  simulcast: Omit<SimulcastOptions, 'log'>;
 }
 
 export function sizes(smoke: boolean): Sizes {
@@ -58,9 +60,13 @@ export function sizes(smoke: boolean): Sizes {
         fanout: { levels: [0, 5], windowMs: 1000, warmupMs: 600, reps: 1, budgetMs: 60_000 },
         signaling: { participants: [20], requesters: 10, grantBatch: 5, concurrency: 10, idleWindowMs: 300 },
         spread: { levels: [0, 4], windowMs: 500, warmupMs: 300, reps: 1, budgetMs: 30_000 },
+        simulcast: { viewers: 3, warmupMs: 2000, windowMs: 1000, reps: 1 },
       }
     : {
-        join: { samples: 30, warmSamples: 30 },
+        join: {
+          samples: Number(process.env.BENCH_JOIN_SAMPLES) || 30,
+          warmSamples: Number(process.env.BENCH_JOIN_SAMPLES) || 30,
+        },
         kick: { samples: 30, receivers: 10, browserSamples: 10 },
         fanout: {
           levels: [0, 50, 100, 200, 250, 400, 600],
@@ -83,6 +89,7 @@ export function sizes(smoke: boolean): Sizes {
           reps: 3,
           budgetMs: 300_000,
         },
+        simulcast: { viewers: 6, warmupMs: 5000, windowMs: 5000, reps: 3 },
       };
 }
 
@@ -123,6 +130,7 @@ export interface BenchReport {
   fanout?: FanoutResult;
   signaling?: SignalingResult;
   spread?: SpreadResult;
+  simulcast?: SimulcastResult;
   rows: Row[];
 }
 
@@ -263,6 +271,10 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<BenchRepor
     report.spread = await benchSpread({ ...sz.spread, log });
   });
 
+  await timed('simulcast', async () => {
+    report.simulcast = await benchSimulcast({ ...sz.simulcast, log });
+  });
+
   report.machine.loadAverageAtEnd = os.loadavg().map((x) => round(x, 2));
   report.durationS = round((performance.now() - started) / 1000, 1);
   report.rows = rows(report);
@@ -301,7 +313,7 @@ export function rows(rep: BenchReport): Row[] {
     if (tc && bl) {
       add(
         '1 join (cold)',
-        `stage.join() → first frame, p50 / p95 / max (n=${tc.firstFrame.n})`,
+        `stage.join() → first frame (simulcast, 2 layers: 640x480 camera), p50 / p95 / max (n=${tc.firstFrame.n})`,
         trio(tc.firstFrame),
         trio(bl.firstFrame),
         r2(tc.firstFrame.p50, bl.firstFrame.p50),
@@ -314,6 +326,18 @@ export function rows(rep: BenchReport): Row[] {
         trio(tc.firstAudio),
         trio(bl.firstAudio),
         r2(tc.firstAudio.p50, bl.firstAudio.p50),
+      );
+    }
+    const hd = j.cold['stagegate/thin-client-720p'];
+    if (hd && bl) {
+      add(
+        '1 join (cold)',
+        `simulcast, 3 layers (1280x720 camera): stage.join() → first frame (n=${hd.firstFrame.n})`,
+        trio(hd.firstFrame),
+        trio(bl.firstFrame),
+        r2(hd.firstFrame.p50, bl.firstFrame.p50),
+        'p50 ≤ 80, p95 ≤ 110 ms',
+        yes(hd.firstFrame.p50 <= 80 && hd.firstFrame.p95 <= 110),
       );
     }
     if (sr && bl) {
@@ -576,7 +600,34 @@ export function rows(rep: BenchReport): Row[] {
     );
   }
   spreadRows(rep.spread, add);
+  simulcastRows(rep.simulcast, add);
   return out;
+}
+
+/** Benchmark 6 rows: the Stagegate column is the simulcast camera, the Baseline column one stream. */
+function simulcastRows(
+  sc: SimulcastResult | undefined,
+  add: (b: string, m: string, s: string, bl: string, r: string, t?: string, met?: string) => void,
+): void {
+  if (!sc) return;
+  const B = '6 simulcast vs one stream';
+  const { simulcast: s, single: o } = sc;
+  add(
+    B,
+    `worker CPU per video consumer (${sc.viewers} viewers, 1280x720 camera)`,
+    `${s.cpuPerConsumerUs} µs/s`,
+    `${o.cpuPerConsumerUs} µs/s`,
+    r2(s.cpuPerConsumerUs, o.cpuPerConsumerUs),
+  );
+  for (const t of ['small', 'medium', 'large'] as const) {
+    add(
+      B,
+      `video downlink per viewer, ${t} tile (layer ${s.layer[t]})`,
+      `${s.downlinkKbps[t]} kbit/s`,
+      `${o.downlinkKbps[t]} kbit/s`,
+      r2(s.downlinkKbps[t], o.downlinkKbps[t]),
+    );
+  }
 }
 
 /** Benchmark 5 rows: the Stagegate column is the 2-worker server, the Baseline column the 1-worker one. */

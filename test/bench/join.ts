@@ -30,8 +30,14 @@ export interface JoinOptions {
   log: (msg: string) => void;
 }
 
-type Variant = 'stagegate/thin-client' | 'stagegate/raw' | 'baseline/raw';
-const VARIANTS: Variant[] = ['stagegate/thin-client', 'stagegate/raw', 'baseline/raw'];
+/**
+ * `stagegate/thin-client` publishes the 640x480 camera as two simulcast layers (320x240 and
+ * 640x480), `stagegate/thin-client-720p` a 1280x720 camera as three; the raw drivers send one
+ * 640x480 stream (as before simulcast).
+ */
+type Variant = 'stagegate/thin-client' | 'stagegate/thin-client-720p' | 'stagegate/raw' | 'baseline/raw';
+const VARIANTS: Variant[] = ['stagegate/thin-client', 'stagegate/thin-client-720p', 'stagegate/raw', 'baseline/raw'];
+const isThin = (v: Variant) => v.startsWith('stagegate/thin-client');
 const WARM_VARIANTS: Variant[] = ['stagegate/thin-client', 'baseline/raw'];
 
 /** One sample: milliseconds after t0 (NaN when not observed). */
@@ -139,7 +145,7 @@ async function runRounds(
       } catch (err) {
         raw[v]!.failures.push(String((err as Error).message ?? err));
         log(`  join ${mode} ${v} #${i} failed: ${(err as Error).message}`);
-        await ctx.bb.call(v === 'stagegate/thin-client' ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+        await ctx.bb.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
         warmSpeakers.delete(v);
       }
     }
@@ -150,8 +156,7 @@ async function runRounds(
       log(`  join ${mode} ${i + 1}/${samples}: ${line}`);
     }
   }
-  for (const v of warmSpeakers)
-    await ctx.bb.call(v === 'stagegate/thin-client' ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+  for (const v of warmSpeakers) await ctx.bb.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
 
   const out: Record<string, JoinVariantResult> = {};
   for (const v of variants) {
@@ -171,8 +176,9 @@ async function runRounds(
 
 async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<void> {
   const { sys, bb } = ctx;
-  if (v === 'stagegate/thin-client') {
-    const r = await bb.call('tcJoin', 'spk', sys.sg.url, await sys.sg.token(userId, 'speaker', ctx.roomTc), true);
+  if (isThin(v)) {
+    const token = await sys.sg.token(userId, 'speaker', ctx.roomTc);
+    const r = await bb.call('tcJoin', 'spk', sys.sg.url, token, true, v === 'stagegate/thin-client-720p');
     if (r.status !== 'ACCEPTED_TO_JOIN_STAGE') throw new Error(`speaker arrived ${r.status}`);
   } else if (v === 'stagegate/raw') {
     await bb.call(
@@ -193,7 +199,7 @@ async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<voi
 
 async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number): Promise<JoinSample> {
   const { bb } = ctx;
-  const thin = v === 'stagegate/thin-client';
+  const thin = isThin(v);
   const userId = mode === 'cold' ? `spk-${v.replace(/\W/g, '')}-${i}` : `spk-warm-${v.replace(/\W/g, '')}`;
   if (mode === 'cold') await connectSpeaker(ctx, v, userId);
   await sleep(50); // let the prepared transport and the previous sample's tear-down settle

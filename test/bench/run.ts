@@ -7,6 +7,7 @@
  *   BENCH_ONLY=join,fanout   a subset (join, kick, fanout, signaling, spread)
  *   BENCH_OUT=path.json      another output file
  *   BENCH_SIGNALING_SIZES=1000  the signaling benchmark's room sizes (default 1000,5000)
+ *   BENCH_JOIN_SAMPLES=10    join samples per variant (default 30; a quick look at one change)
  *   BENCH_CPU_PROF=dir       --cpu-prof for the signaling server children (profiles land in dir)
  *   BENCH_RENDER=file.json   print the tables of an earlier run again (no benchmark runs)
  */

@@ -117,6 +117,8 @@ it('a speaker whose connection drops is back on stage by itself; the viewer deco
   ]);
   expect(await viewer.evaluate('window.connectionLog')).toEqual([]);
   expect(await speaker.evaluate('window.gumCalls')).toBe(1); // the same camera and microphone, published again
+  // simulcast: the new consumer starts on the 320x240 layer and moves up to 640x480
+  await expect.poll(async () => (await inboundStats(viewer)).video.frameWidth, { timeout: 15_000 }).toBe(640);
   const video = await inboundStats(viewer);
   expect(video.video).toMatchObject({ frameWidth: 640, frameHeight: 480 });
 });

@@ -72,6 +72,10 @@ it('camera and microphone flow from one Chromium page through mediasoup to anoth
   await expect
     .poll(async () => (await inboundStats(receiver)).video.framesDecoded, { timeout: 15_000, interval: 250 })
     .toBeGreaterThan(20);
+  // simulcast: the consumer starts on the 320x240 layer and moves up to 640x480 (no size reported)
+  await expect
+    .poll(async () => (await inboundStats(receiver)).video.frameWidth, { timeout: 15_000, interval: 250 })
+    .toBe(640);
   const flowing = await inboundStats(receiver);
   expect(flowing.video).toMatchObject({ frameWidth: 640, frameHeight: 480 });
   expect(flowing.audio.bytesReceived).toBeGreaterThan(1000);

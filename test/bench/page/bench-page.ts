@@ -141,16 +141,18 @@ function trackRemoved(producerId: string): void {
 
 // ------------------------------------------------------------------ thin client
 let localTracks: { audio: MediaStreamTrack; video: MediaStreamTrack } | undefined;
+/** 1280x720: the thin client publishes it as three simulcast layers (640x480: two). */
+let hdTracks: { audio: MediaStreamTrack; video: MediaStreamTrack } | undefined;
 const meetings = new Map<string, Meeting>();
 
-async function tracks() {
-  localTracks ??= await (async () => {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: true,
-      video: { width: 640, height: 480, frameRate: 30 },
-    });
-    return { audio: stream.getAudioTracks()[0]!, video: stream.getVideoTracks()[0]! };
-  })();
+async function open(width: number, height: number) {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width, height, frameRate: 30 } });
+  return { audio: stream.getAudioTracks()[0]!, video: stream.getVideoTracks()[0]! };
+}
+
+async function tracks(hd = false) {
+  if (hd) return (hdTracks ??= await open(1280, 720));
+  localTracks ??= await open(640, 480);
   return localTracks;
 }
 
@@ -165,14 +167,22 @@ const bench = {
   async openDevices(): Promise<number> {
     const t = now();
     await tracks();
-    return now() - t;
+    const ms = now() - t;
+    await tracks(true);
+    return ms;
   },
 
   /** A thin-client meeting that watches every track it receives. */
-  async tcJoin(name: string, url: string, token: string, publish: boolean): Promise<{ ms: number; status: string }> {
+  async tcJoin(
+    name: string,
+    url: string,
+    token: string,
+    publish: boolean,
+    hd = false,
+  ): Promise<{ ms: number; status: string }> {
     const t = now();
     const pcsBefore = pcCount;
-    const meeting = await joinMeeting({ url, token, ...(publish ? { tracks: await tracks() } : {}) });
+    const meeting = await joinMeeting({ url, token, ...(publish ? { tracks: await tracks(hd) } : {}) });
     meetings.set(name, meeting);
     meeting.on('trackAdded', (e) => watchTrack(e.producerId, e.kind, e.track));
     meeting.on('trackRemoved', (e) => trackRemoved(e.producerId));

@@ -1,0 +1,95 @@
+/**
+ * The demo pages' media view: tiles report their size and visibility (the server sets the
+ * viewer's consumer accordingly), the active speaker is highlighted, a speaker view toggle, and
+ * quality indicators fed by the server's scores. Real Chromium, real server, pages from client/dist.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { createStagegate, type Stagegate } from '../../server/index.js';
+import { launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+let sg: Stagegate;
+let url: string;
+let browser: BrowserHandle;
+let pages: Page[] = [];
+
+beforeAll(async () => {
+  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
+    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
+  }
+  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
+  ({ url } = await sg.listen());
+  browser = await launchBrowser();
+});
+afterEach(async () => {
+  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
+  pages = [];
+});
+afterAll(async () => {
+  await browser?.close();
+  await sg?.close();
+});
+
+async function enter(pathAndQuery: string, name: string): Promise<{ page: Page; id: string }> {
+  const page = await browser.newPage(`${url}${pathAndQuery}`);
+  pages.push(page);
+  await page.getByTestId('name-input').fill(name);
+  await page.getByTestId('join-button').click();
+  await page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
+  const id = (await page.evaluate('window.__meeting.self.id')) as string;
+  return { page, id };
+}
+
+it('tiles set the viewer layer and pause hidden videos; speaker highlight, speaker view and quality show', async () => {
+  const res = await fetch(`${url}/demo/rooms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ mode: 'REQUEST' }),
+  });
+  const room = (await res.json()) as { roomId: string; hostPath: string; viewerPath: string };
+  const host = await enter(room.hostPath, 'Grace Host');
+  const viewer = await enter(room.viewerPath, 'Vera Viewer');
+  await host.page.bringToFront();
+  await host.page.getByTestId('host-join-stage').click();
+  const server = sg.rooms.get(room.roomId)!;
+  const videoConsumer = () =>
+    [...(server.participants.get(viewer.id)?.consumers.values() ?? [])].find((c) => c.kind === 'video');
+  await expect.poll(() => videoConsumer()?.paused, { timeout: 15_000 }).toBe(false);
+
+  // one tile fills the viewer's 1280-wide stage: the top layer is preferred
+  await expect.poll(() => videoConsumer()?.preferredLayers?.spatialLayer, { timeout: 10_000 }).toBe(2);
+  const tile = viewer.page.locator(`[data-testid="stage-tile"][data-user-id="${host.id}"]`);
+  // a small tile: the low layer
+  await tile.evaluate((el: HTMLElement) => (el.style.width = '200px'));
+  await expect.poll(() => videoConsumer()?.preferredLayers?.spatialLayer, { timeout: 10_000 }).toBe(0);
+  await tile.evaluate((el: HTMLElement) => (el.style.width = ''));
+  await expect.poll(() => videoConsumer()?.preferredLayers?.spatialLayer, { timeout: 10_000 }).toBe(2);
+
+  // hidden (out of layout): paused on the server; shown: resumed
+  await tile.evaluate((el: HTMLElement) => (el.style.display = 'none'));
+  await expect.poll(() => videoConsumer()?.paused, { timeout: 10_000 }).toBe(true);
+  await tile.evaluate((el: HTMLElement) => (el.style.display = ''));
+  await expect.poll(() => videoConsumer()?.paused, { timeout: 10_000 }).toBe(false);
+
+  // quality: the viewer's tile of the host (consumer scores), the host's own tile (producer scores)
+  await expect
+    .poll(() => tile.getByTestId('tile-quality').getAttribute('data-level'), { timeout: 15_000 })
+    .toMatch(/good|fair|poor/);
+  const selfTile = host.page.locator(`[data-testid="stage-tile"][data-self="true"]`);
+  await expect
+    .poll(() => selfTile.getByTestId('tile-quality').getAttribute('data-level'), { timeout: 15_000 })
+    .toMatch(/good|fair|poor/);
+
+  // the host (fake microphone tone) is the active speaker, highlighted on the viewer's page
+  await expect.poll(() => tile.getAttribute('data-active-speaker'), { timeout: 15_000 }).toBe('true');
+  // speaker view: the toggle switches the grid's layout, the speaker's tile is featured
+  await viewer.page.getByTestId('view-toggle').click();
+  await expect.poll(() => viewer.page.getByTestId('stage-grid').getAttribute('class')).toContain('speaker-view');
+  expect(await tile.getAttribute('class')).toContain('featured');
+  await viewer.page.getByTestId('view-toggle').click();
+  expect(await viewer.page.getByTestId('stage-grid').getAttribute('class')).not.toContain('speaker-view');
+});

@@ -1,0 +1,263 @@
+/**
+ * Simulcast with per-viewer layers, hidden tiles, a constrained downlink and the active speaker,
+ * with real Chromium pages driving the thin client and a real server and mediasoup worker. What
+ * proves it is what the viewers decode (`inbound-rtp` frameWidth, framesDecoded, bytesReceived
+ * from getStats()) and the consumers' state in the worker.
+ *
+ * The speaker's camera is Chromium's fake device asked for 1280x720, so the thin client publishes
+ * three layers (320, 640 and 1280 wide). Audio for the active speaker test is a WebAudio tone
+ * (gain 1: speaking, gain 0: silent), switched between two speakers.
+ */
+import fs from 'node:fs';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import type { types as ms } from 'mediasoup';
+import type { Room } from '../../server/room/Room.js';
+import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { buildClientWebRoot } from '../helpers/clientBundle.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let server: TestServer;
+let browser: BrowserHandle;
+let webRoot: string;
+const pages: Page[] = [];
+const rooms: Room[] = [];
+
+beforeAll(async () => {
+  webRoot = await buildClientWebRoot();
+  server = await startServer({ extra: { webRoot } });
+  browser = await launchBrowser();
+}, 120_000);
+
+afterEach(async () => {
+  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
+  for (const room of rooms.splice(0)) if (!room.closed) room.close();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
+});
+
+interface Options {
+  /** Viewers: the size their tile for each received video is reported at (before it is resumed). */
+  tile?: { width: number; height: number; visible?: boolean };
+  /** Speakers: camera (1280x720 fake) and a WebAudio tone with this gain instead of the fake mic. */
+  tone?: number;
+}
+
+/** A page in the room with the thin client; a speaker joins the stage with camera and tone. */
+async function openMeeting(
+  userId: string,
+  preset: 'speaker' | 'viewer',
+  room: Room,
+  opts: Options = {},
+): Promise<Page> {
+  const token = await server.token(userId, preset, room.id);
+  const page = await browser.newPage(`${server.url}/index.html`);
+  pages.push(page);
+  await page.evaluate(`(async () => {
+    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
+    const speaker = ${preset === 'speaker'};
+    let tracks;
+    if (speaker) {
+      const cam = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 } });
+      const ctx = new AudioContext();
+      const osc = ctx.createOscillator();
+      osc.frequency.value = 440;
+      const gain = ctx.createGain();
+      gain.gain.value = ${opts.tone ?? 0};
+      const dest = ctx.createMediaStreamDestination();
+      osc.connect(gain).connect(dest);
+      osc.start();
+      window.toneGain = gain;
+      tracks = { video: cam.getVideoTracks()[0], audio: dest.stream.getAudioTracks()[0] };
+    }
+    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(room.id)}, tracks });
+    window.log = [];
+    window.scores = [];
+    meeting.on('mediaError', (e) => window.log.push('mediaError ' + e.error.code + ' ' + e.error.message));
+    meeting.on('consumerScore', (e) => window.scores.push(e));
+    const tile = ${JSON.stringify(opts.tile ?? null)};
+    meeting.on('trackAdded', ({ track, producerId }) => {
+      if (track.kind !== 'video') return;
+      const el = document.createElement('video');
+      el.autoplay = true;
+      el.muted = true;
+      el.id = producerId;
+      el.srcObject = new MediaStream([track]);
+      document.body.append(el);
+    });
+    // applied to each new video consumer before it is resumed
+    if (tile) meeting.setDefaultVideoPreferences(tile);
+    window.meeting = meeting;
+    if (speaker) await meeting.stage.join();
+  })()`);
+  return page;
+}
+
+const video = async (page: Page) => (await inboundStats(page)).video;
+
+/** The speaker's video producer id. */
+function videoProducer(room: Room, userId: string): string {
+  const staged = [...(room.participants.get(userId)?.producers.values() ?? [])].find((s) => s.source === 'video');
+  if (!staged) throw new Error(`no video producer of ${userId}`);
+  return staged.producer.id;
+}
+
+function videoConsumer(room: Room, userId: string): ms.Consumer {
+  const c = [...(room.participants.get(userId)?.consumers.values() ?? [])].find((x) => x.kind === 'video');
+  if (!c) throw new Error(`no video consumer of ${userId}`);
+  return c;
+}
+
+/** The viewers' consumers of the speaker's audio and video exist (they consume after newProducer). */
+async function consuming(room: Room, ...userIds: string[]): Promise<void> {
+  for (const userId of userIds) {
+    await expect.poll(() => room.participants.get(userId)?.consumers.size, { timeout: 20_000 }).toBe(2);
+  }
+}
+
+async function widthSettles(page: Page, check: (width: number) => boolean, what: string): Promise<void> {
+  await expect
+    .poll(async () => (await video(page)).frameWidth, { timeout: 30_000, interval: 500, message: what })
+    .toSatisfy(check);
+}
+
+/** Frames decoded during `ms` milliseconds. */
+async function framesDuring(page: Page, ms: number): Promise<number> {
+  const before = (await video(page)).framesDecoded;
+  await new Promise((r) => setTimeout(r, ms));
+  return (await video(page)).framesDecoded - before;
+}
+
+it('a small tile decodes the low simulcast layer, a large tile the high one', async () => {
+  const room = await server.sg.rooms.create('simulcast-layers');
+  rooms.push(room);
+  const small = await openMeeting('small', 'viewer', room, { tile: { width: 320, height: 180 } });
+  const large = await openMeeting('large', 'viewer', room, { tile: { width: 1280, height: 720 } });
+  await openMeeting('spk', 'speaker', room);
+  await consuming(room, 'small', 'large');
+  // three layers published: the consumer selects among 3 spatial layers
+  expect(videoConsumer(room, 'small').rtpParameters.encodings?.[0]?.scalabilityMode).toMatch(/^L3T3/);
+  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer).toBe(0);
+  await expect.poll(() => videoConsumer(room, 'large').preferredLayers?.spatialLayer).toBe(2);
+
+  await widthSettles(large, (w) => w === 1280, 'the large tile gets the 1280 layer');
+  await widthSettles(small, (w) => w > 0 && w <= 320, 'the small tile gets the 320 layer');
+  // it stays there: still decoding at 320 a while later
+  expect(await framesDuring(small, 1000)).toBeGreaterThan(5);
+  expect((await video(small)).frameWidth).toBe(320);
+
+  // a resize of the small tile raises its layer (a new request, the same consumer)
+  await small.evaluate(
+    `window.meeting.setVideoSize(${JSON.stringify(videoProducer(room, 'spk'))}, { width: 640, height: 360 })`,
+  );
+  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer).toBe(1);
+  await widthSettles(small, (w) => w === 640, 'the resized tile gets the 640 layer');
+  for (const page of [small, large]) expect(await page.evaluate('window.log')).toEqual([]);
+  // quality reports reached the viewers, with the layer they get
+  await expect
+    .poll(() => large.evaluate('window.scores.filter((s) => s.spatialLayer === 2).length'))
+    .toBeGreaterThan(0);
+  // ...each only about its own consumers
+  for (const [page, userId] of [
+    [small, 'small'],
+    [large, 'large'],
+  ] as const) {
+    const own = [...room.participants.get(userId)!.consumers.keys()];
+    await expect.poll(() => page.evaluate('window.scores.length'), { timeout: 20_000 }).toBeGreaterThan(0);
+    const told = (await page.evaluate('window.scores.map((s) => s.consumerId)')) as string[];
+    expect(told.filter((id) => !own.includes(id))).toEqual([]);
+  }
+});
+
+it('a viewer limited to 150 kbit/s keeps decoding a lower layer while another gets the high one', async () => {
+  const room = await server.sg.rooms.create('simulcast-bwe');
+  rooms.push(room);
+  const slow = await openMeeting('slow', 'viewer', room, { tile: { width: 1280, height: 720 } });
+  const fast = await openMeeting('fast', 'viewer', room, { tile: { width: 1280, height: 720 } });
+  const p = room.participants.get('slow')!;
+  const transport = p.transports.get(p.recvTransportId!)!;
+  await transport.setMaxOutgoingBitrate(150_000);
+  await openMeeting('spk', 'speaker', room);
+
+  await widthSettles(fast, (w) => w === 1280, 'the unconstrained viewer gets the 1280 layer');
+  // Chromium's fake camera pattern is cheap to encode: its 640 layer fits in 150 kbit/s too
+  await widthSettles(slow, (w) => w > 0 && w < 1280, 'the constrained viewer gets a lower layer');
+  // both prefer the top layer: mediasoup's bandwidth estimation chose a lower one for `slow`
+  expect(videoConsumer(room, 'slow').preferredLayers?.spatialLayer).toBe(2);
+  expect(videoConsumer(room, 'slow').currentLayers?.spatialLayer).toBeLessThan(2);
+  // no freeze: frames keep coming, second after second, at a lower layer
+  const perSecond: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    perSecond.push(await framesDuring(slow, 1000));
+    expect((await video(slow)).frameWidth).toBeLessThan(1280);
+  }
+  expect(Math.min(...perSecond), `frames per second: ${perSecond.join(', ')}`).toBeGreaterThan(0);
+  expect(
+    perSecond.reduce((a, b) => a + b, 0),
+    `frames per second: ${perSecond.join(', ')}`,
+  ).toBeGreaterThan(10);
+  await widthSettles(fast, (w) => w === 1280, 'the unconstrained viewer still gets the 1280 layer');
+});
+
+it("a hidden tile's consumer is paused on the server (no bytes) and resumes when shown", async () => {
+  const room = await server.sg.rooms.create('simulcast-hidden');
+  rooms.push(room);
+  // hidden from the start: the consumer is never started
+  const viewer = await openMeeting('viewer', 'viewer', room, { tile: { width: 640, height: 360, visible: false } });
+  const other = await openMeeting('other', 'viewer', room, { tile: { width: 640, height: 360 } });
+  await openMeeting('spk', 'speaker', room);
+  await expect.poll(async () => (await video(other)).framesDecoded, { timeout: 20_000 }).toBeGreaterThan(10);
+  const producerId = videoProducer(room, 'spk');
+  await consuming(room, 'viewer');
+  expect(videoConsumer(room, 'viewer').paused).toBe(true);
+  expect((await video(viewer)).bytesReceived).toBe(0);
+
+  // shown: starts
+  await viewer.evaluate(`window.meeting.setVideoVisible(${JSON.stringify(producerId)}, true)`);
+  await expect.poll(async () => (await video(viewer)).framesDecoded, { timeout: 20_000 }).toBeGreaterThan(10);
+  expect(videoConsumer(room, 'viewer').paused).toBe(false);
+
+  // hidden again: bytesReceived stops growing, while the other viewer keeps receiving
+  await viewer.evaluate(`window.meeting.setVideoVisible(${JSON.stringify(producerId)}, false)`);
+  await expect.poll(() => videoConsumer(room, 'viewer').paused).toBe(true);
+  await new Promise((r) => setTimeout(r, 500)); // packets already on the way
+  const at = (await video(viewer)).bytesReceived;
+  const otherAt = (await video(other)).bytesReceived;
+  await new Promise((r) => setTimeout(r, 1500));
+  expect((await video(viewer)).bytesReceived).toBe(at);
+  expect((await video(other)).bytesReceived).toBeGreaterThan(otherAt + 10_000);
+  // the producer itself is not paused: this pause is the viewer's own
+  expect(videoConsumer(room, 'viewer').producerPaused).toBe(false);
+  expect(videoConsumer(room, 'other').paused).toBe(false);
+
+  // shown again: frames again
+  const frames = (await video(viewer)).framesDecoded;
+  await viewer.evaluate(`window.meeting.setVideoVisible(${JSON.stringify(producerId)}, true)`);
+  await expect.poll(async () => (await video(viewer)).framesDecoded, { timeout: 20_000 }).toBeGreaterThan(frames + 10);
+  expect(await viewer.evaluate('window.log')).toEqual([]);
+});
+
+it('the active speaker follows who speaks', async () => {
+  const room = await server.sg.rooms.create('active-speaker');
+  rooms.push(room);
+  const viewer = await openMeeting('viewer', 'viewer', room);
+  const alice = await openMeeting('alice', 'speaker', room, { tone: 1 });
+  const bob = await openMeeting('bob', 'speaker', room, { tone: 0 });
+  const speakerSeenBy = (page: Page) => page.evaluate('window.meeting.activeSpeaker') as Promise<string | undefined>;
+
+  await expect.poll(() => speakerSeenBy(viewer), { timeout: 20_000 }).toBe('alice');
+  await expect.poll(() => speakerSeenBy(bob), { timeout: 20_000 }).toBe('alice');
+  // alice falls silent, bob speaks
+  await alice.evaluate('window.toneGain.gain.value = 0');
+  await bob.evaluate('window.toneGain.gain.value = 1');
+  await expect.poll(() => speakerSeenBy(viewer), { timeout: 20_000 }).toBe('bob');
+  await expect.poll(() => speakerSeenBy(alice), { timeout: 20_000 }).toBe('bob');
+  // and back
+  await bob.evaluate('window.toneGain.gain.value = 0');
+  await alice.evaluate('window.toneGain.gain.value = 1');
+  await expect.poll(() => speakerSeenBy(viewer), { timeout: 20_000 }).toBe('alice');
+});
