@@ -26,7 +26,7 @@ import type {
 import type { MediaSource, StageMode, StageStatus } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
-import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
+import { BACKEND_ACTOR, Stage, type StageChangeReason, type StageState } from '../stage/Stage.js';
 import { samePreset } from '../stage/stageRules.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
@@ -41,6 +41,17 @@ export interface RoomChannel {
   toAll<N extends NotificationName>(name: N, data: Notifications[N], exceptUserId?: string): void;
 }
 
+/** A room's state as JSON (`Room.toState`). */
+export interface RoomState {
+  id: string;
+  instanceId: string;
+  createdAt: number;
+  stage: StageState;
+}
+
+/** The session of a member restored from state, until they reconnect. */
+const DETACHED: ParticipantSession = { id: 'detached', notify() {}, subscribe() {}, disconnect() {} };
+
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
   preset: 'kicked',
@@ -50,9 +61,9 @@ const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
 export class Room {
   readonly stage: Stage;
   readonly participants = new Map<string, Participant>();
-  readonly createdAt = Date.now();
+  readonly createdAt: number;
   /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
-  readonly instanceId = randomUUID();
+  readonly instanceId: string;
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
@@ -66,11 +77,28 @@ export class Room {
     mode: StageMode,
     /** How long a dropped participant keeps their place (stage status, queue position). */
     readonly reconnectGraceMs: number,
+    restored?: RoomState,
   ) {
-    this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
+    const onListenerError = (err: unknown) => log.error({ err }, 'stage listener failed');
+    this.stage = restored ? Stage.fromState(restored.stage, { onListenerError }) : new Stage({ mode, onListenerError });
+    this.instanceId = restored?.instanceId ?? randomUUID();
+    this.createdAt = restored?.createdAt ?? Date.now();
     this.#gateMedia();
     forwardStageEvents(this.stage, this.participants, channel, log);
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
+    // Taken over from a node that died: every member is as if their connection had just dropped.
+    for (const m of restored ? this.stage.members() : []) {
+      const p = new Participant(m.id, m.name, m.preset, DETACHED, log.child({ userId: m.id }));
+      this.participants.set(p.id, p);
+      p.connected = false;
+      p.graceTimer = setTimeout(() => this.leave(p.id), reconnectGraceMs);
+      p.graceTimer.unref();
+    }
+  }
+
+  /** The room's state as JSON, enough for `Room.create({ restore })` on another node. */
+  toState(): RoomState {
+    return { id: this.id, instanceId: this.instanceId, createdAt: this.createdAt, stage: this.stage.toState() };
   }
 
   static async create(opts: {
@@ -85,11 +113,13 @@ export class Room {
     rtc: RtcOptions;
     log: Logger;
     reconnectGraceMs?: number;
+    /** Continue from this state (cluster mode: the room's previous node died). */
+    restore?: RoomState;
   }): Promise<Room> {
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
     const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
-    return new Room(id, media, channel, log, mode, reconnectGraceMs);
+    return new Room(id, media, channel, log, mode, reconnectGraceMs, opts.restore);
   }
 
   /** The origin router: every producer is there, and its RTP capabilities are every router's. */

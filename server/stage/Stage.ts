@@ -435,6 +435,33 @@ export class Stage {
   private enqueue<E extends EventName>(event: E, payload: Parameters<StageEvents[E]>[0]): void {
     this.events.enqueue(event, payload);
   }
+
+  /** Everything the rules decide from, as plain JSON (cluster mode keeps it in Redis). */
+  toState(): StageState {
+    return {
+      mode: this.#mode,
+      requestSeq: this.requestSeq,
+      members: [...this.byId.values()].map((m) => ({ ...m })),
+    };
+  }
+
+  /** A stage continuing from `toState()` (another node took the room over); emits nothing. */
+  static fromState(
+    state: StageState,
+    opts: { now?: () => number; onListenerError?: (error: unknown, event: EventName) => void } = {},
+  ): Stage {
+    const stage = new Stage({ ...opts, mode: state.mode });
+    stage.requestSeq = state.requestSeq;
+    for (const m of state.members) stage.byId.set(m.id, { ...(m as unknown as MemberRecord) });
+    return stage;
+  }
+}
+
+/** A stage's state as JSON (`Stage.toState`): member records with their queue order. */
+export interface StageState {
+  mode: StageMode;
+  requestSeq: number;
+  members: (StageMember & Record<string, unknown>)[];
 }
 
 function snapshot(m: MemberRecord): Readonly<StageMember> {

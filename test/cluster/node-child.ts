@@ -1,0 +1,14 @@
+/**
+ * One Stagegate node of a test cluster, in its own process (so a test can SIGKILL it). argv[2]:
+ * the config as JSON. IPC: ready → { url, nodeId }; { cmd: 'exit' } closes it.
+ */
+import { createStagegate } from '../../server/index.js';
+
+const sg = await createStagegate({ useEnv: false, config: JSON.parse(process.argv[2]!) as object });
+const { url } = await sg.listen();
+const close = () => void sg.close().finally(() => process.exit(0));
+process.on('message', (m: { cmd: string }) => {
+  if (m.cmd === 'exit') close();
+});
+process.on('disconnect', close);
+process.send?.({ id: 0, ready: true, url, nodeId: sg.cluster?.nodeId });
