@@ -90,6 +90,8 @@ export class Cluster implements SignalingRouter {
   readonly #owned = new Map<string, { written?: string; write?: Promise<void>; scheduled: boolean }>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** When Redis was last (re)connected: nodes and owners are judged dead only a lease later. */
+  #readySince = Date.now();
 
   private constructor(opts: ClusterOptions, redis: Connections) {
     this.#opts = opts;
@@ -107,7 +109,10 @@ export class Cluster implements SignalingRouter {
       if (channel === keys.rpc(cluster.nodeId)) cluster.#onMessage(message);
     });
     // Redis came back (maybe empty): leases and state are written again at once
-    redis.cmd.on('ready', () => void cluster.#tick(true));
+    redis.cmd.on('ready', () => {
+      cluster.#readySince = Date.now();
+      void cluster.#tick(true);
+    });
     await cluster.#tick();
     cluster.#timer = setInterval(() => void cluster.#tick(), Math.max(100, Math.floor(opts.leaseMs / 3)));
     cluster.#timer.unref();
@@ -455,6 +460,8 @@ export class Cluster implements SignalingRouter {
           this.changed(roomId);
         }
       }
+      // after a Redis restart (empty), every node and owner writes its keys again first
+      if (Date.now() - this.#readySince < this.#opts.leaseMs) return;
       await this.#checkOwners();
       await this.#checkEdges();
     } catch (err) {
