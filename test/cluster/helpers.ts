@@ -78,7 +78,12 @@ export interface TestNode {
   stop(): Promise<void>;
 }
 
-export async function startNode(redisUrl: string, nodeId: string, config: ConfigInput = {}): Promise<TestNode> {
+export async function startNode(
+  redisUrl: string,
+  nodeId: string,
+  config: ConfigInput = {},
+  webRoot = '',
+): Promise<TestNode> {
   const child = await forkTs(path.join(HERE, 'node-child.ts'), [
     JSON.stringify({
       port: 0,
@@ -93,6 +98,7 @@ export async function startNode(redisUrl: string, nodeId: string, config: Config
       reconnectGraceMs: 15_000,
       ...config,
     }),
+    webRoot,
   ]);
   const url = String(child.info.url);
   return {
