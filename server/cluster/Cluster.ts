@@ -301,7 +301,7 @@ export class Cluster implements SignalingRouter {
         if (!this.#owned.has(token.roomId))
           throw new StagegateError('INTERNAL', `not the node of room ${token.roomId}`);
         const room = await this.#deps.rooms.forToken(token.roomId, token.roomInstance);
-        const conn = new RemoteConnection(body.sid, from, this.#deps.io);
+        const conn = new RemoteConnection(body.sid, from, room.id, this.#deps.io);
         this.#remote.set(body.sid, conn);
         conn.on('disconnect', () => this.#remote.delete(body.sid));
         serveConnection(conn, { token, room }, this.#deps, this);
@@ -495,13 +495,20 @@ export class Cluster implements SignalingRouter {
     }
   }
 
-  /** Another node holds the room's lease now: hand the clients over to it. */
+  /**
+   * Another node holds the room's lease now: this copy closes without a word to anyone (no
+   * `goodbye`: the clients must come back), the sockets connected here reconnect (a transport
+   * close) and are routed to the holder; sockets relayed here are dropped by their own nodes,
+   * which see the new holder.
+   */
   #relinquish(roomId: string): void {
     this.#log.error({ roomId }, 'lost the lease of a room this node held: closing it here');
     this.#owned.delete(roomId);
     const room = this.#deps.rooms.get(roomId);
     if (!room) return;
-    for (const conn of [...this.#remote.values()]) conn.silence();
+    for (const p of room.participants.values())
+      p.session = { id: p.session.id, notify() {}, subscribe() {}, disconnect() {} };
+    for (const conn of [...this.#remote.values()]) if (conn.roomId === roomId) conn.gone('room moved');
     for (const socket of this.#deps.io.of('/').sockets.values()) {
       if (socket.rooms.has(roomKey(roomId))) socket.conn.close();
     }
@@ -569,11 +576,11 @@ class RemoteConnection implements Connection {
   readonly #listeners = new Map<string, ((...args: unknown[]) => void)[]>();
   readonly #any: ((event: string, ...args: unknown[]) => void)[] = [];
   #connected = true;
-  #silent = false;
 
   constructor(
     readonly id: string,
     readonly node: string,
+    readonly roomId: string,
     readonly io: Server,
   ) {}
 
@@ -582,7 +589,7 @@ class RemoteConnection implements Connection {
   }
 
   emit(name: string, data: unknown): void {
-    if (!this.#silent) this.io.to(this.id).emit(name, data);
+    this.io.to(this.id).emit(name, data);
   }
 
   join(rooms: string[]): void {
@@ -590,7 +597,7 @@ class RemoteConnection implements Connection {
   }
 
   disconnect(): void {
-    if (!this.#silent) this.io.in(this.id).disconnectSockets(true);
+    this.io.in(this.id).disconnectSockets(true);
     this.gone('server namespace disconnect');
   }
 
@@ -615,11 +622,6 @@ class RemoteConnection implements Connection {
     if (!this.#connected) return;
     this.#connected = false;
     for (const l of this.#listeners.get('disconnect') ?? []) l(reason);
-  }
-
-  /** Nothing more reaches the client from here (the room moved to another node). */
-  silence(): void {
-    this.#silent = true;
   }
 }
 

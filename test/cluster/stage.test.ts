@@ -4,7 +4,8 @@
  * the same acks and the same notifications to the same people.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
+import { Redis } from 'ioredis';
+import { connectRaw, joinRaw, until, type RawClient } from '../helpers/server.js';
 import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 let redis: TestRedis;
@@ -118,6 +119,42 @@ describe('stage across nodes', () => {
     expect((await api(nodes[1]!.url, 'POST', '/api/rooms', { id: 'same' })).status).toBe(201);
     // the old instance's token is refused by the new owner (B), connected through C
     await expect(connectRaw(nodes[2]!.url, { token })).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
+  it('a node that finds its lease held by another closes its copy; the clients move to the holder', async () => {
+    const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+    expect((await api(a.url, 'POST', '/api/rooms', { id: 'lease' })).status).toBe(201);
+    const local = await connectRaw(a.url, { token: await mint(a.url, 'lease', 'u-local', 'viewer') });
+    const token = await mint(b.url, 'lease', 'u-2', 'viewer');
+    const second = await connectRaw(a.url, { token });
+    await joinRaw(local);
+    await joinRaw(second);
+    await second.request('stage.requestAccess');
+    await new Promise((r) => setTimeout(r, 200)); // nothing else happens in the room from here
+    const drops = [local, second].map(
+      (x) =>
+        new Promise<string>((resolve, reject) => {
+          x.socket.once('disconnect', resolve);
+          setTimeout(() => reject(new Error('still connected to the node that lost the lease')), 10_000);
+        }),
+    );
+    // another node (here: the test) takes the lease from under A: A's next renewal finds it
+    const redisClient = new Redis(redis.url);
+    try {
+      await redisClient.set('sg:room:lease:owner', 'intruder', 'PX', 60_000);
+      expect(await Promise.all(drops)).toEqual(['transport close', 'transport close']);
+      // A wrote nothing more (its copy is closed): the state still has both members
+      const state = JSON.parse((await redisClient.get('sg:room:lease:state'))!) as { stage: { members: unknown[] } };
+      expect(state.stage.members).toHaveLength(2);
+      // the intruder goes away: the next node to need the room takes it over from that state
+      await redisClient.del('sg:room:lease:owner');
+      const again = await connectRaw(c.url, { token });
+      expect((await joinRaw(again)).self.stageStatus).toBe('REQUESTED_TO_JOIN_STAGE');
+      await until(async () => (await redisClient.get('sg:room:lease:owner')) === 'c', 5000, 'C owns the room');
+      again.close();
+    } finally {
+      redisClient.disconnect();
+    }
   });
 
   it('reports healthy nodes', async () => {
