@@ -92,6 +92,9 @@ export class Cluster implements SignalingRouter {
   #closed = false;
   /** When Redis was last (re)connected: nodes and owners are judged dead only a lease later. */
   #readySince = Date.now();
+  /** Every owned room's state is written again at the next tick (Redis reconnected). */
+  #rewrite = false;
+  #ticking = false;
 
   private constructor(opts: ClusterOptions, redis: Connections) {
     this.#opts = opts;
@@ -111,7 +114,8 @@ export class Cluster implements SignalingRouter {
     // Redis came back (maybe empty): leases and state are written again at once
     redis.cmd.on('ready', () => {
       cluster.#readySince = Date.now();
-      void cluster.#tick(true);
+      cluster.#rewrite = true; // writes may have failed while it was away
+      void cluster.#tick();
     });
     await cluster.#tick();
     cluster.#timer = setInterval(() => void cluster.#tick(), Math.max(100, Math.floor(opts.leaseMs / 3)));
@@ -430,8 +434,11 @@ export class Cluster implements SignalingRouter {
 
   // ------------------------------------------------------------------ periodic work
   /** Heartbeat with load, lease renewals, dead owners and dead edges. */
-  async #tick(rewrite = false): Promise<void> {
-    if (this.#closed || !this.#redis.up) return;
+  async #tick(): Promise<void> {
+    if (this.#closed || this.#ticking || !this.#redis.up) return;
+    this.#ticking = true;
+    const rewrite = this.#rewrite;
+    this.#rewrite = false;
     const { cmd } = this.#redis;
     const { rooms } = this.#deps ?? {};
     try {
@@ -465,7 +472,10 @@ export class Cluster implements SignalingRouter {
       await this.#checkOwners();
       await this.#checkEdges();
     } catch (err) {
+      if (rewrite) this.#rewrite = true;
       this.#log.debug({ err }, 'cluster tick failed (Redis unavailable?)');
+    } finally {
+      this.#ticking = false;
     }
   }
 

@@ -88,7 +88,7 @@ export async function startNode(
     JSON.stringify({
       port: 0,
       numWorkers: 1,
-      logLevel: 'warn',
+      logLevel: process.env.STAGEGATE_TEST_VERBOSE ? 'info' : 'error',
       demo: false,
       redisUrl,
       nodeId,
