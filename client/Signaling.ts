@@ -214,7 +214,8 @@ export class Signaling {
         settle();
         socket.disconnect();
         const wire = wireErrorOf(err.data);
-        if (!wire) this.#urlIndex++; // unreachable: the next attempt goes to the next node
+        // unreachable, or failing (a node shutting down): the next attempt goes to the next node
+        if (!wire || wire.code === 'INTERNAL') this.#urlIndex++;
         reject(
           wire
             ? new StagegateError(wire.code, wire.message)

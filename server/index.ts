@@ -218,6 +218,8 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     close() {
       closing ??= (async () => {
         outbox.flush();
+        // cluster mode: the rooms go on on other nodes; their participants reconnect there
+        await cluster?.handOver();
         rooms.closeAll('server-shutdown');
         // sockets that never joined a room are told too
         for (const socket of io.of('/').sockets.values()) {

@@ -89,7 +89,9 @@ export class Cluster implements SignalingRouter {
   /** Rooms this node owns: last state written. */
   readonly #owned = new Map<string, { written?: string; write?: Promise<void>; scheduled: boolean }>();
   #timer: NodeJS.Timeout | undefined;
+  /** Shutting down (handed over or closing): no new connections, no more ticks. */
   #closed = false;
+  #stopped = false;
   /** When Redis was last (re)connected: nodes and owners are judged dead only a lease later. */
   #readySince = Date.now();
   /** Every owned room's state is written again at the next tick (Redis reconnected). */
@@ -186,6 +188,7 @@ export class Cluster implements SignalingRouter {
 
   // ------------------------------------------------------------------ routing a connection
   async route(socket: Socket, token: VerifiedToken, rawToken: unknown): Promise<Room | undefined> {
+    if (this.#closed) throw new StagegateError('INTERNAL', `node ${this.nodeId} is shutting down; try another`);
     const { rooms } = this.#deps;
     const roomId = token.roomId;
     const deadline = Date.now() + this.#opts.leaseMs * 2 + 2000;
@@ -553,8 +556,33 @@ export class Cluster implements SignalingRouter {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Shutdown without ending anyone's webinar: each owned room's last state is written and its
+   * lease released, its participants are let go without a word (no `goodbye`), and every socket
+   * here is closed as a network drop: the clients reconnect (to the next node of their list),
+   * and the node that needs a room first takes it over from Redis.
+   */
+  async handOver(): Promise<void> {
     if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const [roomId, owned] of [...this.#owned]) {
+      const room = this.#deps.rooms.get(roomId);
+      await owned.write;
+      if (room) await this.#writeState(roomId, owned);
+      this.#owned.delete(roomId);
+      for (const p of room?.participants.values() ?? [])
+        p.session = { id: p.session.id, notify() {}, subscribe() {}, disconnect() {} };
+      for (const conn of [...this.#remote.values()]) if (conn.roomId === roomId) conn.gone('node shutting down');
+      await this.#redis.cmd.releaseLease(keys.owner(roomId), this.nodeId).catch(() => 0);
+      this.#log.info({ roomId }, 'room handed over (state in Redis, lease released)');
+    }
+    for (const socket of this.#deps.io.of('/').sockets.values()) socket.conn.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
     this.#closed = true;
     clearInterval(this.#timer);
     await Promise.allSettled([...this.#owned.values()].map((o) => o.write));

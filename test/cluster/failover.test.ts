@@ -206,4 +206,25 @@ describe('cluster failures', () => {
     const status = Object.fromEntries(details.json.participants.map((p) => [p.id, p.stageStatus]));
     expect(status).toMatchObject({ spk: 'ON_STAGE', v1: 'ACCEPTED_TO_JOIN_STAGE', v2: 'REQUESTED_TO_JOIN_STAGE' });
   });
+
+  it('graceful shutdown of the owner hands the room over: no goodbye, everyone back with their status', async () => {
+    const owner = (await ownerOf([...nodes.keys()][0]!))!;
+    const other = [...nodes.keys()].find((id) => id !== owner)!;
+    const before = Object.fromEntries(
+      (
+        await api<{ participants: { id: string; stageStatus: string }[] }>(url(other), 'GET', `/api/rooms/${ROOM}`)
+      ).json.participants.map((p) => [p.id, p.stageStatus]),
+    );
+    const present = [...clients.entries()].filter(([u, c]) => u !== 'late' && c.socket.connected);
+    const reasons = present.map(
+      ([, c]) => new Promise<string>((r) => c.socket.once('disconnect', (reason) => r(String(reason)))),
+    );
+    await nodes.get(owner)!.stop(); // sg.close(), as on SIGTERM
+    nodes.delete(owner);
+    expect(new Set(await Promise.all(reasons))).toEqual(new Set(['transport close']));
+    for (const [, c] of present) expect(c.received.map((r) => r.name)).not.toContain('goodbye');
+    const back = await Promise.all(present.map(([u]) => reconnect(u, other)));
+    for (const [i, [u]] of present.entries()) expect(back[i]!.self.stageStatus).toBe(before[u]);
+    expect(await ownerOf(other)).toBe(other);
+  });
 });
