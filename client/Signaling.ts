@@ -28,8 +28,11 @@ import { stagegateError, wireErrorOf } from './errors.js';
 export type SocketConnectOptions = Partial<ManagerOptions & SocketOptions>;
 
 export interface SignalingOptions {
-  /** Server base URL, e.g. http://127.0.0.1:3000. */
-  url: string;
+  /**
+   * Server base URL, e.g. http://127.0.0.1:3000; or the URLs of several nodes of a cluster: an
+   * unreachable node is skipped for the next one (at connect and on every reconnect attempt).
+   */
+  url: string | readonly string[];
   /** Participant token (JWT) minted by the server. */
   token: string;
   /** When given, the server refuses the connection unless the token is for this room. */
@@ -61,6 +64,9 @@ declare const __STAGEGATE_TEST_HOOKS__: boolean | undefined;
 export class Signaling {
   #socket: Socket;
   readonly #opts: SignalingOptions;
+  readonly #urls: readonly string[];
+  /** The node connected to, or tried next (advances past an unreachable one). */
+  #urlIndex = 0;
   /** The token the next connection presents (the server's `tokenRefreshed` replaces it). */
   #token: string;
   readonly #timeoutMs: number;
@@ -77,6 +83,8 @@ export class Signaling {
 
   private constructor(opts: SignalingOptions) {
     this.#opts = opts;
+    this.#urls = typeof opts.url === 'string' ? [opts.url] : opts.url;
+    if (this.#urls.length === 0) throw new StagegateError('INVALID_REQUEST', 'no server URL');
     this.#token = opts.token;
     this.#userId = subjectOf(opts.token);
     this.#timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -89,13 +97,20 @@ export class Signaling {
    */
   static async connect(opts: SignalingOptions): Promise<Signaling> {
     const signaling = new Signaling(opts);
-    try {
-      await signaling.#open();
-    } catch (err) {
-      signaling.close();
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await signaling.#open();
+        return signaling;
+      } catch (err) {
+        // an unreachable node: the next one, once each
+        const unreachable = err instanceof StagegateError && err.code === 'DISCONNECTED';
+        if (!unreachable || attempt >= signaling.#urls.length || signaling.#closed) {
+          signaling.close();
+          throw err;
+        }
+        signaling.#socket = signaling.#createSocket();
+      }
     }
-    return signaling;
   }
 
   /**
@@ -114,6 +129,11 @@ export class Signaling {
     this.#rejectAll('the connection was replaced');
     old.disconnect();
     await this.#open();
+  }
+
+  /** The node URL in use (or tried next). */
+  get #url(): string {
+    return this.#urls[this.#urlIndex % this.#urls.length]!;
   }
 
   /** The token the next connection (a reconnect) will present. */
@@ -156,7 +176,7 @@ export class Signaling {
     const opts = this.#opts;
     const auth: Record<string, string> = { token: this.#token };
     if (opts.roomId !== undefined) auth.roomId = opts.roomId;
-    const socket = io(opts.url, {
+    const socket = io(this.#url, {
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
@@ -193,7 +213,7 @@ export class Signaling {
 
   #open(): Promise<void> {
     const socket = this.#socket;
-    const url = this.#opts.url;
+    const url = this.#url;
     return new Promise<void>((resolve, reject) => {
       const settle = () => {
         socket.off('connect', onConnect);
@@ -208,6 +228,8 @@ export class Signaling {
         settle();
         socket.disconnect();
         const wire = wireErrorOf(err.data);
+        // unreachable, or failing (a node shutting down): the next attempt goes to the next node
+        if (!wire || wire.code === 'INTERNAL') this.#urlIndex++;
         reject(
           wire
             ? new StagegateError(wire.code, wire.message)

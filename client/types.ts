@@ -27,8 +27,11 @@ export interface AllowedKinds {
 export type TracksOption = LocalTracks | ((allowed: AllowedKinds) => Promise<LocalTracks>);
 
 export interface JoinMeetingOptions {
-  /** Server base URL, e.g. http://127.0.0.1:3000. */
-  url: string;
+  /**
+   * Server base URL, e.g. http://127.0.0.1:3000 (or a load balancer's); or several nodes of a
+   * cluster, tried in turn when one is unreachable.
+   */
+  url: string | readonly string[];
   /** Participant token (JWT) from the server's API. */
   token: string;
   /** Optional; the server refuses the connection (UNAUTHORIZED) if it does not match the token's room. */

@@ -57,6 +57,17 @@ export const configSchema = z.object({
     .default([]),
   /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
   demo: bool.default(true),
+  /** Cluster mode (server/cluster/): the Redis every node of the cluster shares. Unset: one process, state in memory. */
+  redisUrl: z.string().url().optional(),
+  /** This node's id in the cluster (default: host name and pid). */
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - (at most 64)')
+    .optional(),
+  /** The URL other nodes and load balancers reach this node's HTTP API at (default: the listen address). */
+  publicUrl: z.string().url().optional(),
+  /** How long a room's ownership lease lasts without renewal (renewed every third of it). */
+  clusterLeaseMs: z.coerce.number().int().min(500).max(60_000).default(3000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   workerLogLevel: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
 });

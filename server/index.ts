@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Server as IoServer } from 'socket.io';
 import type { types as ms } from 'mediasoup';
-import { LIMITS } from '../shared/protocol.js';
+import { LIMITS, type RequestMethod } from '../shared/protocol.js';
 import { TokenService } from './auth/tokens.js';
 import { loadConfig, type Config, type ConfigInput } from './config.js';
 import { createApi, sendError, sendJson } from './http/api.js';
@@ -24,6 +24,7 @@ import { WorkerPool } from './media/WorkerPool.js';
 import { RoomRegistry } from './room/RoomRegistry.js';
 import { Outbox } from './signaling/outbox.js';
 import { attachSignaling } from './signaling/signaling.js';
+import { Cluster } from './cluster/Cluster.js';
 
 export { StagegateError } from '../shared/errors.js';
 export type { Config, ConfigInput } from './config.js';
@@ -74,6 +75,8 @@ export interface Stagegate {
   readonly rooms: RoomRegistry;
   readonly tokens: TokenService;
   readonly pool: WorkerPool;
+  /** Cluster mode (`redisUrl` set): this node's part of the cluster. */
+  readonly cluster: Cluster | undefined;
   /** The API secret (generated when not configured). */
   readonly apiSecret: string;
   /** Handles /api/*, /healthz, /demo/* and the pages; answers false for anything else. */
@@ -90,6 +93,21 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   const tokenSecret = config.tokenSecret ?? randomBytes(32).toString('base64url');
   const apiSecret = config.apiSecret ?? randomBytes(24).toString('base64url');
   const tokens = new TokenService(tokenSecret);
+  if (config.redisUrl && (!config.tokenSecret || !config.apiSecret)) {
+    throw new Error(
+      'invalid configuration: cluster mode (STAGEGATE_REDIS_URL) needs STAGEGATE_TOKEN_SECRET and STAGEGATE_API_SECRET, the same on every node',
+    );
+  }
+  const cluster = config.redisUrl
+    ? await Cluster.start({
+        redisUrl: config.redisUrl,
+        nodeId: config.nodeId,
+        publicUrl: config.publicUrl,
+        rtcAddress: config.rtcAnnouncedAddress ?? config.rtcListenIp,
+        leaseMs: config.clusterLeaseMs,
+        log,
+      })
+    : undefined;
 
   const pool = options.workers
     ? WorkerPool.fromWorkers(options.workers, log, (dead) => void rooms.onWorkerDied(dead))
@@ -127,8 +145,14 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   const rooms = new RoomRegistry({
     pool,
     channelFor: (roomId) => ({
-      toAll: (name, data, exceptUserId) => outbox.broadcast(roomId, name, data, exceptUserId),
-      toGroup: (group, name, data, exceptUserId) => outbox.broadcastTo(roomId, group, name, data, exceptUserId),
+      toAll: (name, data, exceptUserId) => {
+        outbox.broadcast(roomId, name, data, exceptUserId);
+        cluster?.changed(roomId);
+      },
+      toGroup: (group, name, data, exceptUserId) => {
+        outbox.broadcastTo(roomId, group, name, data, exceptUserId);
+        cluster?.changed(roomId);
+      },
       afterSent: (fn) => outbox.ack(fn),
     }),
     rtc: { listenIp: config.rtcListenIp, announcedAddress: config.rtcAnnouncedAddress },
@@ -136,32 +160,38 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     autoCreate: config.demo,
     reconnectGraceMs: config.reconnectGraceMs,
     maxConsumersPerRouter: config.maxConsumersPerRouter,
+    cluster: cluster?.registryHooks,
   });
-  attachSignaling({
+  const signalingDeps = {
     io,
     rooms,
     tokens,
     log,
     outbox,
     limits: { requestsPerSecond: config.requestsPerSecond, stageActionsPerSecond: config.stageActionsPerSecond },
-    onRequest: (method, outcome) => metrics.countRequest(method, outcome),
-  });
+    onRequest: (method: RequestMethod, outcome: string) => metrics.countRequest(method, outcome),
+  };
+  attachSignaling({ ...signalingDeps, router: cluster });
   const metrics = createMetrics(rooms, pool);
 
   const api = createApi({ rooms, tokens, apiSecret, log });
   const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT);
+  cluster?.bind({ ...signalingDeps, apiSecret, httpHandler: (req, res) => httpHandler(req, res) });
   const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = (req.url ?? '/').split('?')[0];
     if (url === '/healthz') {
       const workers = pool.workers.filter((w) => !w.closed && !w.died).length;
-      sendJson(res, workers > 0 ? 200 : 503, {
-        status: workers > 0 ? 'ok' : 'degraded',
+      const ok = workers > 0 && (cluster?.healthy ?? true);
+      sendJson(res, ok ? 200 : 503, {
+        status: ok ? 'ok' : 'degraded',
         workers,
         rooms: rooms.list().length,
+        ...(cluster && { node: cluster.nodeId, redis: cluster.healthy ? 'up' : 'down' }),
       });
       return true;
     }
+    if (cluster && (await cluster.handleHttp(req, res))) return true;
     if (url === '/metrics') {
       res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(await metrics.registry.metrics());
       return true;
@@ -203,6 +233,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     rooms,
     tokens,
     pool,
+    cluster,
     apiSecret,
     httpHandler,
     async listen() {
@@ -216,11 +247,14 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       });
       const { port } = httpServer.address() as AddressInfo;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      if (cluster) cluster.publicUrl ??= `http://${host}:${port}`;
       return { url: `http://${host}:${port}` };
     },
     close() {
       closing ??= (async () => {
         outbox.flush();
+        // cluster mode: the rooms go on on other nodes; their participants reconnect there
+        await cluster?.handOver();
         rooms.closeAll('server-shutdown');
         // sockets that never joined a room are told too
         for (const socket of io.of('/').sockets.values()) {
@@ -230,6 +264,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
         if (ownsIo) await new Promise<void>((resolve) => void io.close(() => resolve()));
         else io.disconnectSockets(true);
         if (!options.workers) pool.close();
+        await cluster?.close();
         if (ownsHttp && httpServer.listening) {
           httpServer.closeAllConnections();
           await new Promise<void>((resolve) => httpServer.close(() => resolve()));

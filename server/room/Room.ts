@@ -38,7 +38,7 @@ import {
 } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
-import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
+import { BACKEND_ACTOR, Stage, type StageChangeReason, type StageState } from '../stage/Stage.js';
 import { samePreset } from '../stage/stageRules.js';
 import { layerForSize, layersOf, Throttle } from '../media/layers.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
@@ -74,6 +74,19 @@ type ConsumerState = {
   wanted?: ms.ConsumerLayers;
 };
 
+/** A room's state as JSON (`Room.toState`). */
+export interface RoomState {
+  id: string;
+  instanceId: string;
+  createdAt: number;
+  stage: StageState;
+  /** Room settings (who sees whom). */
+  settings: RoomSettings;
+}
+
+/** The session of a member restored from state, until they reconnect. */
+const DETACHED: ParticipantSession = { id: 'detached', notify() {}, subscribe() {}, disconnect() {} };
+
 const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
   preset: 'kicked',
@@ -85,9 +98,9 @@ export class Room {
   readonly participants = new Map<string, Participant>();
   /** Who sees whom, the room settings, and the audience count. */
   readonly audience: Audience;
-  readonly createdAt = Date.now();
+  readonly createdAt: number;
   /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
-  readonly instanceId = randomUUID();
+  readonly instanceId: string;
   /** producer id → owner, for consume(). */
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
@@ -112,9 +125,20 @@ export class Room {
     /** How long a dropped participant keeps their place (stage status, queue position). */
     readonly reconnectGraceMs: number,
     settings: RoomSettings,
+    restored?: RoomState,
   ) {
-    this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
-    this.audience = new Audience(settings, this.participants, this.stage, channel, (p) => this.info(p), log);
+    const onListenerError = (err: unknown) => log.error({ err }, 'stage listener failed');
+    this.stage = restored ? Stage.fromState(restored.stage, { onListenerError }) : new Stage({ mode, onListenerError });
+    this.instanceId = restored?.instanceId ?? randomUUID();
+    this.createdAt = restored?.createdAt ?? Date.now();
+    this.audience = new Audience(
+      restored?.settings ?? settings,
+      this.participants,
+      this.stage,
+      channel,
+      (p) => this.info(p),
+      log,
+    );
     this.#gateMedia();
     forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
@@ -124,6 +148,25 @@ export class Room {
       this.#activeSpeaker = { userId: owner.id, producerId: producer.id };
       this.channel.toAll('activeSpeaker', this.#activeSpeaker);
     });
+    // Taken over from a node that died: every member is as if their connection had just dropped.
+    for (const m of restored ? this.stage.members() : []) {
+      const p = new Participant(m.id, m.name, m.preset, DETACHED, log.child({ userId: m.id }));
+      this.participants.set(p.id, p);
+      p.connected = false;
+      p.graceTimer = setTimeout(() => this.leave(p.id), reconnectGraceMs);
+      p.graceTimer.unref();
+    }
+  }
+
+  /** The room's state as JSON, enough for `Room.create({ restore })` on another node. */
+  toState(): RoomState {
+    return {
+      id: this.id,
+      instanceId: this.instanceId,
+      createdAt: this.createdAt,
+      stage: this.stage.toState(),
+      settings: this.audience.settings,
+    };
   }
 
   static async create(opts: {
@@ -139,12 +182,14 @@ export class Room {
     log: Logger;
     reconnectGraceMs?: number;
     settings?: Partial<RoomSettings> | undefined;
+    /** Continue from this state (cluster mode: the room's previous node died). */
+    restore?: RoomState;
   }): Promise<Room> {
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
     const settings = { ...DEFAULT_ROOM_SETTINGS, ...opts.settings };
     const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
-    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings);
+    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings, opts.restore);
   }
 
   /** The origin router: every producer is there, and its RTP capabilities are every router's. */

@@ -7,7 +7,7 @@ import { StagegateError } from '../../shared/errors.js';
 import type { RoomSettings, StageMode } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
-import { Room, type RoomChannel, type RtcOptions } from './Room.js';
+import { Room, type RoomChannel, type RoomState, type RtcOptions } from './Room.js';
 
 export interface RoomRegistryOptions {
   pool: WorkerPool;
@@ -19,6 +19,12 @@ export interface RoomRegistryOptions {
   reconnectGraceMs?: number;
   /** Consumers a router of a room carries before its viewers go to another worker (config). */
   maxConsumersPerRouter: number;
+  /** Cluster mode (server/cluster/): claims a new room id cluster-wide, hears of created and deleted rooms. */
+  cluster?: {
+    claim(roomId: string): Promise<void>;
+    created(room: Room): void;
+    deleted(roomId: string): void;
+  };
 }
 
 export class RoomRegistry {
@@ -35,19 +41,26 @@ export class RoomRegistry {
     return [...this.#rooms.values()];
   }
 
-  /** Creates a room (settings: `audience` `hidden` by default); an id already in use is refused with INVALID_STATE. */
+  /**
+   * Creates a room (settings: `audience` `hidden` by default; `restore`: continue from a state,
+   * cluster mode); an id already in use is refused with INVALID_STATE.
+   */
   async create(
     roomId: string = randomUUID(),
     mode: StageMode = 'REQUEST',
     settings?: Partial<RoomSettings>,
+    restore?: RoomState,
   ): Promise<Room> {
     if (this.#rooms.has(roomId) || this.#pending.has(roomId)) {
       throw new StagegateError('INVALID_STATE', `room ${roomId} exists already`);
     }
-    const { pool, channelFor, rtc, log, reconnectGraceMs, maxConsumersPerRouter } = this.opts;
+    const { pool, channelFor, rtc, log, reconnectGraceMs, maxConsumersPerRouter, cluster } = this.opts;
+    // cluster-wide: the id is free and this node owns it from now on (else INVALID_STATE)
+    if (cluster && !restore) await cluster.claim(roomId);
     const worker = pool.acquire();
     const channel = channelFor(roomId);
     const creating = Room.create({
+      restore,
       id: roomId,
       mode,
       worker,
@@ -67,7 +80,8 @@ export class RoomRegistry {
         this.#rooms.delete(roomId);
         pool.release(room.worker);
       });
-      log.info({ roomId, mode, settings: room.settings, workerPid: worker.pid }, 'room created');
+      log.info({ roomId, mode, settings: room.settings, workerPid: worker.pid, restored: !!restore }, 'room created');
+      cluster?.created(room);
       return room;
     } catch (err) {
       pool.release(worker);
@@ -116,6 +130,7 @@ export class RoomRegistry {
     const room = this.#rooms.get(roomId);
     if (!room) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
     room.close('room-closed');
+    this.opts.cluster?.deleted(roomId);
   }
 
   closeAll(reason: 'room-closed' | 'server-shutdown'): void {

@@ -43,6 +43,8 @@ function ensureNodeModules() {
 
 // ---------------------------------------------------------------- Chromium (tests only)
 function ensureBrowser() {
+  // Debian's redis-server: the cluster tests start their own instances on free loopback ports.
+  if (!process.env.STAGEGATE_REDIS_SERVER) ensureDebs(['redis-server'], 'the cluster tests');
   if (process.env.STAGEGATE_CHROMIUM) return;
   // Debian's chromium; Playwright's own browser download cannot work without internet.
   ensureDebs(['chromium'], 'the browser tests');

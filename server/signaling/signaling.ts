@@ -22,11 +22,6 @@ import { TokenBucket } from './rateLimit.js';
 
 export { hostsKey, roomKey, userKey } from './outbox.js';
 
-interface SocketData {
-  token: VerifiedToken;
-  room: Room;
-}
-
 const METHODS = new Set<string>(Object.keys(handlers));
 /** A connection's token is refreshed at this share of its remaining life. */
 const REFRESH_AT = 0.8;
@@ -45,9 +40,38 @@ export interface SignalingDeps {
   onRequest?: (method: RequestMethod, outcome: string) => void;
 }
 
-export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequest }: SignalingDeps): void {
+/**
+ * One client connection as the request loop sees it: a socket.io socket on this node, or (cluster
+ * mode) a socket on another node whose requests arrive over Redis (server/cluster/).
+ */
+export interface Connection {
+  readonly id: string;
+  readonly connected: boolean;
+  emit(name: string, data: unknown): void;
+  /** Joins socket.io rooms (roomKey/userKey), which reach the client from any node. */
+  join(keys: string[]): void;
+  disconnect(): void;
+  onAny(listener: (event: string, ...args: unknown[]) => void): void;
+  on(event: string, listener: (...args: unknown[]) => void): void;
+}
+
+export interface SocketData {
+  token: VerifiedToken;
+  room: Room;
+}
+
+/** Cluster mode: where a connection's room lives (server/cluster/Cluster.ts). */
+export interface SignalingRouter {
+  /** Resolves the local room, or `undefined` when the socket was handed to the room's owner node. */
+  route(socket: Socket, token: VerifiedToken, rawToken: unknown): Promise<Room | undefined>;
+  /** Called before each ack: e.g. the room's state is written to Redis first. */
+  settle(room: Room): Promise<void>;
+}
+
+export function attachSignaling(deps: SignalingDeps & { router?: SignalingRouter }): void {
+  const { io, tokens, rooms, log, router } = deps;
   io.use((socket, next) => {
-    authenticate(socket.handshake.auth, tokens, rooms).then(
+    authenticate(socket, tokens, rooms, router).then(
       (data) => {
         socket.data = data;
         next();
@@ -61,77 +85,117 @@ export function attachSignaling({ io, rooms, tokens, log, limits, outbox, onRequ
   });
 
   io.on('connection', (socket: Socket) => {
-    const { token, room } = socket.data as SocketData;
-    const clog = log.child({ roomId: room.id, userId: token.userId, socketId: socket.id });
-    const session: ParticipantSession = {
-      id: socket.id,
-      notify: (name, data) => socket.emit(name, data),
-      subscribe: ({ host }) =>
-        socket.join([roomKey(room.id), userKey(room.id, token.userId), ...(host ? [hostsKey(room.id)] : [])]),
-      disconnect: () => socket.disconnect(true),
-    };
-    // A connected session outlives its token: a fresh one is handed over before expiry.
-    let current = token;
-    let refreshTimer: NodeJS.Timeout | undefined;
-    const refresh = async (): Promise<Notifications['tokenRefreshed']> => {
-      const fresh = await tokens.refresh(current);
-      current = { ...current, issuedAt: Math.floor(Date.now() / 1000), expiresAt: fresh.expiresAt };
-      scheduleRefresh();
-      return fresh;
-    };
-    const scheduleRefresh = () => {
-      clearTimeout(refreshTimer);
-      if (!socket.connected) return;
-      const delay = Math.min(
-        MAX_TIMER_MS,
-        Math.max(MIN_REFRESH_MS, REFRESH_AT * (current.expiresAt * 1000 - Date.now())),
-      );
-      refreshTimer = setTimeout(() => {
-        refresh().then(
-          (fresh) => socket.emit('tokenRefreshed', fresh),
-          (err: unknown) => clog.error({ err }, 'token refresh failed'),
-        );
-      }, delay);
-      refreshTimer.unref();
-    };
-    scheduleRefresh();
-    const ctx: ConnectionContext = { token, room, session, refreshToken: refresh };
-
-    const buckets: Buckets = {
-      all: new TokenBucket(limits.requestsPerSecond, limits.requestsPerSecond * 2),
-      stage: new TokenBucket(limits.stageActionsPerSecond, limits.stageActionsPerSecond * 4),
-    };
-    socket.onAny((event: string, ...args: unknown[]) => {
-      if (METHODS.has(event)) return;
-      const ack = args.at(-1);
-      const answer = buckets.all.take()
-        ? fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`)
-        : fail('RATE_LIMITED', 'too many requests; slow down');
-      if (typeof ack === 'function') ack(answer);
-    });
-    for (const method of METHODS as Set<RequestMethod>) {
-      socket.on(
-        method,
-        (...args: unknown[]) =>
-          void dispatch(method, args, ctx, clog, buckets, outbox).then((outcome) => onRequest?.(method, outcome)),
-      );
-    }
-    socket.on('disconnect', (reason) => {
-      clearTimeout(refreshTimer);
-      clog.info({ reason }, 'disconnected');
-      if (ctx.participant) room.disconnected(ctx.participant.id, session);
-    });
+    const data = socket.data as SocketData | { proxied: true };
+    if ('proxied' in data) return; // served by the room's owner node
+    serveConnection(socketConnection(socket), data, deps, router);
   });
 }
 
-async function authenticate(auth: unknown, tokens: TokenService, rooms: RoomRegistry): Promise<SocketData> {
+export function socketConnection(socket: Socket): Connection {
+  return {
+    id: socket.id,
+    get connected() {
+      return socket.connected;
+    },
+    emit: (name, data) => void socket.emit(name, data),
+    join: (keys) => void socket.join(keys),
+    disconnect: () => void socket.disconnect(true),
+    onAny: (listener) => void socket.onAny(listener),
+    on: (event, listener) => void socket.on(event, listener),
+  };
+}
+
+/** The request loop of one connection: token refresh, rate limits, dispatch, disconnect. */
+export function serveConnection(
+  socket: Connection,
+  { token, room }: SocketData,
+  { log, limits, outbox, onRequest, tokens }: SignalingDeps,
+  router?: SignalingRouter,
+): void {
+  const clog = log.child({ roomId: room.id, userId: token.userId, socketId: socket.id });
+  const session: ParticipantSession = {
+    id: socket.id,
+    notify: (name, data) => socket.emit(name, data),
+    subscribe: ({ host }) =>
+      socket.join([roomKey(room.id), userKey(room.id, token.userId), ...(host ? [hostsKey(room.id)] : [])]),
+    disconnect: () => socket.disconnect(),
+  };
+  // A connected session outlives its token: a fresh one is handed over before expiry.
+  let current = token;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const refresh = async (): Promise<Notifications['tokenRefreshed']> => {
+    const fresh = await tokens.refresh(current);
+    current = { ...current, issuedAt: Math.floor(Date.now() / 1000), expiresAt: fresh.expiresAt };
+    scheduleRefresh();
+    return fresh;
+  };
+  const scheduleRefresh = () => {
+    clearTimeout(refreshTimer);
+    if (!socket.connected) return;
+    const delay = Math.min(
+      MAX_TIMER_MS,
+      Math.max(MIN_REFRESH_MS, REFRESH_AT * (current.expiresAt * 1000 - Date.now())),
+    );
+    refreshTimer = setTimeout(() => {
+      refresh().then(
+        (fresh) => socket.emit('tokenRefreshed', fresh),
+        (err: unknown) => clog.error({ err }, 'token refresh failed'),
+      );
+    }, delay);
+    refreshTimer.unref();
+  };
+  scheduleRefresh();
+  const ctx: ConnectionContext = { token, room, session, refreshToken: refresh };
+
+  const buckets: Buckets = {
+    all: new TokenBucket(limits.requestsPerSecond, limits.requestsPerSecond * 2),
+    stage: new TokenBucket(limits.stageActionsPerSecond, limits.stageActionsPerSecond * 4),
+  };
+  socket.onAny((event: string, ...args: unknown[]) => {
+    if (METHODS.has(event)) return;
+    const ack = args.at(-1);
+    const answer = buckets.all.take()
+      ? fail('INVALID_REQUEST', `unknown method ${String(event).slice(0, 64)}`)
+      : fail('RATE_LIMITED', 'too many requests; slow down');
+    if (typeof ack === 'function') ack(answer);
+  });
+  for (const method of METHODS as Set<RequestMethod>) {
+    socket.on(
+      method,
+      (...args: unknown[]) =>
+        void dispatch(method, args, ctx, clog, buckets, outbox, router).then((outcome) => onRequest?.(method, outcome)),
+    );
+  }
+  socket.on('disconnect', (reason) => {
+    clearTimeout(refreshTimer);
+    clog.info({ reason }, 'disconnected');
+    if (ctx.participant) room.disconnected(ctx.participant.id, session);
+  });
+}
+
+async function authenticate(
+  socket: Socket,
+  tokens: TokenService,
+  rooms: RoomRegistry,
+  router: SignalingRouter | undefined,
+): Promise<SocketData | { proxied: true }> {
+  const token = await verifyAuth(socket.handshake.auth, tokens);
+  if (router) {
+    const room = await router.route(socket, token, (socket.handshake.auth as { token?: unknown }).token);
+    return room ? { token, room } : { proxied: true };
+  }
+  const room = await rooms.forToken(token.roomId, token.roomInstance);
+  return { token, room };
+}
+
+/** The handshake's token, verified, and the room it names (if the client named one). */
+export async function verifyAuth(auth: unknown, tokens: TokenService): Promise<VerifiedToken> {
   const a = (typeof auth === 'object' && auth !== null ? auth : {}) as { token?: unknown; roomId?: unknown };
   const token = await tokens.verify(a.token);
   if (a.roomId !== undefined && a.roomId !== token.roomId) {
     throw new StagegateError('UNAUTHORIZED', 'the token is for another room');
   }
-  const room = await rooms.forToken(token.roomId, token.roomInstance);
-  return { token, room };
+  return token;
 }
 
 async function dispatch(
@@ -141,6 +205,7 @@ async function dispatch(
   log: Logger,
   buckets: Buckets,
   outbox: Outbox,
+  router?: SignalingRouter,
 ): Promise<string> {
   const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<unknown>) => void) : undefined;
   const started = performance.now();
@@ -170,6 +235,7 @@ async function dispatch(
   } catch (err) {
     reply = { ok: false, error: toWireError(err, log) };
   }
+  if (router) await router.settle(ctx.room);
   const ms = Math.round((performance.now() - started) * 100) / 100;
   if (reply.ok) log.debug({ method, ms }, '<== request ok');
   else log.info({ method, ms, code: reply.error.code, reason: reply.error.message }, '<== request refused');

@@ -797,6 +797,27 @@ export class Stage {
     this.events.enqueue(event, payload);
   }
 
+  /** Everything the rules decide from, as plain JSON (cluster mode keeps it in Redis). */
+  toState(): StageState {
+    return {
+      mode: this.#mode,
+      settings: { ...this.#settings },
+      requestSeq: this.requestSeq,
+      members: [...this.byId.values()].map((m) => ({ ...m })),
+    };
+  }
+
+  /** A stage continuing from `toState()` (another node took the room over); emits nothing. */
+  static fromState(
+    state: StageState,
+    opts: { now?: () => number; onListenerError?: (error: unknown, event: EventName) => void } = {},
+  ): Stage {
+    const stage = new Stage({ ...opts, mode: state.mode, settings: state.settings });
+    stage.requestSeq = state.requestSeq;
+    for (const m of state.members) stage.byId.set(m.id, { ...(m as unknown as MemberRecord) });
+    return stage;
+  }
+
   private snapshot(m: MemberRecord): Readonly<StageMember> {
     const s: StageMember = { id: m.id, name: m.name, preset: m.preset, status: m.status };
     if (m.requestedAt !== undefined) s.requestedAt = m.requestedAt;
@@ -804,4 +825,12 @@ export class Stage {
     if (slot) s.slotEndsAt = slot.endsAt;
     return s;
   }
+}
+
+/** A stage's state as JSON (`Stage.toState`): member records with their queue order. */
+export interface StageState {
+  mode: StageMode;
+  settings: StageSettings;
+  requestSeq: number;
+  members: (StageMember & Record<string, unknown>)[];
 }
