@@ -98,6 +98,9 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       'invalid configuration: cluster mode (STAGEGATE_REDIS_URL) needs STAGEGATE_TOKEN_SECRET and STAGEGATE_API_SECRET, the same on every node',
     );
   }
+  // Browser origins allowed besides the server's own: configured, plus (cluster mode) every node's
+  // public URL, so a page served by one node may reach another (updated in place).
+  const origins: string[] = [...config.allowedOrigins];
   const cluster = config.redisUrl
     ? await Cluster.start({
         redisUrl: config.redisUrl,
@@ -106,6 +109,10 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
         rtcAddress: config.rtcAnnouncedAddress ?? config.rtcListenIp,
         leaseMs: config.clusterLeaseMs,
         log,
+        // kept after a node dies: its pages are still open and their clients move to another node
+        onPeerOrigins: (peers) => {
+          for (const o of peers) if (!origins.includes(o) && origins.length < 1000) origins.push(o);
+        },
       })
     : undefined;
 
@@ -130,12 +137,12 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       maxHttpBufferSize: LIMITS.maxMessageBytes,
       serveClient: false,
       // never an echo of any Origin: configured ones only (same-origin needs no CORS)
-      cors: { origin: config.allowedOrigins.length > 0 ? config.allowedOrigins : false },
-      allowRequest: (req, callback) => callback(null, originAllowed(req.headers, config.allowedOrigins)),
+      cors: { origin: (origin, callback) => callback(null, origin !== undefined && origins.includes(origin)) },
+      allowRequest: (req, callback) => callback(null, originAllowed(req.headers, origins)),
     });
   // Also when the app brought its own socket.io server: Stagegate's namespace checks the Origin.
   io.use((socket, next) => {
-    if (originAllowed(socket.handshake.headers, config.allowedOrigins)) return next();
+    if (originAllowed(socket.handshake.headers, origins)) return next();
     next(
       Object.assign(new Error('origin not allowed'), { data: { code: 'FORBIDDEN', message: 'origin not allowed' } }),
     );
@@ -176,7 +183,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
 
   const api = createApi({ rooms, tokens, apiSecret, log });
   const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
-  const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT);
+  const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT, origins);
   cluster?.bind({ ...signalingDeps, apiSecret, httpHandler: (req, res) => httpHandler(req, res) });
   const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = (req.url ?? '/').split('?')[0];
@@ -191,19 +198,20 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       });
       return true;
     }
-    if (cluster && (await cluster.handleHttp(req, res))) return true;
     if (url === '/metrics') {
       res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(await metrics.registry.metrics());
       return true;
     }
     if (url?.startsWith('/api/') || url?.startsWith('/demo/')) {
       try {
-        if (guardRequest(req, res, config.allowedOrigins)) return true;
+        if (guardRequest(req, res, origins)) return true;
       } catch (err) {
         sendError(res, err, log);
         return true;
       }
     }
+    // relayed to the room's node after the origin, body and content-type checks here
+    if (cluster && (await cluster.handleHttp(req, res))) return true;
     if (await api(req, res)) return true;
     if (demo && (await demo(req, res))) return true;
     return pages(req, res);
@@ -248,7 +256,9 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
       const { port } = httpServer.address() as AddressInfo;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       if (cluster) cluster.publicUrl ??= `http://${host}:${port}`;
-      return { url: `http://${host}:${port}` };
+      const url = `http://${host}:${port}`;
+      if (cluster && !cluster.publicUrl) cluster.publicUrl = url; // the nodes' pages reach each other
+      return { url };
     },
     close() {
       closing ??= (async () => {

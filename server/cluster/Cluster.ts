@@ -52,6 +52,8 @@ export interface ClusterOptions {
   rtcAddress: string;
   leaseMs: number;
   log: Logger;
+  /** The origins of the cluster's nodes' public URLs, on every heartbeat (pages of one node may talk to another). */
+  onPeerOrigins?: (origins: string[]) => void;
 }
 
 /** Messages between nodes on their RPC channels. */
@@ -374,7 +376,8 @@ export class Cluster implements SignalingRouter {
     const req = Object.assign(Readable.from(body.method === 'GET' || body.method === 'DELETE' ? [] : [payload]), {
       method: body.method,
       url: body.url,
-      headers: body.auth ? { authorization: body.auth } : {},
+      // already checked (origin, content type) by the relaying node's guard
+      headers: { 'content-type': 'application/json', ...(body.auth ? { authorization: body.auth } : {}) },
     }) as unknown as IncomingMessage;
     return new Promise((resolve, reject) => {
       let status = 500;
@@ -460,6 +463,7 @@ export class Cluster implements SignalingRouter {
         .set(keys.node(this.nodeId), JSON.stringify(info), 'PX', this.#opts.leaseMs)
         .sadd(keys.nodes, this.nodeId)
         .exec();
+      if (this.#opts.onPeerOrigins) this.#opts.onPeerOrigins(originsOf(await this.nodes()));
       for (const [roomId, owned] of this.#owned) {
         const renewed = await cmd.renewLease(keys.owner(roomId), this.nodeId, this.#opts.leaseMs);
         if (renewed === 0) this.#relinquish(roomId);
@@ -664,3 +668,14 @@ class RemoteConnection implements Connection {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The origins of the nodes' public URLs (a malformed one is left out). */
+function originsOf(nodes: NodeInfo[]): string[] {
+  return nodes.flatMap((n) => {
+    try {
+      return n.publicUrl ? [new URL(n.publicUrl).origin] : [];
+    } catch {
+      return [];
+    }
+  });
+}

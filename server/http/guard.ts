@@ -97,20 +97,29 @@ export function requireJson(req: IncomingMessage): void {
  * Headers of every page: scripts, styles and connections from this origin only (the demo pages
  * have no inline script or style), never framed, no referrer (the host link carries its key).
  */
-export const PAGE_HEADERS: Record<string, string> = {
-  'content-security-policy': [
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob: mediastream:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-  ].join('; '),
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-};
+export const PAGE_HEADERS: Record<string, string> = pageHeaders([]);
+
+/**
+ * The page headers, with `connect-src` also allowing `origins` (their http(s) and ws(s) forms):
+ * the allowed browser origins, so a page may reach another node of a cluster.
+ */
+export function pageHeaders(origins: readonly string[]): Record<string, string> {
+  const peers = origins.flatMap((o) => [o, o.replace(/^http/, 'ws')]);
+  return {
+    'content-security-policy': [
+      "default-src 'self'",
+      "script-src 'self'",
+      "style-src 'self'",
+      "img-src 'self' data: blob:",
+      "media-src 'self' blob: mediastream:",
+      ["connect-src 'self'", ...peers].join(' '),
+      "object-src 'none'",
+      "base-uri 'none'",
+      "form-action 'self'",
+      "frame-ancestors 'none'",
+    ].join('; '),
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+  };
+}

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PAGE_HEADERS } from './guard.js';
+import { pageHeaders } from './guard.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -14,7 +14,8 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json',
 };
 
-export function createStatic(root: string) {
+/** `origins`: the browser origins allowed besides the page's own (read on every request). */
+export function createStatic(root: string, origins: readonly string[] = []) {
   const base = path.resolve(root);
   return function handleStatic(req: IncomingMessage, res: ServerResponse): boolean {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -35,7 +36,7 @@ export function createStatic(root: string) {
     }
     if (!stat.isFile()) return false;
     res.writeHead(200, {
-      ...PAGE_HEADERS,
+      ...pageHeaders(origins),
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
       'content-length': stat.size,
       'cache-control': rel.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
