@@ -11,5 +11,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // expect.poll waits for real processes (workers, Chromium) on a busy 2-core machine: 1 s is too short
+    expect: { poll: { timeout: 10_000 } },
   },
 });

@@ -141,8 +141,8 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
   await consuming(room, 'small', 'large');
   // three layers published: the consumer selects among 3 spatial layers
   expect(videoConsumer(room, 'small').rtpParameters.encodings?.[0]?.scalabilityMode).toMatch(/^L3T3/);
-  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer).toBe(0);
-  await expect.poll(() => videoConsumer(room, 'large').preferredLayers?.spatialLayer).toBe(2);
+  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer, { timeout: 20_000 }).toBe(0);
+  await expect.poll(() => videoConsumer(room, 'large').preferredLayers?.spatialLayer, { timeout: 20_000 }).toBe(2);
 
   await widthSettles(large, (w) => w === 1280, 'the large tile gets the 1280 layer');
   await widthSettles(small, (w) => w > 0 && w <= 320, 'the small tile gets the 320 layer');
@@ -154,7 +154,7 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
   await small.evaluate(
     `window.meeting.setVideoSize(${JSON.stringify(videoProducer(room, 'spk'))}, { width: 640, height: 360 })`,
   );
-  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer).toBe(1);
+  await expect.poll(() => videoConsumer(room, 'small').preferredLayers?.spatialLayer, { timeout: 20_000 }).toBe(1);
   await widthSettles(small, (w) => w === 640, 'the resized tile gets the 640 layer');
   for (const page of [small, large]) expect(await page.evaluate('window.log')).toEqual([]);
   // quality reports reached the viewers, with the layer they get
@@ -223,7 +223,7 @@ it("a hidden tile's consumer is paused on the server (no bytes) and resumes when
 
   // hidden again: bytesReceived stops growing, while the other viewer keeps receiving
   await viewer.evaluate(`window.meeting.setVideoVisible(${JSON.stringify(producerId)}, false)`);
-  await expect.poll(() => videoConsumer(room, 'viewer').paused).toBe(true);
+  await expect.poll(() => videoConsumer(room, 'viewer').paused, { timeout: 10_000 }).toBe(true);
   await new Promise((r) => setTimeout(r, 500)); // packets already on the way
   const at = (await video(viewer)).bytesReceived;
   const otherAt = (await video(other)).bytesReceived;
