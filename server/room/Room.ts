@@ -28,6 +28,7 @@ import type {
   RoomSnapshot,
   TransportOptions,
 } from '../../shared/protocol.js';
+import type { BatchResult } from '../../shared/stage.js';
 import {
   DEFAULT_ROOM_SETTINGS,
   type MediaSource,
@@ -39,13 +40,14 @@ import {
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
+import { realScheduler } from '../stage/clock.js';
 import { samePreset } from '../stage/stageRules.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Audience, type GroupChannel } from './Audience.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
-import { forwardStageEvents } from './stageEvents.js';
+import { forwardStageEvents, type QueueTeller } from './stageEvents.js';
 
 export type { RtcOptions } from '../media/RoomMedia.js';
 
@@ -58,6 +60,8 @@ const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
   preset: 'kicked',
   'leave-room': 'disconnected',
+  'slot-ended': 'slot-ended',
+  'removed-from-room': 'removed-from-room',
 };
 
 export class Room {
@@ -65,6 +69,8 @@ export class Room {
   readonly participants = new Map<string, Participant>();
   /** Who sees whom, the room settings, and the audience count. */
   readonly audience: Audience;
+  /** Queue positions to each requester. */
+  readonly queue: QueueTeller;
   readonly createdAt = Date.now();
   /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
   readonly instanceId = randomUUID();
@@ -72,6 +78,8 @@ export class Room {
   readonly #owners = new Map<string, Participant>();
   readonly #closeListeners: (() => void)[] = [];
   #closed = false;
+  /** While `removeFromRoom` runs: each target's status before it (who saw them is told they left). */
+  #removing = new Map<string, StageStatus>();
 
   private constructor(
     readonly id: string,
@@ -83,10 +91,16 @@ export class Room {
     readonly reconnectGraceMs: number,
     settings: RoomSettings,
   ) {
-    this.stage = new Stage({ mode, onListenerError: (err) => log.error({ err }, 'stage listener failed') });
-    this.audience = new Audience(settings, this.participants, this.stage, channel, (p) => this.info(p), log);
+    this.stage = new Stage({
+      mode,
+      settings,
+      schedule: realScheduler(),
+      onListenerError: (err) => log.error({ err }, 'stage listener failed'),
+    });
+    this.audience = new Audience(this.participants, this.stage, channel, (p) => this.info(p), log);
     this.#gateMedia();
-    forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
+    this.queue = forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
+    this.stage.on('removedFromRoom', ({ userId }) => this.#removed(userId));
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
   }
 
@@ -152,6 +166,7 @@ export class Room {
    */
   join(session: ParticipantSession, who: VerifiedToken, rtpCapabilities: ms.RtpCapabilities): RoomSnapshot {
     this.#assertOpen();
+    if (this.stage.isBanned(who.userId)) throw new StagegateError('BANNED', `${who.userId} is banned from this room`);
     let p = this.participants.get(who.userId);
     let identityChanged = false;
     if (p) {
@@ -259,6 +274,22 @@ export class Room {
     this.audience.changed();
   }
 
+  /**
+   * Removes users from the room at once (needs kickParticipant, or `@backend`): off stage (their
+   * producers closed, reason 'removed-from-room'), told `goodbye { reason: 'removed-from-room' }`
+   * and disconnected, their place forgotten (no grace period); `ban`: their id is refused until
+   * the backend unbans it. Per-user results as the other batch actions.
+   */
+  removeFromRoom(actorId: string, userIds: string[], opts: { ban?: boolean } = {}): BatchResult {
+    this.#assertOpen();
+    this.#removing = new Map(userIds.flatMap((id) => (this.stage.has(id) ? [[id, this.statusOf(id)]] : [])));
+    try {
+      return this.stage.removeFromRoom(actorId, userIds, opts);
+    } finally {
+      this.#removing.clear();
+    }
+  }
+
   statusOf(userId: string): StageStatus {
     const m = this.stage.get(userId);
     if (!m) throw new StagegateError('NOT_FOUND', `no participant ${userId} in this room`);
@@ -272,7 +303,13 @@ export class Room {
       presetName: p.preset.name,
       stageStatus: this.statusOf(p.id),
       producers: p.producerInfos(),
+      ...this.#slotOf(p.id),
     };
+  }
+
+  #slotOf(userId: string): { slotEndsAt?: number } {
+    const endsAt = this.stage.slotEndsAt(userId);
+    return endsAt === undefined ? {} : { slotEndsAt: endsAt };
   }
 
   // ------------------------------------------------------------------ transports
@@ -369,6 +406,8 @@ export class Room {
       .finally(() => {
         if (p.producingSources.get(source) === transport) p.producingSources.delete(source);
       });
+    // A host holds this source (now, or since the call started): it starts paused, before anyone hears of it.
+    if (this.stage.isHeld(p.id, source)) await producer.pause().catch(() => undefined);
     // Gating, second half: a kick or leave during the await bumped the epoch. A drop or a
     // replacing connection keeps the participant ON_STAGE but closed this transport: the worker
     // dropped the producer with it, while mediasoup's Node side still calls it open.
@@ -403,9 +442,18 @@ export class Room {
   }
 
   async setProducerPaused(p: Participant, producerId: string, paused: boolean): Promise<void> {
-    const { producer } = this.#ownProducer(p, producerId);
+    const { producer, source } = this.#ownProducer(p, producerId);
+    if (!paused && this.stage.isHeld(p.id, source))
+      throw new StagegateError('FORBIDDEN', `the host muted your ${source}: ask to unmute first`);
     if (paused) await producer.pause();
-    else await producer.resume();
+    else {
+      await producer.resume();
+      // a host muted it while the resume was under way: the hold wins
+      if (this.stage.isHeld(p.id, source)) {
+        await producer.pause();
+        throw new StagegateError('FORBIDDEN', `the host muted your ${source}: ask to unmute first`);
+      }
+    }
     this.channel.toAll(paused ? 'producerPaused' : 'producerResumed', { producerId, userId: p.id }, p.id);
   }
 
@@ -475,6 +523,7 @@ export class Room {
     if (this.#closed) return;
     this.#closed = true;
     this.audience.close();
+    this.queue.close();
     for (const p of this.participants.values()) {
       clearTimeout(p.graceTimer);
       p.session.notify('goodbye', { reason });
@@ -491,6 +540,21 @@ export class Room {
   // ------------------------------------------------------------------ internals
   /** Media gating: every exit from ON_STAGE closes the producers right here, before anyone is told. */
   #gateMedia(): void {
+    // A held source is paused on the server at once; only its owner can resume it, once allowed.
+    this.stage.on('mutedByHost', ({ userId, sources }) => {
+      const p = this.participants.get(userId);
+      if (!p) return;
+      for (const staged of p.producers.values()) {
+        if (!sources.includes(staged.source) || staged.producer.paused) continue;
+        const { producer } = staged;
+        producer.pause().then(
+          () => {
+            if (!producer.closed) this.channel.toAll('producerPaused', { producerId: producer.id, userId: p.id }, p.id);
+          },
+          (err: unknown) => p.log.warn({ err, producerId: producer.id }, 'pausing a held producer failed'),
+        );
+      }
+    });
     this.stage.on('statusChanged', ({ userId, from, to, reason }) => {
       const p = this.participants.get(userId);
       if (!p || reason === 'join-room') return;
@@ -501,6 +565,27 @@ export class Room {
       }
       if (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE') p.closeSendTransport();
     });
+  }
+
+  /**
+   * `removeFromRoom` took `userId` out of the stage (their producers closed in the statusChanged
+   * listener): close their media, tell them why, disconnect them, and tell those who saw them.
+   */
+  #removed(userId: string): void {
+    const p = this.participants.get(userId);
+    if (!p) return;
+    const was = this.#removing.get(userId) ?? 'OFF_STAGE';
+    clearTimeout(p.graceTimer);
+    this.#dropMedia(p, 'removed-from-room');
+    this.participants.delete(userId);
+    p.log.info('removed from the room');
+    if (p.connected) {
+      p.session.notify('goodbye', { reason: 'removed-from-room' });
+      p.session.disconnect();
+    }
+    p.connected = false;
+    this.channel.toGroup(this.audience.groupFor(this.audience.isStage(p, was)), 'participantLeft', { userId });
+    this.audience.changed();
   }
 
   /**
