@@ -60,7 +60,16 @@ export interface ProducerInfo {
 /** What `joinRoom` answers: everything a client needs to render the room. */
 export interface RoomSnapshot {
   roomId: string;
-  self: { id: string; name: string; preset: Preset; stageStatus: StageStatus };
+  self: {
+    id: string;
+    name: string;
+    preset: Preset;
+    stageStatus: StageStatus;
+    /** Our sources a host holds (muted by the host). */
+    held?: MediaSource[];
+    /** ON_STAGE with a slot: epoch ms when our turn ends. */
+    slotEndsAt?: number;
+  };
   participants: ParticipantInfo[];
   mode: StageMode;
   /** Pending requests, only for acceptStageRequests holders (else empty). */

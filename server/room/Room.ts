@@ -197,7 +197,14 @@ export class Room {
     const viewer = p;
     const snapshot: RoomSnapshot = {
       roomId: this.id,
-      self: { id: p.id, name: who.name, preset, stageStatus: this.statusOf(p.id) },
+      self: {
+        id: p.id,
+        name: who.name,
+        preset,
+        stageStatus: this.statusOf(p.id),
+        held: this.stage.holdsOf(p.id).held,
+        ...this.#slotOf(p.id),
+      },
       // in a hidden room, the stage people only (unless a host)
       participants: [...this.participants.values()]
         .filter((o) => o !== viewer && this.audience.sees(preset, o))

@@ -79,7 +79,7 @@ describe('hidden room (default)', () => {
     await h.join(room, 'bob', 'viewer');
     const told = waitFor(ada, 'roomSettingsUpdate');
     const appeared = waitFor(ada, 'participantJoined');
-    await expect(host.stage.setSettings({ audience: 'visible' })).resolves.toEqual({ audience: 'visible' });
+    await expect(host.stage.setSettings({ audience: 'visible' })).resolves.toMatchObject({ audience: 'visible' });
     expect(await told).toMatchObject({ settings: { audience: 'visible' }, by: 'host' });
     expect((await appeared).participant.id).toBe('bob');
     expect(ada.settings.audience).toBe('visible');
