@@ -24,12 +24,16 @@ import { WorkerPool } from './media/WorkerPool.js';
 import { RoomRegistry } from './room/RoomRegistry.js';
 import { Outbox } from './signaling/outbox.js';
 import { attachSignaling } from './signaling/signaling.js';
+import { AuditTrail } from './audit/AuditTrail.js';
+import { WebhookSender } from './audit/webhooks.js';
 
 export { StagegateError } from '../shared/errors.js';
 export type { Config, ConfigInput } from './config.js';
 export type { Room } from './room/Room.js';
 export type { RoomRegistry } from './room/RoomRegistry.js';
 export type { TokenService, TokenClaims } from './auth/tokens.js';
+export { verifyWebhook, signWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER } from './audit/webhooks.js';
+export type { AuditRecord, AuditAction, AuditTrail } from './audit/AuditTrail.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -74,6 +78,8 @@ export interface Stagegate {
   readonly rooms: RoomRegistry;
   readonly tokens: TokenService;
   readonly pool: WorkerPool;
+  /** Every room's audit records (also POSTed to the configured webhooks). */
+  readonly audit: AuditTrail;
   /** The API secret (generated when not configured). */
   readonly apiSecret: string;
   /** Handles /api/*, /healthz, /demo/* and the pages; answers false for anything else. */
@@ -124,7 +130,14 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   });
 
   const outbox = new Outbox(io);
+  const audit = new AuditTrail();
+  const webhooks =
+    config.webhookUrls.length > 0 && config.webhookSecret
+      ? new WebhookSender({ urls: config.webhookUrls, secret: config.webhookSecret, log })
+      : undefined;
+  if (webhooks) audit.onRecord((record) => webhooks.send(record));
   const rooms = new RoomRegistry({
+    audit,
     pool,
     channelFor: (roomId) => ({
       toAll: (name, data, exceptUserId) => outbox.broadcast(roomId, name, data, exceptUserId),
@@ -148,7 +161,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   });
   const metrics = createMetrics(rooms, pool);
 
-  const api = createApi({ rooms, tokens, apiSecret, log });
+  const api = createApi({ rooms, tokens, apiSecret, log, audit });
   const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT);
   const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
@@ -203,6 +216,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     rooms,
     tokens,
     pool,
+    audit,
     apiSecret,
     httpHandler,
     async listen() {
@@ -230,6 +244,8 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
         if (ownsIo) await new Promise<void>((resolve) => void io.close(() => resolve()));
         else io.disconnectSockets(true);
         if (!options.workers) pool.close();
+        // records of the closing rooms still go out: a short grace, then stop retrying
+        if (webhooks) setTimeout(() => webhooks.close(), 2000).unref();
         if (ownsHttp && httpServer.listening) {
           httpServer.closeAllConnections();
           await new Promise<void>((resolve) => httpServer.close(() => resolve()));

@@ -41,6 +41,8 @@ import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { BACKEND_ACTOR, Stage, type StageChangeReason } from '../stage/Stage.js';
 import { realScheduler } from '../stage/clock.js';
+import type { AuditEntry } from '../audit/AuditTrail.js';
+import { auditStage } from '../audit/stageAudit.js';
 import { samePreset } from '../stage/stageRules.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
@@ -90,6 +92,8 @@ export class Room {
     /** How long a dropped participant keeps their place (stage status, queue position). */
     readonly reconnectGraceMs: number,
     settings: RoomSettings,
+    /** Where the room's audit records go (the server's AuditTrail). */
+    readonly audit: (entry: AuditEntry) => void = () => {},
   ) {
     this.stage = new Stage({
       mode,
@@ -97,6 +101,8 @@ export class Room {
       schedule: realScheduler(),
       onListenerError: (err) => log.error({ err }, 'stage listener failed'),
     });
+    // first: a stage change is recorded before what it causes (producers closed...)
+    auditStage(this.stage, (entry) => this.audit(entry));
     this.audience = new Audience(this.participants, this.stage, channel, (p) => this.info(p), log);
     this.#gateMedia();
     this.queue = forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
@@ -117,12 +123,13 @@ export class Room {
     log: Logger;
     reconnectGraceMs?: number;
     settings?: Partial<RoomSettings> | undefined;
+    audit?: (entry: AuditEntry) => void;
   }): Promise<Room> {
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
     const settings = { ...DEFAULT_ROOM_SETTINGS, ...opts.settings };
     const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
-    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings);
+    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings, opts.audit);
   }
 
   /** The origin router: every producer is there, and its RTP capabilities are every router's. */
@@ -186,6 +193,12 @@ export class Room {
       this.participants.set(p.id, p);
       this.stage.add({ id: p.id, name: p.name, preset: p.preset });
       p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
+      this.audit({
+        actor: p.id,
+        action: 'participant.joined',
+        to: this.statusOf(p.id),
+        details: { name: p.name, preset: p.preset.name },
+      });
       const group = this.audience.groupFor(this.audience.isStage(p));
       this.channel.toGroup(group, 'participantJoined', { participant: this.info(p) }, p.id);
       this.audience.changed();
@@ -247,9 +260,9 @@ export class Room {
     if (!p || p.session !== session) return; // replaced by a newer connection already
     p.connected = false;
     this.#dropMedia(p, 'disconnected');
-    if (this.reconnectGraceMs <= 0) return this.leave(userId);
+    if (this.reconnectGraceMs <= 0) return this.leave(userId, 'connection-lost');
     p.log.info({ graceMs: this.reconnectGraceMs }, 'connection lost, keeping the place');
-    p.graceTimer = setTimeout(() => this.leave(userId), this.reconnectGraceMs);
+    p.graceTimer = setTimeout(() => this.leave(userId, 'connection-lost'), this.reconnectGraceMs);
     p.graceTimer.unref();
   }
 
@@ -268,9 +281,10 @@ export class Room {
   }
 
   /** The user left the room (or disconnected): stage cascade first, then every media object. */
-  leave(userId: string): void {
+  leave(userId: string, reason: 'left' | 'connection-lost' = 'left'): void {
     const p = this.participants.get(userId);
     if (!p) return;
+    this.audit({ actor: p.id, action: 'participant.left', reason });
     clearTimeout(p.graceTimer);
     const seenByAll = this.audience.isStage(p);
     this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
@@ -438,6 +452,12 @@ export class Room {
     this.#owners.set(producer.id, p);
     producer.on('transportclose', () => this.#dropProducer(p, staged, 'transport-closed'));
     p.log.info({ producerId: producer.id, kind, source }, 'producer created');
+    this.audit({
+      actor: p.id,
+      action: 'producer.created',
+      target: p.id,
+      details: { producerId: producer.id, kind, source, paused: producer.paused },
+    });
     this.channel.toAll('newProducer', { producer: p.producerInfos().find((i) => i.id === producer.id)! }, p.id);
     return { id: producer.id, source };
   }
@@ -620,6 +640,13 @@ export class Room {
     if (!this.#owners.delete(producer.id)) return;
     p.producers.delete(producer.id);
     p.log.info({ producerId: producer.id, reason }, 'producer closed');
+    this.audit({
+      actor: reason === 'closed' ? p.id : '@server',
+      action: 'producer.closed',
+      target: p.id,
+      reason,
+      details: { producerId: producer.id, source: staged.source },
+    });
     this.channel.toAll('producerClosed', { producerId: producer.id, userId: p.id, reason }, p.id);
     if (reason !== 'closed') p.session.notify('producerClosedByServer', { producerId: producer.id, reason });
   }
