@@ -220,6 +220,27 @@ export class MeetingStage {
     return (await this.#request('stage.removeFromRoom', data)).results;
   }
 
+  /**
+   * Pause our published `source` on the server (nobody receives it until `resumeSource`).
+   * Rejects NOT_FOUND when the source is not published.
+   */
+  async pauseSource(source: MediaSource): Promise<void> {
+    await this.#request('pauseProducer', { producerId: this.#producerOf(source) });
+  }
+
+  /**
+   * Resume our published `source`. Refused FORBIDDEN while a host holds it (`held`): ask with
+   * `requestUnmute`, and resume after `unmuteAllowed`.
+   */
+  async resumeSource(source: MediaSource): Promise<void> {
+    await this.#request('resumeProducer', { producerId: this.#producerOf(source) });
+  }
+
+  #producerOf(source: MediaSource): string {
+    for (const p of this.publisher.producers.values()) if (p.source === source) return p.id;
+    throw new StagegateError('NOT_FOUND', `${source} is not published`);
+  }
+
   /** Lengthen a running stage slot by `seconds` (needs acceptStageRequests). Resolves with the new end. */
   async extendSlot(userId: string, seconds: number): Promise<number> {
     return (await this.#request('stage.extendSlot', { userId, seconds })).endsAt;
