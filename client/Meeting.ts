@@ -326,6 +326,7 @@ export class Meeting {
       this.#requests = data.requests;
       this.#stageEvents.emit('stageAccessRequestUpdate', data);
     });
+    on('stageSlotUpdate', ({ userId, endsAt }) => roster.setSlot(userId, endsAt)); // before the pass-through
     for (const name of STAGE_PASS_THROUGH) {
       on(name, (data) => this.#stageEvents.emit(name, data as never));
     }

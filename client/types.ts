@@ -84,6 +84,8 @@ export interface RemoteParticipant {
   readonly stageStatus: StageStatus;
   /** Their live producers (non-empty only while ON_STAGE). */
   readonly producers: readonly ProducerInfo[];
+  /** ON_STAGE with a stage slot: epoch ms when their turn ends (`stageSlotUpdate`). */
+  readonly slotEndsAt?: number;
   /** The tracks received from them, by source (set on `trackAdded`, removed on `trackRemoved`). */
   readonly tracks: Readonly<Partial<Record<MediaSource, MediaStreamTrack>>>;
 }

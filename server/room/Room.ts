@@ -98,7 +98,8 @@ export class Room {
     this.stage = new Stage({
       mode,
       settings,
-      schedule: realScheduler(),
+      // a closed room's deadlines do nothing
+      schedule: (at, wake) => realScheduler()(at, () => !this.#closed && wake()),
       onListenerError: (err) => log.error({ err }, 'stage listener failed'),
     });
     // first: a stage change is recorded before what it causes (producers closed...)

@@ -62,9 +62,11 @@ describe('meeting.stage Part 2', () => {
     await speaker.stage.join();
     await expect.poll(() => speaker.stage.slotEndsAt).toBeGreaterThan(Date.now() + 50_000);
     const before = speaker.stage.slotEndsAt!;
+    await expect.poll(() => host.participants.get('speaker')?.slotEndsAt).toBe(before);
     const endsAt = await host.stage.extendSlot('speaker', 30);
     expect(endsAt).toBe(before + 30_000);
     await expect.poll(() => speaker.stage.slotEndsAt).toBe(endsAt);
+    await expect.poll(() => host.participants.get('speaker')?.slotEndsAt).toBe(endsAt);
     const gone = waitFor(speaker, 'disconnected');
     await host.stage.removeFromRoom(['speaker'], { ban: true });
     expect((await gone).reason).toBe('removed-from-room');
