@@ -47,6 +47,8 @@ export type AuditEntry = Omit<AuditRecord, 'id' | 'at' | 'roomId'>;
 
 /** Records kept per room by default (the oldest are dropped beyond it; webhooks still got them). */
 export const DEFAULT_AUDIT_RECORDS_PER_ROOM = 5000;
+/** How long a closed room's trail stays readable (unless the room is created again meanwhile). */
+export const CLOSED_ROOM_RETENTION_MS = 3_600_000;
 /** The largest page of `list`. */
 export const MAX_AUDIT_PAGE = 500;
 
@@ -57,6 +59,7 @@ export class AuditTrail {
   constructor(
     private readonly perRoom = DEFAULT_AUDIT_RECORDS_PER_ROOM,
     private readonly now: () => number = Date.now,
+    private readonly closedRetentionMs = CLOSED_ROOM_RETENTION_MS,
   ) {}
 
   /** Calls `listener` with every new record, in order (the webhook sender). */
@@ -71,6 +74,14 @@ export class AuditTrail {
     room.records.push(record);
     if (room.records.length > this.perRoom) room.records.splice(0, room.records.length - this.perRoom);
     for (const l of this.#listeners) l(record);
+    if (entry.action === 'room.closed') {
+      const trail = room;
+      const timer = setTimeout(() => {
+        // forgotten only if nothing happened since (a room created again with this id keeps it)
+        if (this.#rooms.get(roomId) === trail && trail.records.at(-1) === record) this.#rooms.delete(roomId);
+      }, this.closedRetentionMs);
+      timer.unref();
+    }
     return record;
   }
 

@@ -290,3 +290,19 @@ describe('Part 2 HTTP routes', () => {
     expect(room.stage.isBanned('sp')).toBe(false);
   });
 });
+
+describe('AuditTrail bounds', () => {
+  it('keeps the last N records per room, pages stay ordered, a closed room is forgotten after the retention', async () => {
+    const { AuditTrail } = await import('../../server/audit/AuditTrail.js');
+    const trail = new AuditTrail(3, Date.now, 50);
+    for (let i = 0; i < 5; i++) trail.record('r', { actor: 'a', action: 'stage.mode', to: String(i) });
+    expect(trail.list('r').records.map((r) => r.id)).toEqual([3, 4, 5]);
+    expect(trail.list('r', 3, 1)).toMatchObject({ records: [{ id: 4 }], next: 4 });
+    trail.record('r', { actor: '@backend', action: 'room.closed' });
+    trail.record('s', { actor: '@backend', action: 'room.closed' });
+    trail.record('s', { actor: '@backend', action: 'room.created' }); // created again: kept
+    await new Promise((r) => setTimeout(r, 120));
+    expect(trail.has('r')).toBe(false);
+    expect(trail.has('s')).toBe(true);
+  });
+});
