@@ -60,6 +60,13 @@ const STAGE_PASS_THROUGH = [
   'stageRequestApproved',
   'stageRequestRejected',
   'removedFromStage',
+  'mutedByHost',
+  'unmuteRequested',
+  'unmuteAllowed',
+  'participantRemoved',
+  'stageSlotUpdate',
+  'stageSlotEnding',
+  'stageRequestPosition',
 ] as const satisfies readonly (keyof StageEvents & keyof Notifications)[];
 
 /** socket.io reasons for a disconnect that was meant: no reconnect. */
@@ -128,6 +135,7 @@ export class Meeting {
     this.stage = new MeetingStage(
       {
         status: () => this.#self.stageStatus,
+        selfId: () => this.#self.id,
         mode: () => this.#mode,
         connectionState: () => this.#state,
         whenConnected: () => this.#whenConnected(),
@@ -135,6 +143,7 @@ export class Meeting {
       signaling,
       this.#publisher,
       this.#stageEvents,
+      { held: snapshot.self.held ?? [], slotEndsAt: snapshot.self.slotEndsAt },
     );
 
     for (const p of snapshot.participants) this.#roster.joined(p, false);
@@ -357,6 +366,7 @@ export class Meeting {
       this.#requests = data.requests;
       this.#stageEvents.emit('stageAccessRequestUpdate', data);
     });
+    on('stageSlotUpdate', ({ userId, endsAt }) => roster.setSlot(userId, endsAt)); // before the pass-through
     for (const name of STAGE_PASS_THROUGH) {
       on(name, (data) => this.#stageEvents.emit(name, data as never));
     }
@@ -464,6 +474,7 @@ export class Meeting {
     const snapshot = await s.request('joinRoom', { rtpCapabilities: recvCapabilities as JoinData['rtpCapabilities'] });
     if (abandoned()) throw stagegateError('DISCONNECTED', 'reconnect abandoned');
     this.#reconcile(snapshot);
+    this.stage.resync({ held: snapshot.self.held ?? [], slotEndsAt: snapshot.self.slotEndsAt });
     s.release();
     await this.#recvReady; // fatal for this attempt (the connection dropped again, most likely)
     await this.ready();

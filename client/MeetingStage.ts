@@ -14,7 +14,7 @@
  */
 import { StagegateError } from '../shared/errors.js';
 import type { RequestMethod, Responses } from '../shared/protocol.js';
-import type { AccessRequest, BatchResult, RoomSettings, StageMode, StageStatus } from '../shared/stage.js';
+import type { AccessRequest, BatchResult, MediaSource, RoomSettings, StageMode, StageStatus } from '../shared/stage.js';
 import type { Publisher } from './Publisher.js';
 import type { RequestArgs, Signaling } from './Signaling.js';
 import { TypedEmitter, type Listener } from './TypedEmitter.js';
@@ -23,6 +23,7 @@ import type { ConnectionState, StageEvents } from './types.js';
 /** What the stage reads from its meeting. */
 export interface StageHost {
   status(): StageStatus;
+  selfId(): string;
   mode(): StageMode;
   connectionState(): ConnectionState;
   /** Resolves true once connected (at once if already), false if the meeting ends first. */
@@ -30,13 +31,66 @@ export interface StageHost {
 }
 
 export class MeetingStage {
+  #position: number | undefined;
+  #queueLength: number | undefined;
+  #held = new Set<MediaSource>();
+  #slotEndsAt: number | undefined;
+
   /** @internal Created by the meeting, which emits the server's stage notifications through `events`. */
   constructor(
     private readonly host: StageHost,
     private readonly signaling: Signaling,
     private readonly publisher: Publisher,
     private readonly events: TypedEmitter<StageEvents>,
-  ) {}
+    initial: { held: MediaSource[]; slotEndsAt?: number | undefined },
+  ) {
+    this.resync(initial);
+    // registered first: the state is up to date when the app's listeners run
+    events.on('stageRequestPosition', ({ position, queueLength }) => {
+      this.#position = position;
+      this.#queueLength = queueLength;
+    });
+    events.on('stageStatusUpdate', (e) => {
+      if (e.new !== 'REQUESTED_TO_JOIN_STAGE') this.#position = this.#queueLength = undefined;
+      if (e.new !== 'ON_STAGE') this.#slotEndsAt = undefined;
+    });
+    events.on('mutedByHost', (e) => {
+      if (e.userId === host.selfId()) for (const s of e.sources) this.#held.add(s);
+    });
+    events.on('unmuteAllowed', (e) => {
+      if (e.userId === host.selfId()) for (const s of e.sources) this.#held.delete(s);
+    });
+    events.on('stageSlotUpdate', (e) => {
+      if (e.userId === host.selfId()) this.#slotEndsAt = e.endsAt ?? undefined;
+    });
+  }
+
+  /** @internal After a reconnect: our holds and slot as the server's snapshot has them. */
+  resync(state: { held: MediaSource[]; slotEndsAt?: number | undefined }): void {
+    this.#held = new Set(state.held);
+    this.#slotEndsAt = state.slotEndsAt;
+    if (this.host.status() !== 'REQUESTED_TO_JOIN_STAGE') this.#position = this.#queueLength = undefined;
+  }
+
+  /** Our place in the queue (1 is next) while our request is pending; else undefined. */
+  get position(): number | undefined {
+    return this.#position;
+  }
+
+  /** How many requests are pending, as last told to us while ours is pending; else undefined. */
+  get queueLength(): number | undefined {
+    return this.#queueLength;
+  }
+
+  /** Our sources a host holds: resuming them is refused (FORBIDDEN) until a host allows it. */
+  get held(): readonly MediaSource[] {
+    return [...this.#held];
+  }
+
+  /** Epoch ms when our turn on stage ends (a room with `slotSeconds`), or undefined. */
+  get slotEndsAt(): number | undefined {
+    return this.#slotEndsAt;
+  }
 
   /** The local participant's stage status. */
   get status(): StageStatus {
@@ -73,7 +127,12 @@ export class MeetingStage {
    * ACCEPTED_TO_JOIN_STAGE for a caller who may join directly (preset ALLOWED, or OPEN mode).
    */
   async requestAccess(): Promise<StageStatus> {
-    return (await this.#request('stage.requestAccess')).status;
+    const answer = await this.#request('stage.requestAccess');
+    if (answer.position !== undefined && answer.status === 'REQUESTED_TO_JOIN_STAGE') {
+      this.#position = answer.position;
+      this.#queueLength = answer.queueLength;
+    }
+    return answer.status;
   }
 
   /** Withdraw a pending request. */
@@ -138,6 +197,53 @@ export class MeetingStage {
    */
   async setSettings(change: Partial<RoomSettings>): Promise<RoomSettings> {
     return (await this.#request('stage.setSettings', change)).settings;
+  }
+
+  /** Hold (mute) these sources of these users on the server (needs kickParticipant). Per-user results. */
+  async mute(userIds: string[], sources: MediaSource[]): Promise<BatchResult> {
+    return (await this.#request('stage.mute', { userIds, sources })).results;
+  }
+
+  /** Ask the hosts to allow a held source of ours again (`unmuteAllowed` answers). */
+  async requestUnmute(source: MediaSource): Promise<void> {
+    await this.#request('stage.requestUnmute', { source });
+  }
+
+  /** Lift holds (needs kickParticipant); the owners resume by themselves. Per-user results. */
+  async allowUnmute(userIds: string[], sources: MediaSource[]): Promise<BatchResult> {
+    return (await this.#request('stage.allowUnmute', { userIds, sources })).results;
+  }
+
+  /** Remove users from the room (needs kickParticipant); `ban`: refused until the backend unbans. */
+  async removeFromRoom(userIds: string[], opts: { ban?: boolean } = {}): Promise<BatchResult> {
+    const data = opts.ban === undefined ? { userIds } : { userIds, ban: opts.ban };
+    return (await this.#request('stage.removeFromRoom', data)).results;
+  }
+
+  /**
+   * Pause our published `source` on the server (nobody receives it until `resumeSource`).
+   * Rejects NOT_FOUND when the source is not published.
+   */
+  async pauseSource(source: MediaSource): Promise<void> {
+    await this.#request('pauseProducer', { producerId: this.#producerOf(source) });
+  }
+
+  /**
+   * Resume our published `source`. Refused FORBIDDEN while a host holds it (`held`): ask with
+   * `requestUnmute`, and resume after `unmuteAllowed`.
+   */
+  async resumeSource(source: MediaSource): Promise<void> {
+    await this.#request('resumeProducer', { producerId: this.#producerOf(source) });
+  }
+
+  #producerOf(source: MediaSource): string {
+    for (const p of this.publisher.producers.values()) if (p.source === source) return p.id;
+    throw new StagegateError('NOT_FOUND', `${source} is not published`);
+  }
+
+  /** Lengthen a running stage slot by `seconds` (needs acceptStageRequests). Resolves with the new end. */
+  async extendSlot(userId: string, seconds: number): Promise<number> {
+    return (await this.#request('stage.extendSlot', { userId, seconds })).endsAt;
   }
 
   async #request<M extends RequestMethod>(method: M, ...args: RequestArgs<M>): Promise<Responses[M]> {

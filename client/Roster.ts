@@ -16,6 +16,7 @@ interface MutableParticipant {
   stageStatus: StageStatus;
   producers: ProducerInfo[];
   tracks: Partial<Record<ProducerInfo['source'], MediaStreamTrack>>;
+  slotEndsAt?: number;
 }
 
 export interface RosterDeps {
@@ -75,7 +76,17 @@ export class Roster {
 
   setStatus(userId: string, status: StageStatus): void {
     const p = this.#participants.get(userId);
-    if (p) p.stageStatus = status;
+    if (!p) return;
+    p.stageStatus = status;
+    if (status !== 'ON_STAGE') delete p.slotEndsAt;
+  }
+
+  /** `stageSlotUpdate`: the end of their turn on stage (`null`: none). */
+  setSlot(userId: string, endsAt: number | null): void {
+    const p = this.#participants.get(userId);
+    if (!p) return;
+    if (endsAt === null) delete p.slotEndsAt;
+    else p.slotEndsAt = endsAt;
   }
 
   addProducer(producer: ProducerInfo): void {
@@ -144,6 +155,8 @@ export class Roster {
     p.name = info.name;
     p.presetName = info.presetName;
     p.stageStatus = info.stageStatus;
+    if (info.slotEndsAt === undefined) delete p.slotEndsAt;
+    else p.slotEndsAt = info.slotEndsAt;
     this.#participants.set(p.id, p);
     for (const producer of info.producers) this.addProducer(producer);
     return p;

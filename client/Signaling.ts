@@ -22,6 +22,7 @@ import type {
   RequestData,
   RequestMethod,
   Responses,
+  WireError,
 } from '../shared/protocol.js';
 import { stagegateError, wireErrorOf } from './errors.js';
 
@@ -277,7 +278,7 @@ export class Signaling {
         clearTimeout(pending.timer);
         if (!isAck(ack)) reject(stagegateError('INTERNAL', `${method}: malformed answer from the server`));
         else if (ack.ok) resolve(ack.data as Responses[M]);
-        else reject(new StagegateError(ack.error.code, ack.error.message));
+        else reject(wireToError(ack.error));
       });
     });
   }
@@ -365,4 +366,12 @@ function subjectOf(token: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A refusal from the server as a StagegateError, keeping its details (COOLING_DOWN: `retryAfterMs`). */
+function wireToError(e: WireError): StagegateError {
+  const retryAfterMs = e.details?.retryAfterMs ?? e.retryAfterMs;
+  return typeof retryAfterMs === 'number'
+    ? new StagegateError(e.code, e.message, { retryAfterMs })
+    : new StagegateError(e.code, e.message);
 }

@@ -93,6 +93,8 @@ export interface RemoteParticipant {
   readonly stageStatus: StageStatus;
   /** Their live producers (non-empty only while ON_STAGE). */
   readonly producers: readonly ProducerInfo[];
+  /** ON_STAGE with a stage slot: epoch ms when their turn ends (`stageSlotUpdate`). */
+  readonly slotEndsAt?: number;
   /** The tracks received from them, by source (set on `trackAdded`, removed on `trackRemoved`). */
   readonly tracks: Readonly<Partial<Record<MediaSource, MediaStreamTrack>>>;
 }
@@ -207,4 +209,18 @@ export interface StageEvents {
   removedFromStage: Notifications['removedFromStage'];
   peerStageStatusUpdate: Notifications['peerStageStatusUpdate'] & Reconciled;
   stageModeUpdate: Notifications['stageModeUpdate'] & Reconciled;
+  /** A host held sources of `userId` (us: `meeting.stage.held`; to the owner and the hosts). */
+  mutedByHost: Notifications['mutedByHost'];
+  /** To hosts: the owner of a held source asks to have it allowed. */
+  unmuteRequested: Notifications['unmuteRequested'];
+  /** Holds lifted (to the owner and the hosts): the owner may resume the source. */
+  unmuteAllowed: Notifications['unmuteAllowed'];
+  /** To hosts: someone was removed from the room (`banned`: their id is refused). */
+  participantRemoved: Notifications['participantRemoved'];
+  /** A stage slot's end changed (`null`: none any more); ours is `meeting.stage.slotEndsAt`. */
+  stageSlotUpdate: Notifications['stageSlotUpdate'];
+  /** A slot ends soon (to the participant and the hosts). */
+  stageSlotEnding: Notifications['stageSlotEnding'];
+  /** Our place in the queue while our request is pending (`meeting.stage.position`/`queueLength`). */
+  stageRequestPosition: Notifications['stageRequestPosition'];
 }

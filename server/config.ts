@@ -55,6 +55,30 @@ export const configSchema = z.object({
       ),
     )
     .default([]),
+  /**
+   * Webhook receivers: every audit record is POSTed to each (signed with `webhookSecret`).
+   * Env: comma-separated. Needs `webhookSecret`.
+   */
+  webhookUrls: z
+    .union([
+      z.array(z.string()),
+      z.string().transform((v) =>
+        v
+          .split(',')
+          .map((o) => o.trim())
+          .filter(Boolean),
+      ),
+    ])
+    .pipe(
+      z.array(
+        z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
+          message: 'each webhook URL must be http(s)://...',
+        }),
+      ),
+    )
+    .default([]),
+  /** The HMAC-SHA256 key webhooks are signed with (at least 16 characters). */
+  webhookSecret: z.string().min(16).optional(),
   /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
   demo: bool.default(true),
   /** Cluster mode (server/cluster/): the Redis every node of the cluster shares. Unset: one process, state in memory. */
@@ -94,6 +118,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
   }
   if (result.data.rtcMinPort > result.data.rtcMaxPort) {
     throw new Error('invalid configuration: STAGEGATE_RTC_MIN_PORT is above STAGEGATE_RTC_MAX_PORT');
+  }
+  if (result.data.webhookUrls.length > 0 && !result.data.webhookSecret) {
+    throw new Error('invalid configuration: STAGEGATE_WEBHOOK_URLS needs STAGEGATE_WEBHOOK_SECRET');
   }
   return result.data;
 }

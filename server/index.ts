@@ -25,12 +25,16 @@ import { RoomRegistry } from './room/RoomRegistry.js';
 import { Outbox } from './signaling/outbox.js';
 import { attachSignaling } from './signaling/signaling.js';
 import { Cluster } from './cluster/Cluster.js';
+import { AuditTrail } from './audit/AuditTrail.js';
+import { WebhookSender } from './audit/webhooks.js';
 
 export { StagegateError } from '../shared/errors.js';
 export type { Config, ConfigInput } from './config.js';
 export type { Room } from './room/Room.js';
 export type { RoomRegistry } from './room/RoomRegistry.js';
 export type { TokenService, TokenClaims } from './auth/tokens.js';
+export { verifyWebhook, signWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER } from './audit/webhooks.js';
+export type { AuditRecord, AuditAction, AuditTrail } from './audit/AuditTrail.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -77,6 +81,8 @@ export interface Stagegate {
   readonly pool: WorkerPool;
   /** Cluster mode (`redisUrl` set): this node's part of the cluster. */
   readonly cluster: Cluster | undefined;
+  /** Every room's audit records (also POSTed to the configured webhooks). */
+  readonly audit: AuditTrail;
   /** The API secret (generated when not configured). */
   readonly apiSecret: string;
   /** Handles /api/*, /healthz, /demo/* and the pages; answers false for anything else. */
@@ -149,7 +155,14 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   });
 
   const outbox = new Outbox(io);
+  const audit = new AuditTrail();
+  const webhooks =
+    config.webhookUrls.length > 0 && config.webhookSecret
+      ? new WebhookSender({ urls: config.webhookUrls, secret: config.webhookSecret, log })
+      : undefined;
+  if (webhooks) audit.onRecord((record) => webhooks.send(record));
   const rooms = new RoomRegistry({
+    audit,
     pool,
     channelFor: (roomId) => ({
       toAll: (name, data, exceptUserId) => {
@@ -181,7 +194,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   attachSignaling({ ...signalingDeps, router: cluster });
   const metrics = createMetrics(rooms, pool);
 
-  const api = createApi({ rooms, tokens, apiSecret, log });
+  const api = createApi({ rooms, tokens, apiSecret, log, audit });
   const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT, origins);
   cluster?.bind({ ...signalingDeps, apiSecret, httpHandler: (req, res) => httpHandler(req, res) });
@@ -242,6 +255,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     tokens,
     pool,
     cluster,
+    audit,
     apiSecret,
     httpHandler,
     async listen() {
@@ -275,6 +289,8 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
         else io.disconnectSockets(true);
         if (!options.workers) pool.close();
         await cluster?.close();
+        // records of the closing rooms still go out: a short grace, then stop retrying
+        if (webhooks) setTimeout(() => webhooks.close(), 2000).unref();
         if (ownsHttp && httpServer.listening) {
           httpServer.closeAllConnections();
           await new Promise<void>((resolve) => httpServer.close(() => resolve()));

@@ -48,6 +48,11 @@ export class StagegateError extends Error {
     super(message);
   }
 
+  /** COOLING_DOWN: milliseconds until the request may be made again. */
+  get retryAfterMs(): number | undefined {
+    return this.details?.retryAfterMs;
+  }
+
   toJSON(): { code: ErrorCode; message: string; details?: StagegateErrorDetails } {
     return this.details
       ? { code: this.code, message: this.message, details: this.details }

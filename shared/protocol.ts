@@ -14,6 +14,7 @@ import type { ErrorCode } from './errors.js';
 import {
   AUDIENCE_VISIBILITIES,
   MEDIA_SOURCES,
+  type QueuePosition,
   STAGE_MODES,
   type AccessRequest,
   type BatchResult,
@@ -46,6 +47,8 @@ export interface ParticipantInfo {
   stageStatus: StageStatus;
   /** The participant's live producers (only ever non-empty while ON_STAGE). */
   producers: ProducerInfo[];
+  /** ON_STAGE with a stage slot (`slotSeconds`): epoch ms when their turn ends. */
+  slotEndsAt?: number;
 }
 
 export interface ProducerInfo {
@@ -59,7 +62,16 @@ export interface ProducerInfo {
 /** What `joinRoom` answers: everything a client needs to render the room. */
 export interface RoomSnapshot {
   roomId: string;
-  self: { id: string; name: string; preset: Preset; stageStatus: StageStatus };
+  self: {
+    id: string;
+    name: string;
+    preset: Preset;
+    stageStatus: StageStatus;
+    /** Our sources a host holds (muted by the host). */
+    held?: MediaSource[];
+    /** ON_STAGE with a slot: epoch ms when our turn ends. */
+    slotEndsAt?: number;
+  };
   participants: ParticipantInfo[];
   mode: StageMode;
   /** Pending requests, only for acceptStageRequests holders (else empty). */
@@ -95,8 +107,16 @@ export interface ConsumerOptions {
 const id = z.string().min(1).max(LIMITS.idLength);
 const userIds = z.array(id).max(LIMITS.batchSize);
 const empty = z.strictObject({}).optional();
-/** A change of room settings: only the settings given change. Grows with new settings (issue #11). */
-export const roomSettingsSchema = z.strictObject({ audience: z.enum(AUDIENCE_VISIBILITIES).optional() });
+const sources = z.array(z.enum(MEDIA_SOURCES)).min(1).max(MEDIA_SOURCES.length);
+/** A change of room settings: only the settings given change (ranges are checked by the Stage too). */
+export const roomSettingsSchema = z.strictObject({
+  audience: z.enum(AUDIENCE_VISIBILITIES).optional(),
+  stageCap: z.number().int().min(0).max(10_000).nullable().optional(),
+  autoFill: z.boolean().optional(),
+  acceptTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  slotSeconds: z.number().int().min(1).max(86_400).nullable().optional(),
+  requestCooldownSeconds: z.number().int().min(0).max(86_400).optional(),
+});
 /** mediasoup's own objects: key fields checked here, full validation by mediasoup itself. */
 const rtpCapabilities = z.looseObject({
   codecs: z.array(z.looseObject({ kind: z.enum(['audio', 'video']), mimeType: z.string().max(64) })).max(64),
@@ -163,6 +183,16 @@ export const requestSchemas = {
   'stage.setMode': z.strictObject({ mode: z.enum(STAGE_MODES) }),
   /** Change room settings (needs acceptStageRequests); everyone is told (`roomSettingsUpdate`). */
   'stage.setSettings': roomSettingsSchema,
+  /** Hold these sources of these users (needs kickParticipant): paused on the server at once. */
+  'stage.mute': z.strictObject({ userIds, sources }),
+  /** Ask the hosts to allow a held source of yours again. */
+  'stage.requestUnmute': z.strictObject({ source: z.enum(MEDIA_SOURCES) }),
+  /** Lift holds (needs kickParticipant); the owner then resumes by themselves. */
+  'stage.allowUnmute': z.strictObject({ userIds, sources }),
+  /** Remove users from the room now (needs kickParticipant); `ban`: refuse them until the backend unbans. */
+  'stage.removeFromRoom': z.strictObject({ userIds, ban: z.boolean().optional() }),
+  /** Lengthen a running stage slot (needs acceptStageRequests). */
+  'stage.extendSlot': z.strictObject({ userId: id, seconds: z.number().int().min(1).max(86_400) }),
 } as const;
 
 export type RequestMethod = keyof typeof requestSchemas;
@@ -184,7 +214,8 @@ export interface Responses {
   resumeConsumer: Record<string, never>;
   /** The spatial layer now preferred (0 = lowest) and whether the server sends at all. */
   setConsumerPreferences: { spatialLayer: number; paused: boolean };
-  'stage.requestAccess': { status: StageStatus };
+  /** `position`/`queueLength` while the request is pending (REQUESTED_TO_JOIN_STAGE). */
+  'stage.requestAccess': { status: StageStatus } & Partial<QueuePosition>;
   'stage.cancelRequestAccess': { status: StageStatus };
   'stage.getAccessRequests': { requests: AccessRequest[] };
   'stage.grantAccess': { results: BatchResult };
@@ -194,18 +225,36 @@ export interface Responses {
   'stage.kick': { results: BatchResult };
   'stage.setMode': { mode: StageMode };
   'stage.setSettings': { settings: RoomSettings };
+  'stage.mute': { results: BatchResult };
+  'stage.requestUnmute': Record<string, never>;
+  'stage.allowUnmute': { results: BatchResult };
+  'stage.removeFromRoom': { results: BatchResult };
+  'stage.extendSlot': { endsAt: number };
 }
 export type ResponseData<M extends RequestMethod> = Responses[M];
 
 export interface WireError {
   code: ErrorCode;
   message: string;
+  /** Machine-readable extras (COOLING_DOWN: `retryAfterMs`). */
+  details?: { retryAfterMs?: number };
+  /** COOLING_DOWN: milliseconds until the request may be made again (the same as `details.retryAfterMs`). */
+  retryAfterMs?: number;
 }
 export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
 
 // ------------------------------------------------------------------ notifications
 /** Why a producer was closed on the server. */
-export type ProducerCloseReason = 'closed' | 'left-stage' | 'kicked' | 'disconnected' | 'transport-closed';
+export type ProducerCloseReason =
+  | 'closed'
+  | 'left-stage'
+  | 'kicked'
+  | 'disconnected'
+  | 'transport-closed'
+  /** The stage slot ended (closed exactly as a kick). */
+  | 'slot-ended'
+  /** The owner was removed from the room. */
+  | 'removed-from-room';
 
 export interface Notifications {
   /**
@@ -246,6 +295,23 @@ export interface Notifications {
   stageModeUpdate: { mode: StageMode; by: string };
   /** To everyone: the room's settings changed (the full settings now in force). */
   roomSettingsUpdate: { settings: RoomSettings; by: string };
+  /** To the owner and the hosts: `by` held these sources of `userId` (paused on the server; resume is refused). */
+  mutedByHost: { userId: string; by: string; sources: MediaSource[] };
+  /** To the hosts: the owner of a held source asks to have it allowed again. */
+  unmuteRequested: { userId: string; source: MediaSource };
+  /** To the owner and the hosts: the holds on these sources were lifted; the owner may resume. */
+  unmuteAllowed: { userId: string; by: string; sources: MediaSource[] };
+  /** To the hosts: `by` removed `userId` from the room (`banned`: their id is refused from now on). */
+  participantRemoved: { userId: string; by: string; banned: boolean };
+  /** To everyone who sees the participant (they are on stage): their slot end changed (`null`: no slot any more). */
+  stageSlotUpdate: { userId: string; endsAt: number | null; by?: string };
+  /** To the participant and the hosts: the slot of `userId` ends soon. */
+  stageSlotEnding: { userId: string; endsAt: number };
+  /**
+   * To a requester only: their place in the queue. Sent at once when their position changed; a
+   * change of the length alone at most once a second.
+   */
+  stageRequestPosition: QueuePosition;
   /**
    * To everyone: how many participants are in the audience now (see RoomSnapshot). Sent at most
    * once a second per room, and only when the number changed since the last one sent.

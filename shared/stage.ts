@@ -17,12 +17,11 @@ export type StageMode = (typeof STAGE_MODES)[number];
 export const AUDIENCE_VISIBILITIES = ['hidden', 'visible'] as const;
 export type AudienceVisibility = (typeof AUDIENCE_VISIBILITIES)[number];
 
-/** Room settings, changed live by acceptStageRequests holders and the backend. */
-export interface RoomSettings {
-  audience: AudienceVisibility;
-}
-
-export const DEFAULT_ROOM_SETTINGS: Readonly<RoomSettings> = { audience: 'hidden' };
+/**
+ * Room settings, changed live by acceptStageRequests holders and the backend: the Stage's
+ * settings (STAGE.md Part 2: seats, auto-fill, slots, cool-down, and `audience`), one object.
+ */
+export type RoomSettings = StageSettings;
 
 /**
  * Stage people: holders of acceptStageRequests, and anyone ACCEPTED_TO_JOIN_STAGE or ON_STAGE.
@@ -120,6 +119,8 @@ export const DEFAULT_STAGE_SETTINGS: Readonly<StageSettings> = Object.freeze({
   requestCooldownSeconds: 0,
   audience: 'hidden',
 });
+
+export const DEFAULT_ROOM_SETTINGS: Readonly<RoomSettings> = DEFAULT_STAGE_SETTINGS;
 
 /** A pending request's place in the queue: `position` 1 is next; `queueLength` counts every pending request. */
 export interface QueuePosition {

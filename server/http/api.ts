@@ -8,7 +8,8 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { StagegateError, type ErrorCode } from '../../shared/errors.js';
 import { LIMITS, roomSettingsSchema } from '../../shared/protocol.js';
-import { STAGE_MODES } from '../../shared/stage.js';
+import { MEDIA_SOURCES, STAGE_MODES } from '../../shared/stage.js';
+import type { AuditTrail } from '../audit/AuditTrail.js';
 import { idSchema, presetInputSchema, type TokenService } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { Room } from '../room/Room.js';
@@ -55,6 +56,12 @@ const schemas = {
   userIds,
   setMode: z.strictObject({ mode: z.enum(STAGE_MODES) }),
   settings: roomSettingsSchema,
+  holds: userIds.extend({ sources: z.array(z.enum(MEDIA_SOURCES)).min(1).max(MEDIA_SOURCES.length) }),
+  remove: userIds.extend({ ban: z.boolean().optional() }),
+  auditQuery: z.strictObject({
+    after: z.coerce.number().int().min(0).optional(),
+    limit: z.coerce.number().int().min(1).max(500).optional(),
+  }),
 };
 
 export interface ApiDeps {
@@ -62,6 +69,7 @@ export interface ApiDeps {
   tokens: TokenService;
   apiSecret: string;
   log: Logger;
+  audit?: AuditTrail;
 }
 
 type Json = Record<string, unknown> | unknown[];
@@ -90,7 +98,7 @@ export function roomDetails(room: Room) {
 }
 
 /** Returns a request handler for /api/*; it answers `false` for paths it does not own. */
-export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
+export function createApi({ rooms, tokens, apiSecret, log, audit }: ApiDeps) {
   const room = (roomId: string | undefined) => {
     const r = roomId ? rooms.get(roomId) : undefined;
     if (!r) throw new StagegateError('NOT_FOUND', `no room ${roomId}`);
@@ -161,6 +169,58 @@ export function createApi({ rooms, tokens, apiSecret, log }: ApiDeps) {
         const r = room(rid);
         const change = parse(schemas.settings, await body());
         return [200, { settings: r.setSettings(BACKEND_ACTOR, change) }];
+      },
+    ],
+    ...(['mute', 'allow-unmute'] as const).map((action): [string, RegExp, Route] => [
+      'POST',
+      new RegExp(`^/api/rooms/([^/]+)/stage/${action}$`),
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const { userIds: ids, sources } = parse(schemas.holds, await body());
+        const results =
+          action === 'mute'
+            ? r.stage.mute(BACKEND_ACTOR, ids, sources)
+            : r.stage.allowUnmute(BACKEND_ACTOR, ids, sources);
+        return [200, { results }];
+      },
+    ]),
+    [
+      'POST',
+      /^\/api\/rooms\/([^/]+)\/stage\/remove$/,
+      async (_r, [rid], body) => {
+        const r = room(rid);
+        const { userIds: ids, ban } = parse(schemas.remove, await body());
+        return [200, { results: r.removeFromRoom(BACKEND_ACTOR, ids, ban === undefined ? {} : { ban }) }];
+      },
+    ],
+    ['GET', /^\/api\/rooms\/([^/]+)\/bans$/, async (_r, [rid]) => [200, { bans: room(rid).stage.bannedUsers() }]],
+    [
+      'POST',
+      /^\/api\/rooms\/([^/]+)\/bans\/([^/]+)$/,
+      async (_r, [rid, uid]) => {
+        const r = room(rid);
+        const userId = parse(id, uid);
+        const removed = r.stage.has(userId) ? r.removeFromRoom(BACKEND_ACTOR, [userId], { ban: true }) : undefined;
+        if (!removed) r.stage.ban(BACKEND_ACTOR, userId);
+        return [200, { userId, banned: true, removed: removed !== undefined }];
+      },
+    ],
+    [
+      'DELETE',
+      /^\/api\/rooms\/([^/]+)\/bans\/([^/]+)$/,
+      async (_r, [rid, uid]) => {
+        room(rid).stage.unban(BACKEND_ACTOR, uid!);
+        return [204];
+      },
+    ],
+    [
+      'GET',
+      /^\/api\/rooms\/([^/]+)\/audit$/,
+      async (req, [rid]) => {
+        if (!audit || (!rooms.get(rid!) && !audit.has(rid!))) throw new StagegateError('NOT_FOUND', `no room ${rid}`);
+        const query = Object.fromEntries(new URL(req.url ?? '/', 'http://x').searchParams);
+        const { after, limit } = parse(schemas.auditQuery, query);
+        return [200, audit.list(rid!, after, limit)];
       },
     ],
   ];

@@ -14,11 +14,10 @@
  * (`participantJoined`) or disappear from (`participantLeft`) the roster of those who are not
  * hosts; hosts get the `peerStageStatusUpdate` they always get.
  */
-import { StagegateError } from '../../shared/errors.js';
 import type { NotificationName, Notifications, ParticipantInfo } from '../../shared/protocol.js';
 import { isStagePerson, type Preset, type RoomSettings, type StageStatus } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
-import { BACKEND_ACTOR, type Stage } from '../stage/Stage.js';
+import type { Stage } from '../stage/Stage.js';
 import type { Participant } from './Participant.js';
 
 /** Who in a room a broadcast is for: everyone, the hosts, or everyone but the hosts. */
@@ -35,7 +34,6 @@ export interface GroupChannel {
 export const AUDIENCE_COUNT_INTERVAL_MS = 1000;
 
 export class Audience {
-  #settings: RoomSettings;
   /** The count last sent, and when it left (queued, then updated once actually sent); the timer of the next one. */
   #sentCount: number | undefined;
   #sentAt = -Infinity;
@@ -43,7 +41,6 @@ export class Audience {
   #closed = false;
 
   constructor(
-    settings: RoomSettings,
     private readonly participants: ReadonlyMap<string, Participant>,
     private readonly stage: Stage,
     private readonly channel: GroupChannel,
@@ -51,15 +48,16 @@ export class Audience {
     private readonly log: Logger,
     private readonly intervalMs = AUDIENCE_COUNT_INTERVAL_MS,
   ) {
-    this.#settings = { ...settings };
+    // The room settings are the Stage's (one object): everyone is told each change.
+    stage.on('settingsChanged', ({ settings, changed, by }) => this.#settingsChanged(settings, changed, by));
   }
 
   get settings(): RoomSettings {
-    return { ...this.#settings };
+    return this.stage.settings;
   }
 
   get hidden(): boolean {
-    return this.#settings.audience === 'hidden';
+    return this.stage.settings.audience === 'hidden';
   }
 
   /** Whether `p` is a stage person (at `status`, default their current one). */
@@ -132,32 +130,26 @@ export class Audience {
   }
 
   /**
-   * Changes settings (acceptStageRequests holders and the backend). Everyone is told the new
-   * settings; switching `audience` shows or hides the audience in the rosters of those who are
-   * not hosts. Returns the settings now in force.
+   * Changes settings (acceptStageRequests holders and the backend; `Stage.setSettings` checks the
+   * actor and the values, and applies seats, slots and cool-downs). Returns the settings now in force.
    */
   update(actorId: string, change: Partial<RoomSettings>): RoomSettings {
-    if (actorId !== BACKEND_ACTOR) {
-      const actor = this.stage.get(actorId);
-      if (!actor) throw new StagegateError('NOT_FOUND', `Unknown participant ${actorId}`);
-      if (!actor.preset.acceptStageRequests)
-        throw new StagegateError('FORBIDDEN', `${actorId} lacks the acceptStageRequests permission`);
+    return this.stage.setSettings(actorId, change);
+  }
+
+  /**
+   * Everyone is told the new settings; switching `audience` shows or hides the audience in the
+   * rosters of those who are not hosts.
+   */
+  #settingsChanged(settings: RoomSettings, changed: (keyof RoomSettings)[], by: string): void {
+    this.log.info({ settings, changed, by }, 'room settings changed');
+    this.channel.toGroup('all', 'roomSettingsUpdate', { settings, by });
+    if (!changed.includes('audience')) return;
+    for (const p of this.participants.values()) {
+      if (this.isStage(p)) continue;
+      if (this.hidden) this.channel.toGroup('others', 'participantLeft', { userId: p.id }, p.id);
+      else this.channel.toGroup('others', 'participantJoined', { participant: this.info(p) }, p.id);
     }
-    const wasHidden = this.hidden;
-    const next: RoomSettings = { ...this.#settings };
-    if (change.audience !== undefined) next.audience = change.audience;
-    if (JSON.stringify(next) === JSON.stringify(this.#settings)) return this.settings;
-    this.#settings = next;
-    this.log.info({ settings: next, by: actorId }, 'room settings changed');
-    this.channel.toGroup('all', 'roomSettingsUpdate', { settings: this.settings, by: actorId });
-    if (wasHidden !== this.hidden) {
-      for (const p of this.participants.values()) {
-        if (this.isStage(p)) continue;
-        if (this.hidden) this.channel.toGroup('others', 'participantLeft', { userId: p.id }, p.id);
-        else this.channel.toGroup('others', 'participantJoined', { participant: this.info(p) }, p.id);
-      }
-    }
-    return this.settings;
   }
 
   /**

@@ -28,6 +28,7 @@ import type {
   RoomSnapshot,
   TransportOptions,
 } from '../../shared/protocol.js';
+import type { BatchResult } from '../../shared/stage.js';
 import {
   DEFAULT_ROOM_SETTINGS,
   type MediaSource,
@@ -39,6 +40,9 @@ import {
 import type { Logger } from '../logger.js';
 import type { VerifiedToken } from '../auth/tokens.js';
 import { BACKEND_ACTOR, Stage, type StageChangeReason, type StageState } from '../stage/Stage.js';
+import { realScheduler } from '../stage/clock.js';
+import type { AuditEntry } from '../audit/AuditTrail.js';
+import { auditStage } from '../audit/stageAudit.js';
 import { samePreset } from '../stage/stageRules.js';
 import { layerForSize, layersOf, Throttle } from '../media/layers.js';
 import { kindOfRtp, workerRefusal } from '../media/rtp.js';
@@ -46,7 +50,7 @@ import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/Room
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Audience, type GroupChannel } from './Audience.js';
 import { Participant, type ParticipantSession, type StagedProducer } from './Participant.js';
-import { forwardStageEvents } from './stageEvents.js';
+import { forwardStageEvents, type QueueTeller } from './stageEvents.js';
 
 export type { RtcOptions } from '../media/RoomMedia.js';
 
@@ -91,6 +95,8 @@ const CLOSE_REASON: Partial<Record<StageChangeReason, ProducerCloseReason>> = {
   kick: 'kicked',
   preset: 'kicked',
   'leave-room': 'disconnected',
+  'slot-ended': 'slot-ended',
+  'removed-from-room': 'removed-from-room',
 };
 
 export class Room {
@@ -98,6 +104,8 @@ export class Room {
   readonly participants = new Map<string, Participant>();
   /** Who sees whom, the room settings, and the audience count. */
   readonly audience: Audience;
+  /** Queue positions to each requester. */
+  readonly queue: QueueTeller;
   readonly createdAt: number;
   /** This room instance: tokens carry it, so a room created again with the same id refuses the old ones. */
   readonly instanceId: string;
@@ -115,6 +123,8 @@ export class Room {
   /** The last dominant speaker (its producer may have closed since). */
   #activeSpeaker: Notifications['activeSpeaker'] | undefined;
   #closed = false;
+  /** While `removeFromRoom` runs: each target's status before it (who saw them is told they left). */
+  #removing = new Map<string, StageStatus>();
 
   private constructor(
     readonly id: string,
@@ -126,21 +136,25 @@ export class Room {
     readonly reconnectGraceMs: number,
     settings: RoomSettings,
     restored?: RoomState,
+    /** Where the room's audit records go (the server's AuditTrail). */
+    readonly audit: (entry: AuditEntry) => void = () => {},
   ) {
-    const onListenerError = (err: unknown) => log.error({ err }, 'stage listener failed');
-    this.stage = restored ? Stage.fromState(restored.stage, { onListenerError }) : new Stage({ mode, onListenerError });
+    const stageOptions = {
+      mode,
+      settings,
+      // a closed room's deadlines do nothing
+      schedule: (at: number, wake: () => void) => realScheduler()(at, () => !this.#closed && wake()),
+      onListenerError: (err: unknown) => log.error({ err }, 'stage listener failed'),
+    };
+    this.stage = restored ? Stage.fromState(restored.stage, stageOptions) : new Stage(stageOptions);
     this.instanceId = restored?.instanceId ?? randomUUID();
     this.createdAt = restored?.createdAt ?? Date.now();
-    this.audience = new Audience(
-      restored?.settings ?? settings,
-      this.participants,
-      this.stage,
-      channel,
-      (p) => this.info(p),
-      log,
-    );
+    // first: a stage change is recorded before what it causes (producers closed...)
+    auditStage(this.stage, (entry) => this.audit(entry));
+    this.audience = new Audience(this.participants, this.stage, channel, (p) => this.info(p), log);
     this.#gateMedia();
-    forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
+    this.queue = forwardStageEvents(this.stage, this.participants, channel, this.audience, log);
+    this.stage.on('removedFromRoom', ({ userId }) => this.#removed(userId));
     media.onEdgeLost((transportIds) => this.#edgeLost(transportIds));
     media.onDominantSpeaker((producer) => {
       const owner = this.#owners.get(producer.id);
@@ -184,12 +198,13 @@ export class Room {
     settings?: Partial<RoomSettings> | undefined;
     /** Continue from this state (cluster mode: the room's previous node died). */
     restore?: RoomState;
+    audit?: (entry: AuditEntry) => void;
   }): Promise<Room> {
     const log = opts.log.child({ roomId: opts.id });
     const { id, worker, pool, channel, rtc, maxConsumersPerRouter, mode = 'REQUEST', reconnectGraceMs = 15_000 } = opts;
     const settings = { ...DEFAULT_ROOM_SETTINGS, ...opts.settings };
     const media = await RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log });
-    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings, opts.restore);
+    return new Room(id, media, channel, log, mode, reconnectGraceMs, settings, opts.restore, opts.audit);
   }
 
   /** The origin router: every producer is there, and its RTP capabilities are every router's. */
@@ -233,6 +248,7 @@ export class Room {
    */
   join(session: ParticipantSession, who: VerifiedToken, rtpCapabilities: ms.RtpCapabilities): RoomSnapshot {
     this.#assertOpen();
+    if (this.stage.isBanned(who.userId)) throw new StagegateError('BANNED', `${who.userId} is banned from this room`);
     let p = this.participants.get(who.userId);
     let identityChanged = false;
     if (p) {
@@ -252,6 +268,12 @@ export class Room {
       this.participants.set(p.id, p);
       this.stage.add({ id: p.id, name: p.name, preset: p.preset });
       p.log.info({ preset: p.preset.name, status: this.statusOf(p.id) }, 'joined room');
+      this.audit({
+        actor: p.id,
+        action: 'participant.joined',
+        to: this.statusOf(p.id),
+        details: { name: p.name, preset: p.preset.name },
+      });
       const group = this.audience.groupFor(this.audience.isStage(p));
       this.channel.toGroup(group, 'participantJoined', { participant: this.info(p) }, p.id);
       this.audience.changed();
@@ -267,7 +289,14 @@ export class Room {
     }
     const snapshot: RoomSnapshot = {
       roomId: this.id,
-      self: { id: p.id, name: who.name, preset, stageStatus: this.statusOf(p.id) },
+      self: {
+        id: p.id,
+        name: who.name,
+        preset,
+        stageStatus: this.statusOf(p.id),
+        held: this.stage.holdsOf(p.id).held,
+        ...this.#slotOf(p.id),
+      },
       // in a hidden room, the stage people only (unless a host)
       participants: [...this.participants.values()]
         .filter((o) => o !== viewer && this.audience.sees(preset, o))
@@ -310,9 +339,9 @@ export class Room {
     if (!p || p.session !== session) return; // replaced by a newer connection already
     p.connected = false;
     this.#dropMedia(p, 'disconnected');
-    if (this.reconnectGraceMs <= 0) return this.leave(userId);
+    if (this.reconnectGraceMs <= 0) return this.leave(userId, 'connection-lost');
     p.log.info({ graceMs: this.reconnectGraceMs }, 'connection lost, keeping the place');
-    p.graceTimer = setTimeout(() => this.leave(userId), this.reconnectGraceMs);
+    p.graceTimer = setTimeout(() => this.leave(userId, 'connection-lost'), this.reconnectGraceMs);
     p.graceTimer.unref();
   }
 
@@ -331,9 +360,10 @@ export class Room {
   }
 
   /** The user left the room (or disconnected): stage cascade first, then every media object. */
-  leave(userId: string): void {
+  leave(userId: string, reason: 'left' | 'connection-lost' = 'left'): void {
     const p = this.participants.get(userId);
     if (!p) return;
+    this.audit({ actor: p.id, action: 'participant.left', reason });
     clearTimeout(p.graceTimer);
     const seenByAll = this.audience.isStage(p);
     this.stage.remove(userId); // ON_STAGE → OFF_STAGE: the listener closes the producers
@@ -342,6 +372,22 @@ export class Room {
     p.log.info('left room');
     this.channel.toGroup(this.audience.groupFor(seenByAll), 'participantLeft', { userId });
     this.audience.changed();
+  }
+
+  /**
+   * Removes users from the room at once (needs kickParticipant, or `@backend`): off stage (their
+   * producers closed, reason 'removed-from-room'), told `goodbye { reason: 'removed-from-room' }`
+   * and disconnected, their place forgotten (no grace period); `ban`: their id is refused until
+   * the backend unbans it. Per-user results as the other batch actions.
+   */
+  removeFromRoom(actorId: string, userIds: string[], opts: { ban?: boolean } = {}): BatchResult {
+    this.#assertOpen();
+    this.#removing = new Map(userIds.flatMap((id) => (this.stage.has(id) ? [[id, this.statusOf(id)]] : [])));
+    try {
+      return this.stage.removeFromRoom(actorId, userIds, opts);
+    } finally {
+      this.#removing.clear();
+    }
   }
 
   statusOf(userId: string): StageStatus {
@@ -357,7 +403,13 @@ export class Room {
       presetName: p.preset.name,
       stageStatus: this.statusOf(p.id),
       producers: p.producerInfos(),
+      ...this.#slotOf(p.id),
     };
+  }
+
+  #slotOf(userId: string): { slotEndsAt?: number } {
+    const endsAt = this.stage.slotEndsAt(userId);
+    return endsAt === undefined ? {} : { slotEndsAt: endsAt };
   }
 
   // ------------------------------------------------------------------ transports
@@ -454,6 +506,8 @@ export class Room {
       .finally(() => {
         if (p.producingSources.get(source) === transport) p.producingSources.delete(source);
       });
+    // A host holds this source (now, or since the call started): it starts paused, before anyone hears of it.
+    if (this.stage.isHeld(p.id, source)) await producer.pause().catch(() => undefined);
     // Gating, second half: a kick or leave during the await bumped the epoch. A drop or a
     // replacing connection keeps the participant ON_STAGE but closed this transport: the worker
     // dropped the producer with it, while mediasoup's Node side still calls it open.
@@ -486,6 +540,12 @@ export class Room {
       this.media.observeSpeaker(producer).catch((err: unknown) => p.log.warn({ err }, 'active speaker observer'));
     }
     p.log.info({ producerId: producer.id, kind, source }, 'producer created');
+    this.audit({
+      actor: p.id,
+      action: 'producer.created',
+      target: p.id,
+      details: { producerId: producer.id, kind, source, paused: producer.paused },
+    });
     this.channel.toAll('newProducer', { producer: p.producerInfos().find((i) => i.id === producer.id)! }, p.id);
     return { id: producer.id, source };
   }
@@ -497,9 +557,18 @@ export class Room {
   }
 
   async setProducerPaused(p: Participant, producerId: string, paused: boolean): Promise<void> {
-    const { producer } = this.#ownProducer(p, producerId);
+    const { producer, source } = this.#ownProducer(p, producerId);
+    if (!paused && this.stage.isHeld(p.id, source))
+      throw new StagegateError('FORBIDDEN', `the host muted your ${source}: ask to unmute first`);
     if (paused) await producer.pause();
-    else await producer.resume();
+    else {
+      await producer.resume();
+      // a host muted it while the resume was under way: the hold wins
+      if (this.stage.isHeld(p.id, source)) {
+        await producer.pause();
+        throw new StagegateError('FORBIDDEN', `the host muted your ${source}: ask to unmute first`);
+      }
+    }
     this.channel.toAll(paused ? 'producerPaused' : 'producerResumed', { producerId, userId: p.id }, p.id);
   }
 
@@ -656,6 +725,7 @@ export class Room {
     if (this.#closed) return;
     this.#closed = true;
     this.audience.close();
+    this.queue.close();
     for (const p of this.participants.values()) {
       clearTimeout(p.graceTimer);
       p.session.notify('goodbye', { reason });
@@ -674,6 +744,21 @@ export class Room {
   // ------------------------------------------------------------------ internals
   /** Media gating: every exit from ON_STAGE closes the producers right here, before anyone is told. */
   #gateMedia(): void {
+    // A held source is paused on the server at once; only its owner can resume it, once allowed.
+    this.stage.on('mutedByHost', ({ userId, sources }) => {
+      const p = this.participants.get(userId);
+      if (!p) return;
+      for (const staged of p.producers.values()) {
+        if (!sources.includes(staged.source) || staged.producer.paused) continue;
+        const { producer } = staged;
+        producer.pause().then(
+          () => {
+            if (!producer.closed) this.channel.toAll('producerPaused', { producerId: producer.id, userId: p.id }, p.id);
+          },
+          (err: unknown) => p.log.warn({ err, producerId: producer.id }, 'pausing a held producer failed'),
+        );
+      }
+    });
     this.stage.on('statusChanged', ({ userId, from, to, reason }) => {
       const p = this.participants.get(userId);
       if (!p || reason === 'join-room') return;
@@ -684,6 +769,27 @@ export class Room {
       }
       if (to === 'OFF_STAGE' || to === 'REQUESTED_TO_JOIN_STAGE') p.closeSendTransport();
     });
+  }
+
+  /**
+   * `removeFromRoom` took `userId` out of the stage (their producers closed in the statusChanged
+   * listener): close their media, tell them why, disconnect them, and tell those who saw them.
+   */
+  #removed(userId: string): void {
+    const p = this.participants.get(userId);
+    if (!p) return;
+    const was = this.#removing.get(userId) ?? 'OFF_STAGE';
+    clearTimeout(p.graceTimer);
+    this.#dropMedia(p, 'removed-from-room');
+    this.participants.delete(userId);
+    p.log.info('removed from the room');
+    if (p.connected) {
+      p.session.notify('goodbye', { reason: 'removed-from-room' });
+      p.session.disconnect();
+    }
+    p.connected = false;
+    this.channel.toGroup(this.audience.groupFor(this.audience.isStage(p, was)), 'participantLeft', { userId });
+    this.audience.changed();
   }
 
   /**
@@ -711,6 +817,13 @@ export class Room {
     if (!this.#owners.delete(producer.id)) return;
     p.producers.delete(producer.id);
     p.log.info({ producerId: producer.id, reason }, 'producer closed');
+    this.audit({
+      actor: reason === 'closed' ? p.id : '@server',
+      action: 'producer.closed',
+      target: p.id,
+      reason,
+      details: { producerId: producer.id, source: staged.source },
+    });
     this.channel.toAll('producerClosed', { producerId: producer.id, userId: p.id, reason }, p.id);
     if (reason !== 'closed') p.session.notify('producerClosedByServer', { producerId: producer.id, reason });
   }

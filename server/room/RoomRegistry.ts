@@ -8,6 +8,7 @@ import type { RoomSettings, StageMode } from '../../shared/stage.js';
 import type { Logger } from '../logger.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Room, type RoomChannel, type RoomState, type RtcOptions } from './Room.js';
+import type { AuditTrail } from '../audit/AuditTrail.js';
 
 export interface RoomRegistryOptions {
   pool: WorkerPool;
@@ -25,6 +26,8 @@ export interface RoomRegistryOptions {
     created(room: Room): void;
     deleted(roomId: string): void;
   };
+  /** Where every room's audit records go. */
+  audit?: AuditTrail;
 }
 
 export class RoomRegistry {
@@ -71,12 +74,20 @@ export class RoomRegistry {
       log,
       reconnectGraceMs,
       settings,
+      ...(this.opts.audit ? { audit: (entry) => this.opts.audit!.record(roomId, entry) } : {}),
     });
     this.#pending.set(roomId, creating);
     try {
       const room = await creating;
       this.#rooms.set(roomId, room);
+      this.opts.audit?.record(roomId, {
+        actor: '@backend',
+        action: 'room.created',
+        to: mode,
+        details: { settings: room.settings, instanceId: room.instanceId },
+      });
       room.onClose(() => {
+        this.opts.audit?.record(roomId, { actor: '@backend', action: 'room.closed' });
         this.#rooms.delete(roomId);
         pool.release(room.worker);
       });

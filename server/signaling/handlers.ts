@@ -121,7 +121,11 @@ export const handlers: HandlerTable = {
   },
   'stage.requestAccess': {
     needs: 'joined',
-    run: ({ room, participant }) => ({ status: room.stage.requestAccess(participant.id) }),
+    run({ room, participant }) {
+      const answer = room.stage.requestAccessWithPosition(participant.id);
+      room.queue.answered(participant.id, answer);
+      return answer;
+    },
   },
   'stage.cancelRequestAccess': {
     needs: 'joined',
@@ -158,5 +162,36 @@ export const handlers: HandlerTable = {
   'stage.setSettings': {
     needs: 'joined',
     run: ({ room, participant }, change) => ({ settings: room.setSettings(participant.id, change) }),
+  },
+  'stage.mute': {
+    needs: 'joined',
+    run: ({ room, participant }, { userIds, sources }) => ({
+      results: room.stage.mute(participant.id, userIds, sources),
+    }),
+  },
+  'stage.requestUnmute': {
+    needs: 'joined',
+    run({ room, participant }, { source }) {
+      room.stage.requestUnmute(participant.id, source);
+      return ok;
+    },
+  },
+  'stage.allowUnmute': {
+    needs: 'joined',
+    run: ({ room, participant }, { userIds, sources }) => ({
+      results: room.stage.allowUnmute(participant.id, userIds, sources),
+    }),
+  },
+  'stage.removeFromRoom': {
+    needs: 'joined',
+    run: ({ room, participant }, { userIds, ban }) => ({
+      results: room.removeFromRoom(participant.id, userIds, ban === undefined ? {} : { ban }),
+    }),
+  },
+  'stage.extendSlot': {
+    needs: 'joined',
+    run: ({ room, participant }, { userId, seconds }) => ({
+      endsAt: room.stage.extendSlot(participant.id, userId, seconds),
+    }),
   },
 };

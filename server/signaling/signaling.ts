@@ -185,6 +185,7 @@ async function authenticate(
     return room ? { token, room } : { proxied: true };
   }
   const room = await rooms.forToken(token.roomId, token.roomInstance);
+  if (room.stage.isBanned(token.userId)) throw new StagegateError('BANNED', `${token.userId} is banned from this room`);
   return { token, room };
 }
 
@@ -257,11 +258,15 @@ function fail(code: ErrorCode, message: string): Ack<never> {
 export function toWireError(err: unknown, log: Logger): WireError {
   const wire = wireErrorOf(err, log);
   // messages can echo client input (e.g. an unknown key): keep acks small
-  return wire.message.length > 300 ? { code: wire.code, message: `${wire.message.slice(0, 300)}…` } : wire;
+  return wire.message.length > 300 ? { ...wire, message: `${wire.message.slice(0, 300)}…` } : wire;
 }
 
 function wireErrorOf(err: unknown, log: Logger): WireError {
-  if (err instanceof StagegateError) return err.toJSON();
+  if (err instanceof StagegateError) {
+    const wire: WireError = err.toJSON();
+    if (err.details?.retryAfterMs !== undefined) wire.retryAfterMs = err.details.retryAfterMs;
+    return wire;
+  }
   if (err instanceof TypeError) return { code: 'INVALID_REQUEST', message: err.message };
   // mediasoup's own error classes (not exported as values): matched by name.
   if (err instanceof Error && err.name === 'InvalidStateError') return { code: 'INVALID_STATE', message: err.message };

@@ -458,6 +458,30 @@ export class Stage {
     });
   }
 
+  /**
+   * Ban `userId` (the backend only: a member → FORBIDDEN, unknown actor → NOT_FOUND). A member is
+   * removed from the room with the ban (as `removeFromRoom`); an absent id is banned ahead, so
+   * their first connection is refused. Already banned → nothing changes, no event. Returns
+   * whether the id was in the room.
+   */
+  ban(actorId: string, userId: string): boolean {
+    if (actorId !== BACKEND_ACTOR) {
+      this.self(actorId);
+      throw refuse('FORBIDDEN', 'only the backend may ban an id ahead');
+    }
+    if (typeof userId !== 'string' || userId.length === 0 || userId.startsWith('@'))
+      throw refuse('INVALID_REQUEST', 'userId must be a user id');
+    if (this.byId.has(userId)) {
+      this.removeFromRoom(actorId, [userId], { ban: true });
+      return true;
+    }
+    if (this.bans.has(userId)) return false;
+    this.bans.add(userId);
+    this.enqueue('banned', { userId, by: actorId });
+    this.commit();
+    return false;
+  }
+
   /** Lift a ban (the backend only: a member → FORBIDDEN, unknown → NOT_FOUND). Not banned → INVALID_STATE. */
   unban(actorId: string, userId: string): void {
     if (actorId !== BACKEND_ACTOR) {
@@ -810,7 +834,7 @@ export class Stage {
   /** A stage continuing from `toState()` (another node took the room over); emits nothing. */
   static fromState(
     state: StageState,
-    opts: { now?: () => number; onListenerError?: (error: unknown, event: EventName) => void } = {},
+    opts: Omit<NonNullable<ConstructorParameters<typeof Stage>[0]>, 'mode' | 'settings'> = {},
   ): Stage {
     const stage = new Stage({ ...opts, mode: state.mode, settings: state.settings });
     stage.requestSeq = state.requestSeq;

@@ -69,6 +69,8 @@ export interface StageEvents {
   unmuteAllowed: (e: { userId: string; by: string; sources: MediaSource[] }) => void;
   /** `by` removed `userId` from the room (the member is already forgotten); `banned`: the id is banned. */
   removedFromRoom: (e: { userId: string; by: string; banned: boolean }) => void;
+  /** The backend banned `userId`, who was not in the room (a member is banned by `removeFromRoom`). */
+  banned: (e: { userId: string; by: string }) => void;
   /** The backend lifted the ban on `userId`. */
   unbanned: (e: { userId: string; by: string }) => void;
   /** Settings changed: the full new settings and the names of those that changed. */

@@ -59,10 +59,10 @@ describe('hidden audience in the pages', () => {
         body: JSON.stringify(body),
       });
     const visible = (await (await create({ audience: 'visible' })).json()) as { roomId: string };
-    expect(sg.rooms.get(visible.roomId)!.settings).toEqual({ audience: 'visible' });
+    expect(sg.rooms.get(visible.roomId)!.settings).toMatchObject({ audience: 'visible' });
     expect((await create({ audience: 'everyone' })).status).toBe(400);
     const hidden = (await (await create({})).json()) as { roomId: string };
-    expect(sg.rooms.get(hidden.roomId)!.settings).toEqual({ audience: 'hidden' });
+    expect(sg.rooms.get(hidden.roomId)!.settings).toMatchObject({ audience: 'hidden' });
     sg.rooms.close(visible.roomId);
     sg.rooms.close(hidden.roomId);
   });

@@ -27,7 +27,7 @@ describe('hidden room (default)', () => {
     const host = await h.join(room, 'host', 'host');
     const speaker = await h.join(room, 'speaker', 'speaker');
     const ada = await h.join(room, 'ada', 'viewer');
-    expect(ada.settings).toEqual({ audience: 'hidden' });
+    expect(ada.settings).toMatchObject({ audience: 'hidden' });
     expect(ids(ada)).toEqual(['host', 'speaker']);
     // the snapshot has the count last announced; ada's own arrival follows within a second
     await expect.poll(() => ada.audienceCount, { timeout: 3000 }).toBe(1);
@@ -79,8 +79,8 @@ describe('hidden room (default)', () => {
     await h.join(room, 'bob', 'viewer');
     const told = waitFor(ada, 'roomSettingsUpdate');
     const appeared = waitFor(ada, 'participantJoined');
-    await expect(host.stage.setSettings({ audience: 'visible' })).resolves.toEqual({ audience: 'visible' });
-    expect(await told).toEqual({ settings: { audience: 'visible' }, by: 'host' });
+    await expect(host.stage.setSettings({ audience: 'visible' })).resolves.toMatchObject({ audience: 'visible' });
+    expect(await told).toMatchObject({ settings: { audience: 'visible' }, by: 'host' });
     expect((await appeared).participant.id).toBe('bob');
     expect(ada.settings.audience).toBe('visible');
     expect(ids(ada)).toEqual(['bob', 'host']);
@@ -134,6 +134,6 @@ describe('visible room', () => {
     await h.join(room, 'bob', 'viewer');
     expect((await joined).participant.id).toBe('bob');
     expect(ids(ada)).toEqual(['bob', 'host']);
-    expect(ada.settings).toEqual({ audience: 'visible' });
+    expect(ada.settings).toMatchObject({ audience: 'visible' });
   });
 });

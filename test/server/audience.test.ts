@@ -71,11 +71,11 @@ function leaked(c: Spy, others: Spy[]): string[] {
 describe('hidden audience (the default)', () => {
   it('a room is hidden unless created visible; the snapshot carries settings and the count', async () => {
     await freshRoom();
-    expect(room.settings).toEqual({ audience: 'hidden' });
+    expect(room.settings).toMatchObject({ audience: 'hidden' });
     const host = await spy('host-1', 'host');
     await until(() => host.received.some((e) => e.name === 'audienceCount'), 3000, 'the first count');
     const v = await spy('viewer-1', 'viewer');
-    expect(v.snapshot.settings).toEqual({ audience: 'hidden' });
+    expect(v.snapshot.settings).toMatchObject({ audience: 'hidden' });
     // the count everyone was told last; the viewer's own arrival follows within a second
     expect(host.snapshot.audienceCount).toBe(0);
     expect(v.snapshot.audienceCount).toBe(0);
@@ -280,10 +280,10 @@ describe('hidden audience (the default)', () => {
 
     const told = v1.next('roomSettingsUpdate');
     const appeared = v1.next('participantJoined');
-    expect(await host.request('stage.setSettings', { audience: 'visible' })).toEqual({
+    expect(await host.request('stage.setSettings', { audience: 'visible' })).toMatchObject({
       settings: { audience: 'visible' },
     });
-    expect(await told).toEqual({ settings: { audience: 'visible' }, by: 'host-x' });
+    expect(await told).toMatchObject({ settings: { audience: 'visible' }, by: 'host-x' });
     expect((await appeared).participant.id).toBe('viewer-x2');
     // visible: a request is seen by everyone
     const seen = v1.next('peerStageStatusUpdate');
@@ -298,7 +298,7 @@ describe('hidden audience (the default)', () => {
       body: JSON.stringify({ audience: 'hidden' }),
     });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ settings: { audience: 'hidden' } });
+    expect(await res.json()).toMatchObject({ settings: { audience: 'hidden' } });
     expect(await gone).toEqual({ userId: 'viewer-x2' });
     // the same setting again changes nothing and tells nobody
     await settle(host, v1);

@@ -44,6 +44,7 @@ export const ALL_EVENTS = [
   'unmuteRequested',
   'unmuteAllowed',
   'removedFromRoom',
+  'banned',
   'unbanned',
   'settingsChanged',
   'slotChanged',

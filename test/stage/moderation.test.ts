@@ -227,6 +227,24 @@ describe('removeFromRoom', () => {
     expect(ctx.stage.isBanned('v2')).toBe(true);
   });
 
+  it('ban ahead: the backend bans an absent id (banned event), idempotent; a member is removed with the ban', () => {
+    const ctx = withSpeakerOnStage();
+    expect(ctx.stage.ban(BACKEND_ACTOR, 'ghost')).toBe(false);
+    expect(ctx.log.map((l) => [l.event, l.payload])).toStrictEqual([
+      ['banned', { userId: 'ghost', by: BACKEND_ACTOR }],
+    ]);
+    ctx.clear();
+    expect(ctx.stage.ban(BACKEND_ACTOR, 'ghost')).toBe(false);
+    expect(ctx.log).toEqual([]);
+    expectRefused(ctx, () => ctx.stage.add({ id: 'ghost', name: 'g', preset: PRESETS.viewer }), 'BANNED');
+    expectRefused(ctx, () => ctx.stage.ban('h', 'v2'), 'FORBIDDEN');
+    expectRefused(ctx, () => ctx.stage.ban(BACKEND_ACTOR, '@auto'), 'INVALID_REQUEST');
+    expect(ctx.stage.ban(BACKEND_ACTOR, 'v1')).toBe(true);
+    expect(ctx.stage.has('v1')).toBe(false);
+    expect(ctx.of('removedFromRoom')).toStrictEqual([{ userId: 'v1', by: BACKEND_ACTOR, banned: true }]);
+    expect(ctx.stage.bannedUsers()).toEqual(['ghost', 'v1']);
+  });
+
   it('a host cannot remove or ban another acceptStageRequests holder (nor itself); the backend can', () => {
     const ctx = setup();
     ctx.stage.join('h2');
