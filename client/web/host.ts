@@ -80,8 +80,9 @@ runLobby({
       : { text: 'This is not a complete host link (it needs a room and a host key).', back: '← Create a room' },
   idleLabel: 'Open host console',
   busyLabel: 'Opening…',
-  async join(name) {
-    const { token } = await demoToken({ roomId, name, role: 'host', hostKey });
+  identityKey: `host:${roomId}`,
+  async join(name, stored) {
+    const token = stored ?? (await demoToken({ roomId, name, role: 'host', hostKey })).token;
     const m = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
     try {
       requests = await m.stage.getAccessRequests();

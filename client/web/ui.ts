@@ -386,13 +386,18 @@ export interface LobbyOptions {
   /** localStorage key of the remembered display name. */
   nameKey: string;
   defaultName: string;
+  /**
+   * Where this page's identities are kept ("viewer:ROOM", "host:ROOM"): a reload, or another tab
+   * entering with the same name, resumes the same user with its latest token.
+   */
+  identityKey: string;
   /** Set when the link cannot work: what to say, and the label of the link back home. */
   invalid?: { text: string; back: string } | undefined;
   /** The join button's label, and its label while joining. */
   idleLabel: string;
   busyLabel: string;
-  /** Joins the room with this display name; throws when it cannot. */
-  join(name: string): Promise<Meeting>;
+  /** Joins the room with this display name (with the stored token when resuming); throws when it cannot. */
+  join(name: string, token: string | undefined): Promise<Meeting>;
   /** What the lobby says when `join` threw. */
   failure(err: unknown): string;
   /** Runs once joined, with the room shown. */
@@ -400,9 +405,34 @@ export interface LobbyOptions {
 }
 
 /**
+ * The identities a browser keeps per room and role: display name → the latest token of that
+ * user (localStorage, shared by tabs: the same person in a second tab is the same user, and the
+ * server replaces the older tab). The tab's own identity (sessionStorage) survives a reload.
+ */
+export const identities = {
+  key: (identityKey: string, name: string) => `stagegate.id.${identityKey}.${name.trim().toLocaleLowerCase()}`,
+  token(identityKey: string, name: string): string | undefined {
+    return localStorage.getItem(this.key(identityKey, name)) ?? undefined;
+  },
+  save(identityKey: string, name: string, token: string): void {
+    localStorage.setItem(this.key(identityKey, name), token);
+    sessionStorage.setItem(`stagegate.tab.${identityKey}`, name);
+  },
+  forget(identityKey: string, name: string): void {
+    localStorage.removeItem(this.key(identityKey, name));
+    sessionStorage.removeItem(`stagegate.tab.${identityKey}`);
+  },
+  /** The name this tab entered with (set until the tab closes; a reload resumes it). */
+  tabName(identityKey: string): string | undefined {
+    return sessionStorage.getItem(`stagegate.tab.${identityKey}`) ?? undefined;
+  },
+};
+
+/**
  * The lobby both pages start with: a display name (from `&name=`, else the remembered one), the
- * join button, errors in place; once joined it shows the room, and leaves the meeting when the
- * page goes away (a vanished connection would keep our place for the reconnect grace period).
+ * join button, errors in place; once joined it shows the room. A reloaded tab enters again at
+ * once as the same user (the server kept its place for the reconnect grace period: the page does
+ * not leave when it goes away).
  */
 export function runLobby(o: LobbyOptions): void {
   const lobby = byId('lobby');
@@ -421,6 +451,11 @@ export function runLobby(o: LobbyOptions): void {
     ev.preventDefault();
     void enter(nameInput.value.trim());
   });
+  const resume = identities.tabName(o.identityKey);
+  if (resume && identities.token(o.identityKey, resume)) {
+    nameInput.value = resume;
+    void enter(resume);
+  }
 
   async function enter(name: string): Promise<void> {
     if (!name) return nameInput.focus();
@@ -430,7 +465,15 @@ export function runLobby(o: LobbyOptions): void {
     clearNotice(errorEl, 'lobby');
     let meeting: Meeting;
     try {
-      meeting = await o.join(name);
+      const stored = identities.token(o.identityKey, name);
+      try {
+        meeting = await o.join(name, stored);
+      } catch (err) {
+        // An expired or foreign stored token: forget it and enter as a new user.
+        if (!stored || codeOf(err) === 'NOT_FOUND') throw err;
+        identities.forget(o.identityKey, name);
+        meeting = await o.join(name, undefined);
+      }
     } catch (err) {
       button.disabled = false;
       button.textContent = o.idleLabel;
@@ -438,10 +481,11 @@ export function runLobby(o: LobbyOptions): void {
       return;
     }
     window.__meeting = meeting;
+    identities.save(o.identityKey, name, meeting.token);
+    meeting.on('tokenRefreshed', () => identities.save(o.identityKey, name, meeting.token));
     lobby.hidden = true;
     byId('room').hidden = false;
     byId('who').textContent = meeting.self.name;
-    addEventListener('pagehide', () => void meeting.leave());
     o.joined(meeting);
     document.body.dataset.state = 'joined';
   }

@@ -68,8 +68,9 @@ runLobby({
       },
   idleLabel: 'Join as viewer',
   busyLabel: 'Joining…',
-  async join(name) {
-    const { token } = await demoToken({ roomId, name, role: 'viewer' });
+  identityKey: `viewer:${roomId}`,
+  async join(name, stored) {
+    const token = stored ?? (await demoToken({ roomId, name, role: 'viewer' })).token;
     // The page owns the camera: the preview's tracks are the ones published on stage.
     return (meeting = await joinMeeting({
       url: location.origin,

@@ -1,0 +1,141 @@
+/**
+ * The demo pages as a host really runs a webinar (issue 12): identity across reloads and tabs,
+ * and the rest of the product fixes, each in real Chromium against the real server.
+ * Screenshots land in test-results/.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Locator, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Meeting } from '../../client/index.js';
+import { createStagegate, type Stagegate } from '../../server/index.js';
+import type { StageMode } from '../../shared/stage.js';
+import { launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SHOTS = path.join(ROOT, 'test-results');
+
+type TestWindow = Window & { __meeting: Meeting };
+
+let sg: Stagegate;
+let url: string;
+let browser: BrowserHandle;
+let pages: Page[] = [];
+
+beforeAll(async () => {
+  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
+    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
+  }
+  fs.mkdirSync(SHOTS, { recursive: true });
+  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
+  ({ url } = await sg.listen());
+  browser = await launchBrowser();
+});
+
+afterEach(async () => {
+  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
+  pages = [];
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await sg?.close();
+});
+
+interface DemoRoom {
+  roomId: string;
+  hostKey: string;
+  hostPath: string;
+  viewerPath: string;
+}
+
+async function createRoom(mode: StageMode): Promise<DemoRoom> {
+  const res = await fetch(`${url}/demo/rooms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ mode }),
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as DemoRoom;
+}
+
+async function open(pathAndQuery: string): Promise<Page> {
+  const page = await browser.newPage();
+  pages.push(page);
+  await page.goto(`${url}${pathAndQuery}`);
+  return page;
+}
+
+const joined = (page: Page) => page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
+const selfId = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).__meeting.self.id);
+
+async function enter(page: Page, name: string): Promise<{ page: Page; id: string }> {
+  await page.getByTestId('name-input').fill(name);
+  await click(page.getByTestId('join-button'));
+  await joined(page);
+  return { page, id: await selfId(page) };
+}
+
+async function click(locator: Locator): Promise<void> {
+  await locator.page().bringToFront();
+  await locator.click();
+}
+
+const statusOf = (page: Page) => page.getByTestId('stage-status').getAttribute('data-status');
+async function expectStatus(page: Page, status: string): Promise<void> {
+  await expect.poll(() => statusOf(page), { timeout: 10_000 }).toBe(status);
+}
+
+async function bringOnStage(host: Page, speaker: { page: Page; id: string }): Promise<void> {
+  await click(speaker.page.getByTestId('ask-button'));
+  await expectStatus(speaker.page, 'REQUESTED_TO_JOIN_STAGE');
+  const request = host.locator(`[data-testid="request-item"][data-user-id="${speaker.id}"]`);
+  await request.waitFor();
+  await click(request.getByTestId('accept-request'));
+  await expectStatus(speaker.page, 'ACCEPTED_TO_JOIN_STAGE');
+  await click(speaker.page.getByTestId('join-stage-button'));
+  await expectStatus(speaker.page, 'ON_STAGE');
+}
+
+describe('demo pages: a webinar a host can run (issue 12)', () => {
+  it('1a. a reload while on stage resumes the same user ON_STAGE, without the host accepting again', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    await bringOnStage(host.page, bob);
+    const server = sg.rooms.get(room.roomId)!;
+    await expect.poll(() => server.participants.get(bob.id)?.producers.size).toBe(2);
+
+    await bob.page.reload();
+    // no name typed: the tab enters again by itself, as the same user
+    await joined(bob.page);
+    expect(await selfId(bob.page)).toBe(bob.id);
+    await expectStatus(bob.page, 'ON_STAGE');
+    // republished by the resumed page; the host saw no new request
+    await expect.poll(() => server.participants.get(bob.id)?.producers.size, { timeout: 10_000 }).toBe(2);
+    expect(server.statusOf(bob.id)).toBe('ON_STAGE');
+    expect(await host.page.getByTestId('request-item').count()).toBe(0);
+    await expect.poll(() => host.page.locator(`[data-testid="stage-tile"][data-user-id="${bob.id}"]`).count()).toBe(1);
+    await bob.page.screenshot({ path: path.join(SHOTS, 'pages-1a-reload-on-stage.png') });
+  });
+
+  it('1b. the same person in a second tab is the same user: shown once, the older tab says it was replaced', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const first = await enter(await open(room.viewerPath), 'Carol');
+    const second = await enter(await open(room.viewerPath), 'Carol');
+    expect(second.id).toBe(first.id);
+    const gone = first.page.locator('[data-notice="disconnected"]');
+    await expect.poll(() => gone.textContent(), { timeout: 10_000 }).toContain('another tab');
+    await expect
+      .poll(() => host.page.locator(`[data-testid="participant-item"][data-user-id="${first.id}"]`).count())
+      .toBe(1);
+    expect(sg.rooms.get(room.roomId)!.participants.size).toBe(2);
+    // another name in the same browser is another person
+    const dave = await enter(await open(room.viewerPath), 'Dave');
+    expect(dave.id).not.toBe(first.id);
+    await first.page.screenshot({ path: path.join(SHOTS, 'pages-1b-replaced-tab.png') });
+  });
+});
