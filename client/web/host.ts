@@ -41,7 +41,7 @@ import {
   visibleSlice,
   watchingText,
 } from './ui.js';
-import { LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const hostKey = params().get('key')?.trim() ?? '';
@@ -68,6 +68,12 @@ byId('room-id').textContent = roomId || '—';
 const local = new LocalMedia();
 let meeting: Meeting | undefined;
 let requests: AccessRequest[] = [];
+/** The host pressed "Join stage": the preview shows first, "Go live" puts them on stage. */
+let previewing = false;
+let previewError: DeviceProblem | string = '';
+const previewEl = byId('host-preview');
+const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
+previewVideo.muted = true;
 /** Actions in flight, by key: their buttons stay disabled. */
 const pending = new Set<string>();
 
@@ -177,6 +183,7 @@ function wire(m: Meeting): void {
   });
   s.on('stageStatusUpdate', ({ old, new: now }) => {
     if (old === 'ON_STAGE' && now !== 'ON_STAGE') local.stop();
+    if (now === 'ON_STAGE') previewing = false;
     if (now === 'ON_STAGE') log('You are live on stage.');
     renderAll();
   });
@@ -282,6 +289,7 @@ function renderAll(): void {
   if (!meeting) return;
   renderHeader();
   renderSelf();
+  renderPreview();
   renderStage();
   renderRequests();
   renderPeople();
@@ -340,12 +348,92 @@ function renderSelf(): void {
           class: 'small success',
           'data-testid': 'host-join-stage',
           disabled: off || status !== 'ACCEPTED_TO_JOIN_STAGE',
-          onclick: () => void act('self', 'Could not join the stage', () => m.stage.join()),
+          onclick: () => void openPreview(),
         },
-        pending.has('self') ? 'Joining…' : 'Join stage',
+        previewing ? 'Preview open' : 'Join stage',
       ),
     );
   }
+}
+
+async function openPreview(): Promise<void> {
+  previewing = true;
+  previewError = '';
+  renderAll();
+  try {
+    await local.open();
+  } catch (err) {
+    previewError = err instanceof DeviceProblem ? err : errorText(err);
+  }
+  renderAll();
+}
+
+function closePreview(): void {
+  previewing = false;
+  previewError = '';
+  if (meeting?.stage.status !== 'ON_STAGE') local.stop();
+  renderAll();
+}
+
+/** The host's own preview before going live: video, what opened, blocked devices with Retry. */
+function renderPreview(): void {
+  const m = meeting!;
+  const show = previewing && m.stage.status !== 'ON_STAGE';
+  previewEl.hidden = !show;
+  if (!show) return void previewEl.replaceChildren();
+  if (previewVideo.srcObject !== (local.stream ?? null)) previewVideo.srcObject = local.stream ?? null;
+  const { audio, video } = local.kinds;
+  const tag = !local.live
+    ? previewError
+      ? 'Camera unavailable'
+      : 'Starting camera…'
+    : audio && video
+      ? 'Camera preview'
+      : video
+        ? 'Camera only (no microphone)'
+        : 'Microphone only (no camera)';
+  const parts: Node[] = [
+    h('h3', {}, 'Check how you look before you go live'),
+    h(
+      'div',
+      { class: 'preview' },
+      previewVideo,
+      h('span', { class: 'preview-tag', 'data-testid': 'preview-tag' }, tag),
+    ),
+  ];
+  if (previewError instanceof DeviceProblem) {
+    parts.push(
+      h(
+        'div',
+        { class: 'notice error', role: 'alert', 'data-testid': 'devices-blocked', 'data-problem': previewError.kind },
+        h('div', { class: 'grow' }, h('strong', {}, previewError.title), ' ', previewError.fix),
+        h('button', { class: 'small', 'data-testid': 'retry-devices', onclick: () => void openPreview() }, 'Retry'),
+      ),
+    );
+  } else if (previewError) parts.push(h('p', {}, previewError));
+  const off = m.connectionState !== 'connected' || pending.has('self');
+  parts.push(
+    h(
+      'div',
+      { class: 'btn-row' },
+      h(
+        'button',
+        {
+          class: 'success',
+          'data-testid': 'host-go-live',
+          disabled: off || !local.live,
+          onclick: () => void act('self', 'Could not join the stage', () => m.stage.join()),
+        },
+        pending.has('self') ? 'Going live…' : 'Go live',
+      ),
+      h(
+        'button',
+        { class: 'secondary', 'data-testid': 'host-cancel-preview', disabled: off, onclick: closePreview },
+        'Cancel',
+      ),
+    ),
+  );
+  previewEl.replaceChildren(...parts);
 }
 
 function renderStage(): void {

@@ -28,7 +28,7 @@ import {
   visibleSlice,
   watchingText,
 } from './ui.js';
-import { LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const notices = byId('notices');
@@ -53,7 +53,8 @@ let granted: { by: string; invited: boolean } | undefined;
 let previewWanted = false;
 let requestedAt = 0;
 let busy = false;
-let previewError = '';
+/** Why the camera/microphone did not open (a DeviceProblem gets the blocked panel with Retry). */
+let previewError: DeviceProblem | string = '';
 const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
 previewVideo.muted = true;
 
@@ -179,9 +180,38 @@ async function startPreview(): Promise<void> {
     const { media } = meeting.self.preset;
     await local.open({ audio: media.audio === 'ALLOWED', video: media.video === 'ALLOWED' });
   } catch (err) {
-    previewError = errorText(err);
+    previewError = err instanceof DeviceProblem ? err : errorText(err);
   }
   renderAll();
+}
+
+/**
+ * Opens the devices before going on stage: a participant whose camera and microphone cannot
+ * start stays off stage (the host never sees them live) and gets the blocked panel.
+ */
+async function joinStage(m: Meeting): Promise<void> {
+  if (!local.live) {
+    previewWanted = true;
+    await startPreview();
+    if (!local.live) return;
+  }
+  await m.stage.join();
+}
+
+function devicesPanel(problem: DeviceProblem): HTMLElement {
+  return h(
+    'div',
+    { class: 'notice error blocked', role: 'alert', 'data-testid': 'devices-blocked', 'data-problem': problem.kind },
+    h('div', { class: 'grow' }, h('strong', {}, problem.title), ' ', problem.fix),
+    h('button', { class: 'small', 'data-testid': 'retry-devices', onclick: () => void startPreview() }, 'Retry'),
+  );
+}
+
+/** What the preview shows: "Camera preview", "Microphone only (no camera)", … */
+function previewTag(): string {
+  if (!local.live) return previewError ? 'Camera unavailable' : 'Starting camera…';
+  const { audio, video } = local.kinds;
+  return audio && video ? 'Camera preview' : video ? 'Camera only (no microphone)' : 'Microphone only (no camera)';
 }
 
 async function act(what: string, action: () => Promise<unknown>): Promise<void> {
@@ -312,24 +342,22 @@ function renderSelf(): void {
           'div',
           { class: 'preview' },
           previewVideo,
-          h(
-            'span',
-            { class: 'preview-tag' },
-            local.live ? 'Camera preview' : previewError ? 'Camera unavailable' : 'Starting camera…',
-          ),
+          h('span', { class: 'preview-tag', 'data-testid': 'preview-tag' }, previewTag()),
         ),
       );
-      if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
+      if (previewError instanceof DeviceProblem) callout.append(devicesPanel(previewError));
+      else if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
     }
     const row = h('div', { class: 'btn-row' });
-    row.append(
-      button(
-        'Join stage',
-        'join-stage-button',
-        () => void act('Could not join the stage', () => m.stage.join()),
-        'success big',
-      ),
+    const joinButton = button(
+      'Join stage',
+      'join-stage-button',
+      () => void act('Could not join the stage', () => joinStage(m)),
+      'success big',
     );
+    // blocked devices: Retry first (the panel above says how to fix it)
+    if (previewError instanceof DeviceProblem) joinButton.disabled = true;
+    row.append(joinButton);
     if (granted) {
       row.append(
         button(

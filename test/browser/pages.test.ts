@@ -7,12 +7,13 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Locator, Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
 import { createStagegate, type Stagegate } from '../../server/index.js';
 import type { StageMode } from '../../shared/stage.js';
-import { launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import os from 'node:os';
+import { CHROMIUM, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = path.join(ROOT, 'test-results');
@@ -138,4 +139,89 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     expect(dave.id).not.toBe(first.id);
     await first.page.screenshot({ path: path.join(SHOTS, 'pages-1b-replaced-tab.png') });
   });
+
+  it('2a. camera and microphone denied: a blocked panel with how to fix and Retry, never live; Retry after allowing works', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const denied = await deviceContext([]);
+    const bob = await enter(await denied.open(room.viewerPath), 'Bob');
+    await click(bob.page.getByTestId('ask-button'));
+    const request = host.page.locator(`[data-testid="request-item"][data-user-id="${bob.id}"]`);
+    await click(request.getByTestId('accept-request'));
+    const blocked = bob.page.getByTestId('devices-blocked');
+    await blocked.waitFor({ timeout: 10_000 });
+    expect(await blocked.getAttribute('data-problem')).toBe('blocked');
+    expect(await blocked.textContent()).toContain('press Retry');
+    expect(await bob.page.getByTestId('join-stage-button').isDisabled()).toBe(true);
+    await bob.page.screenshot({ path: path.join(SHOTS, 'pages-2a-devices-blocked.png') });
+    // not live anywhere: the server keeps them accepted, the host shows no tile
+    await sleep(500);
+    expect(sg.rooms.get(room.roomId)!.statusOf(bob.id)).toBe('ACCEPTED_TO_JOIN_STAGE');
+    expect(await host.page.locator(`[data-testid="stage-tile"][data-user-id="${bob.id}"]`).count()).toBe(0);
+    // the person allows the devices, presses Retry, then joins
+    await denied.context.grantPermissions(['camera', 'microphone'], { origin: url });
+    await click(bob.page.getByTestId('retry-devices'));
+    await expect.poll(() => bob.page.getByTestId('preview-tag').textContent()).toBe('Camera preview');
+    await click(bob.page.getByTestId('join-stage-button'));
+    await expectStatus(bob.page, 'ON_STAGE');
+    await expect.poll(() => sg.rooms.get(room.roomId)!.participants.get(bob.id)?.producers.size).toBe(2);
+  });
+
+  it('2b. only the microphone allowed: the viewer joins audio only; only the camera: the host goes live video only', async () => {
+    const room = await createRoom('REQUEST');
+    const camOnly = await deviceContext(['camera']);
+    const host = await enter(await camOnly.open(room.hostPath), 'Grace Host');
+    const micOnly = await deviceContext(['microphone']);
+    const bob = await enter(await micOnly.open(room.viewerPath), 'Bob');
+    await bringOnStage(host.page, bob);
+    const server = sg.rooms.get(room.roomId)!;
+    const kinds = (id: string) =>
+      [...(server.participants.get(id)?.producers.values() ?? [])].map((p) => p.producer.kind);
+    await expect.poll(() => kinds(bob.id)).toEqual(['audio']);
+    await click(host.page.getByTestId('host-join-stage'));
+    await expect.poll(() => host.page.getByTestId('preview-tag').textContent()).toBe('Camera only (no microphone)');
+    await host.page.screenshot({ path: path.join(SHOTS, 'pages-2b-host-preview-video-only.png') });
+    // the preview came first: not on stage until Go live
+    expect(server.statusOf(host.id)).toBe('ACCEPTED_TO_JOIN_STAGE');
+    await click(host.page.getByTestId('host-go-live'));
+    await expectStatus(host.page, 'ON_STAGE');
+    await expect.poll(() => kinds(host.id)).toEqual(['video']);
+  });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A separate Chromium whose permission prompts are not auto-accepted (no
+ * --use-fake-ui-for-media-stream): getUserMedia is refused unless `grant`ed (fake devices).
+ */
+const extraContexts: BrowserContext[] = [];
+async function deviceContext(grant: string[]): Promise<{ context: BrowserContext; open(p: string): Promise<Page> }> {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'stagegate-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+    viewport: { width: 1280, height: 800 },
+  });
+  extraContexts.push(context);
+  if (grant.length) await context.grantPermissions(grant, { origin: url });
+  return {
+    context,
+    async open(p) {
+      const page = await context.newPage();
+      await page.goto(`${url}${p}`);
+      return page;
+    },
+  };
+}
+afterEach(async () => {
+  for (const c of extraContexts.splice(0)) await c.close().catch(() => undefined);
 });

@@ -254,6 +254,8 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     // One viewer is there before the host goes live (newProducer), one comes after (snapshot).
     const early = await openViewer(room, 'Early Viewer');
     await click(host.page.getByTestId('host-join-stage'));
+    // the host's own preview first, then Go live
+    await click(host.page.getByTestId('host-go-live'));
     await expectStatus(host.page, 'ON_STAGE');
     await expect.poll(() => serverParticipant(room.roomId, host.id).producers.size).toBe(2);
     const late = await openViewer(room, 'Late Viewer');
