@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { StagegateError } from '../../shared/errors.js';
 import { AUDIENCE_VISIBILITIES, STAGE_MODES } from '../../shared/stage.js';
+import { displayNameSchema } from '../auth/names.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
@@ -21,7 +22,7 @@ const createRoom = z.strictObject({
 });
 const getToken = z.strictObject({
   roomId: z.string().min(1).max(128),
-  name: z.string().trim().min(1).max(60),
+  name: displayNameSchema(60),
   role: z.enum(['host', 'viewer']),
   hostKey: z.string().max(64).optional(),
 });
