@@ -40,6 +40,7 @@ import {
   moreRow,
   visibleSlice,
   watchingText,
+  isolate,
 } from './ui.js';
 import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -117,7 +118,8 @@ runLobby({
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'someone';
   if (userId === meeting.self.id) return 'You';
-  return meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name ?? 'someone';
+  const name = meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name;
+  return name ? isolate(name) : 'someone';
 }
 
 /** Arrivals and departures in one burst become one line ("Ada and 41 others joined."). */
@@ -160,8 +162,8 @@ function wire(m: Meeting): void {
     renderPeople();
   });
   s.on('newStageRequest', ({ request }) => {
-    log(`${request.name} asked to join the stage.`);
-    toast(`${request.name} asks to join the stage`);
+    log(`${isolate(request.name)} asked to join the stage.`);
+    toast(`${isolate(request.name)} asks to join the stage`);
   });
   s.on('stageRequestApproved', ({ userId, by, invited }) =>
     log(
@@ -194,11 +196,11 @@ function wire(m: Meeting): void {
   });
   // thousands may join or leave in a minute: one log line and one render per burst
   m.on('participantJoined', ({ participant }) => {
-    logSoon(`${participant.name} joined.`, 'joined');
+    logSoon(`${isolate(participant.name)} joined.`, 'joined');
     renderSoon();
   });
   m.on('participantLeft', ({ participant }) => {
-    logSoon(`${participant.name} left the webinar.`, 'left the webinar');
+    logSoon(`${isolate(participant.name)} left the webinar.`, 'left the webinar');
     renderSoon();
   });
   m.on('roomSettingsUpdate', ({ settings, by }) => {
@@ -210,7 +212,7 @@ function wire(m: Meeting): void {
     renderAll();
   });
   m.on('participantUpdated', ({ participant, old }) => {
-    if (old.name !== participant.name) log(`${old.name} is now ${participant.name}.`);
+    if (old.name !== participant.name) log(`${isolate(old.name)} is now ${isolate(participant.name)}.`);
     renderAll();
   });
   m.on('audienceCount', () => renderHeader());
@@ -452,7 +454,7 @@ function renderStage(): void {
         video: p.tracks.video,
         audio: p.tracks.audio,
         onRemove: m.self.preset.kickParticipant
-          ? () => void act(`p:${p.id}`, `Could not remove ${p.name}`, () => batch(m.stage.kick([p.id])))
+          ? () => void act(`p:${p.id}`, `Could not remove ${isolate(p.name)}`, () => batch(m.stage.kick([p.id])))
           : undefined,
       });
     }
@@ -501,7 +503,7 @@ function renderRequests(): void {
         h(
           'div',
           { class: 'who' },
-          h('span', { class: 'nm' }, r.name),
+          h('span', { class: 'nm', dir: 'auto', title: r.name }, r.name),
           h(
             'span',
             { class: 'sub', 'data-since': String(r.requestedAt) },
@@ -518,7 +520,9 @@ function renderRequests(): void {
               'data-testid': 'accept-request',
               disabled: busy,
               onclick: () =>
-                void act(`p:${r.userId}`, `Could not accept ${r.name}`, () => batch(m.stage.grantAccess([r.userId]))),
+                void act(`p:${r.userId}`, `Could not accept ${isolate(r.name)}`, () =>
+                  batch(m.stage.grantAccess([r.userId])),
+                ),
             },
             'Accept',
           ),
@@ -529,7 +533,9 @@ function renderRequests(): void {
               'data-testid': 'deny-request',
               disabled: busy,
               onclick: () =>
-                void act(`p:${r.userId}`, `Could not deny ${r.name}`, () => batch(m.stage.denyAccess([r.userId]))),
+                void act(`p:${r.userId}`, `Could not deny ${isolate(r.name)}`, () =>
+                  batch(m.stage.denyAccess([r.userId])),
+                ),
             },
             'Deny',
           ),
@@ -580,7 +586,7 @@ function renderPeople(): void {
       case 'ON_STAGE':
         if (m.self.preset.kickParticipant) {
           actions.push(
-            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${p.name}`, () =>
+            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${isolate(p.name)}`, () =>
               m.stage.kick([p.id]),
             ),
           );
@@ -588,10 +594,12 @@ function renderPeople(): void {
         break;
       case 'REQUESTED_TO_JOIN_STAGE':
         actions.push(
-          btn('Accept', 'accept-participant', 'success', `Could not accept ${p.name}`, () =>
+          btn('Accept', 'accept-participant', 'success', `Could not accept ${isolate(p.name)}`, () =>
             m.stage.grantAccess([p.id]),
           ),
-          btn('Deny', 'deny-participant', 'secondary', `Could not deny ${p.name}`, () => m.stage.denyAccess([p.id])),
+          btn('Deny', 'deny-participant', 'secondary', `Could not deny ${isolate(p.name)}`, () =>
+            m.stage.denyAccess([p.id]),
+          ),
         );
         break;
       case 'ACCEPTED_TO_JOIN_STAGE':
@@ -599,7 +607,7 @@ function renderPeople(): void {
           note = 'deciding whether to join';
           if (m.self.preset.kickParticipant) {
             actions.push(
-              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${p.name}`, () =>
+              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${isolate(p.name)}`, () =>
                 m.stage.kick([p.id]),
               ),
             );
@@ -608,7 +616,7 @@ function renderPeople(): void {
         break;
       case 'OFF_STAGE':
         actions.push(
-          btn('Invite to stage', 'invite-button', 'secondary', `Could not invite ${p.name}`, () =>
+          btn('Invite to stage', 'invite-button', 'secondary', `Could not invite ${isolate(p.name)}`, () =>
             m.stage.grantAccess([p.id]),
           ),
         );

@@ -123,7 +123,7 @@ export class Tile {
     if (spec.self) this.#video.classList.add('mirror');
     this.#audio = h('audio', { autoplay: true });
     this.#avatar = h('div', { class: 'avatar' }, h('span', {}, initials(spec.name)));
-    this.#name = h('span', { class: 'name', 'data-testid': 'tile-name' }, spec.name);
+    this.#name = h('span', { class: 'name', dir: 'auto', title: spec.name, 'data-testid': 'tile-name' }, spec.name);
     this.#bar = h('i');
     this.#actions = h('div', { class: 'tile-actions' });
     this.el = h(
@@ -150,7 +150,10 @@ export class Tile {
   }
 
   update(spec: TileSpec): void {
-    if (this.#name.textContent !== spec.name) this.#name.textContent = spec.name;
+    if (this.#name.textContent !== spec.name) {
+      this.#name.textContent = spec.name;
+      this.#name.title = spec.name;
+    }
     if (spec.video !== this.#videoTrack) {
       this.#videoTrack = spec.video;
       this.#video.srcObject = spec.video ? new MediaStream([spec.video]) : null;

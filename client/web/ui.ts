@@ -197,10 +197,31 @@ export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * A name inside running text, isolated (FSI … PDI, as `<bdi>` does): a right-to-left name
+ * cannot reorder the words around it. The server strips bidi controls from names, so a name
+ * cannot close the isolate early.
+ */
+export function isolate(name: string): string {
+  return `\u2068${name}\u2069`;
+}
+
+/** The grapheme clusters of a string (an emoji sequence is one). */
+function graphemes(s: string): string[] {
+  if (typeof Intl.Segmenter === 'function') {
+    return [...new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(s)].map((g) => g.segment);
+  }
+  return [...s];
+}
+
+/** Avatar letters: first letters of the first and last words ("AL"), or an emoji name's first emoji. */
 export function initials(name: string): string {
   const parts = name.trim().split(/\s+/).filter(Boolean);
-  const letters = parts.length > 1 ? parts[0]![0]! + parts[parts.length - 1]![0]! : (parts[0] ?? '?').slice(0, 2);
-  return letters.toUpperCase();
+  if (!parts.length) return '?';
+  const first = graphemes(parts[0]!)[0]!;
+  if (/\p{Extended_Pictographic}/u.test(first)) return first;
+  const last = parts.length > 1 ? (graphemes(parts[parts.length - 1]!)[0] ?? '') : (graphemes(parts[0]!)[1] ?? '');
+  return (first + (/\p{Extended_Pictographic}/u.test(last) ? '' : last)).toLocaleUpperCase();
 }
 
 const AVATAR_COLORS = ['#6366f1', '#0ea5e9', '#14b8a6', '#f59e0b', '#ec4899', '#8b5cf6', '#10b981', '#ef4444'];
@@ -239,7 +260,7 @@ export function personRow(p: {
       h(
         'span',
         { class: 'nm' },
-        h('span', { class: 'nm-text' }, p.name),
+        h('span', { class: 'nm-text', dir: 'auto', title: p.name }, p.name),
         p.self ? h('span', { class: 'you-tag' }, 'You') : null,
       ),
       h('span', { class: 'sub' }, roleName(p.presetName) + (p.note ? ` · ${p.note}` : '')),
@@ -477,7 +498,14 @@ export function runLobby(o: LobbyOptions): void {
     } catch (err) {
       button.disabled = false;
       button.textContent = o.idleLabel;
-      notice(errorEl, 'error', o.failure(err), 'lobby');
+      const message = err instanceof Error ? err.message.replace(/ at name$/, '') : '';
+      // the server's word on a name it refuses, as a sentence next to the field
+      const text =
+        codeOf(err) === 'INVALID_REQUEST' && message.startsWith('the display name')
+          ? `Please choose another name: ${message.slice(4)}.`
+          : o.failure(err);
+      notice(errorEl, 'error', text, 'lobby');
+      nameInput.focus();
       return;
     }
     window.__meeting = meeting;
@@ -486,6 +514,7 @@ export function runLobby(o: LobbyOptions): void {
     lobby.hidden = true;
     byId('room').hidden = false;
     byId('who').textContent = meeting.self.name;
+    byId('who').dir = 'auto';
     o.joined(meeting);
     document.body.dataset.state = 'joined';
   }

@@ -27,6 +27,7 @@ import {
   moreRow,
   visibleSlice,
   watchingText,
+  isolate,
 } from './ui.js';
 import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -92,7 +93,8 @@ runLobby({
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'the host';
   if (userId === meeting.self.id) return 'you';
-  return meeting.participants.get(userId)?.name ?? 'the host';
+  const name = meeting.participants.get(userId)?.name;
+  return name ? isolate(name) : 'the host';
 }
 
 // ------------------------------------------------------------------ events

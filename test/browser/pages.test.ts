@@ -187,6 +187,36 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     await expectStatus(host.page, 'ON_STAGE');
     await expect.poll(() => kinds(host.id)).toEqual(['video']);
   });
+
+  it('7. names: bidi override stripped and isolated in the log, emoji avatar, tooltip; bad names refused readably in the lobby', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const eve = await enter(await open(room.viewerPath), 'Eve\u202Egnp.exe');
+    const dev = await enter(await open(room.viewerPath), '👩‍💻 Dev');
+    await click(eve.page.getByTestId('ask-button'));
+    const line = host.page.getByTestId('activity').locator('li', { hasText: 'asked to join the stage' });
+    await line.first().waitFor();
+    expect(await line.first().textContent()).toContain('\u2068Evegnp.exe\u2069 asked to join the stage.');
+    expect(await host.page.locator('body').textContent()).not.toContain('\u202E');
+    const devRow = host.page.locator(`[data-testid="participant-item"][data-user-id="${dev.id}"]`);
+    expect(await devRow.locator('.avatar-sm').textContent()).toBe('👩‍💻');
+    expect(await devRow.locator('.nm-text').getAttribute('title')).toBe('👩‍💻 Dev');
+    expect(await devRow.locator('.nm-text').getAttribute('dir')).toBe('auto');
+    await host.page.screenshot({ path: path.join(SHOTS, 'pages-7-names.png') });
+
+    const long = await open(`${room.viewerPath}&name=${'x'.repeat(200)}`);
+    await click(long.getByTestId('join-button'));
+    const err = long.locator('#lobby-error [data-testid="notice"]');
+    await expect
+      .poll(() => err.textContent())
+      .toContain('Please choose another name: display name is too long: at most 60 characters.');
+    const blank = await open(`${room.viewerPath}&name=${encodeURIComponent('\u200B\u200D')}`);
+    await click(blank.getByTestId('join-button'));
+    await expect
+      .poll(() => blank.locator('#lobby-error [data-testid="notice"]').textContent())
+      .toContain('needs at least one visible character');
+    await long.screenshot({ path: path.join(SHOTS, 'pages-7-long-name.png') });
+  });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
