@@ -125,7 +125,8 @@ function wire(m: Meeting): void {
     granted = { by, invited };
     // The self panel says it (with the camera preview): no banner on top of it.
     clearNotice(notices, 'stage');
-    void startPreview();
+    // They asked, so the camera may start; an invitee chooses first (no camera before they agree).
+    if (!invited) void startPreview();
     renderAll();
   });
   s.on('stageRequestRejected', ({ userId, by, reason }) => {
@@ -319,7 +320,7 @@ function renderSelf(): void {
       ),
     );
   } else if (status === 'ACCEPTED_TO_JOIN_STAGE') {
-    const showPreview = !!granted || previewWanted || local.live;
+    const showPreview = (!!granted && !granted.invited) || previewWanted || local.live;
     const title = granted
       ? granted.invited
         ? `${nameOf(granted.by)} invited you to the stage`
@@ -334,7 +335,9 @@ function renderSelf(): void {
         {},
         showPreview
           ? 'This is how you will look. Join when you are ready, everyone will see and hear you.'
-          : 'Everyone may join the stage in this webinar. Check your camera first, or join right away.',
+          : granted
+            ? 'Your camera stays off until you choose. Check it first, join right away, or decline.'
+            : 'Everyone may join the stage in this webinar. Check your camera first, or join right away.',
       ),
     );
     if (showPreview) {
@@ -360,6 +363,19 @@ function renderSelf(): void {
     // blocked devices: Retry first (the panel above says how to fix it)
     if (previewError instanceof DeviceProblem) joinButton.disabled = true;
     row.append(joinButton);
+    if (granted && !showPreview) {
+      row.append(
+        button(
+          'Check camera',
+          'preview-button',
+          () => {
+            previewWanted = true;
+            void startPreview();
+          },
+          'secondary big',
+        ),
+      );
+    }
     if (granted) {
       row.append(
         button(

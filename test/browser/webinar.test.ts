@@ -415,6 +415,10 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     );
     await expectStatus(viewer.page, 'ACCEPTED_TO_JOIN_STAGE');
     await expect(viewer.page.getByTestId('accepted-panel').innerText()).resolves.toContain('invited you');
+    // the camera stays off until the invitee chooses to check it
+    await sleep(500);
+    expect(await viewer.page.evaluate(() => (window as unknown as TestWindow).__gumTracks.length)).toBe(0);
+    await click(viewer.page.getByTestId('preview-button'));
     await expect
       .poll(() => viewer.page.getByTestId('preview-video').evaluate((v: HTMLVideoElement) => v.videoWidth), {
         timeout: 10_000,
