@@ -136,6 +136,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     autoCreate: config.demo,
     reconnectGraceMs: config.reconnectGraceMs,
     maxConsumersPerRouter: config.maxConsumersPerRouter,
+    emptyRoomCloseMs: config.emptyRoomCloseSeconds * 1000,
   });
   attachSignaling({
     io,
@@ -149,7 +150,9 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   const metrics = createMetrics(rooms, pool);
 
   const api = createApi({ rooms, tokens, apiSecret, log });
-  const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
+  const demo = config.demo
+    ? createDemoRoutes({ rooms, tokens, log, roomsPerMinute: config.demoRoomsPerMinute })
+    : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT);
   const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = (req.url ?? '/').split('?')[0];
