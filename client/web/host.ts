@@ -87,6 +87,7 @@ runLobby({
       : { text: 'This is not a complete host link (it needs a room and a host key).', back: '← Create a room' },
   idleLabel: 'Open host console',
   busyLabel: 'Opening…',
+  roomId,
   identityKey: `host:${roomId}`,
   async join(name, stored) {
     const token = stored ?? (await demoToken({ roomId, name, role: 'host', hostKey })).token;

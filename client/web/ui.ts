@@ -414,6 +414,8 @@ export interface LobbyOptions {
   identityKey: string;
   /** Set when the link cannot work: what to say, and the label of the link back home. */
   invalid?: { text: string; back: string } | undefined;
+  /** The room of the link: checked on load (`GET /demo/rooms/ID`), before a name is asked for. */
+  roomId: string;
   /** The join button's label, and its label while joining. */
   idleLabel: string;
   busyLabel: string;
@@ -462,12 +464,24 @@ export function runLobby(o: LobbyOptions): void {
   const button = byId<HTMLButtonElement>('join-button');
   const errorEl = byId('lobby-error');
   nameInput.value = params().get('name') ?? localStorage.getItem(o.nameKey) ?? o.defaultName;
-  if (o.invalid) {
+  /** A link that cannot work: said in the card (not inside the hidden form), with a way back. */
+  const broken = (text: string, back: string) => {
     form.hidden = true;
-    notice(errorEl, 'error', o.invalid.text, 'lobby');
-    lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, o.invalid.back)));
-    return;
-  }
+    const box = h('div', { 'data-testid': 'broken-link' });
+    form.before(box);
+    notice(box, 'error', text, 'lobby');
+    box.append(h('p', {}, h('a', { href: '/' }, back)));
+  };
+  if (o.invalid) return broken(o.invalid.text, o.invalid.back);
+  void fetch(`/demo/rooms/${encodeURIComponent(o.roomId)}`)
+    .then((res) => {
+      if (res.status === 404)
+        broken(
+          'This webinar does not exist or has ended. Check the link, or ask the host for a new one.',
+          '← Back to Stagegate',
+        );
+    })
+    .catch(() => undefined); // the server is down: joining will say so
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     void enter(nameInput.value.trim());

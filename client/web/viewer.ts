@@ -70,6 +70,7 @@ runLobby({
       },
   idleLabel: 'Join as viewer',
   busyLabel: 'Joining…',
+  roomId,
   identityKey: `viewer:${roomId}`,
   async join(name, stored) {
     const token = stored ?? (await demoToken({ roomId, name, role: 'viewer' })).token;
@@ -151,7 +152,16 @@ function wire(m: Meeting): void {
   m.on('participantJoined', () => renderAll());
   m.on('audienceCount', () => renderAll());
   m.on('roomSettingsUpdate', () => renderAll());
-  m.on('participantLeft', () => renderAll());
+  m.on('participantLeft', ({ participant }) => {
+    // The last host gone (tab closed, connection lost past the grace period): say so.
+    if (participant.presetName === 'host' && !hostHere(m)) {
+      notice(notices, 'warn', 'The host left. Waiting for them to come back…', 'host');
+    }
+    renderAll();
+  });
+  m.on('participantJoined', ({ participant }) => {
+    if (participant.presetName === 'host') clearNotice(notices, 'host');
+  });
   m.on('participantUpdated', () => renderAll());
   m.on('trackAdded', () => renderAll());
   m.on('trackRemoved', () => renderAll());
@@ -174,6 +184,10 @@ function wire(m: Meeting): void {
     const el = selfPanel.querySelector<HTMLElement>('[data-wait]');
     if (el && requestedAt) el.textContent = formatWait(Date.now() - requestedAt);
   }, 1000);
+}
+
+function hostHere(m: Meeting): boolean {
+  return [...m.participants.values()].some((p) => p.presetName === 'host');
 }
 
 async function startPreview(): Promise<void> {

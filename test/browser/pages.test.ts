@@ -30,7 +30,10 @@ beforeAll(async () => {
     execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
   }
   fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
+  sg = await createStagegate({
+    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true, reconnectGraceMs: 6_000 },
+    useEnv: false,
+  });
   ({ url } = await sg.listen());
   browser = await launchBrowser();
 });
@@ -216,6 +219,34 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
       .poll(() => blank.locator('#lobby-error [data-testid="notice"]').textContent())
       .toContain('needs at least one visible character');
     await long.screenshot({ path: path.join(SHOTS, 'pages-7-long-name.png') });
+  });
+
+  it('6. broken links say so visibly before a name is typed; a closed host tab leaves viewers a clear word', async () => {
+    const wrong = await open('/viewer.html?room=nope1234');
+    const broken = wrong.getByTestId('broken-link');
+    await broken.waitFor({ state: 'visible' });
+    expect(await broken.textContent()).toContain('This webinar does not exist or has ended.');
+    expect(await wrong.getByTestId('name-input').isVisible()).toBe(false);
+    await wrong.screenshot({ path: path.join(SHOTS, 'pages-6-wrong-room.png') });
+    const room = await createRoom('REQUEST');
+    const noKey = await open(`/host.html?room=${room.roomId}`);
+    await noKey.getByTestId('broken-link').waitFor({ state: 'visible' });
+    expect(await noKey.getByTestId('broken-link').textContent()).toContain('needs a room and a host key');
+    const noRoom = await open('/viewer.html');
+    await noRoom.getByTestId('broken-link').waitFor({ state: 'visible' });
+
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    const left = bob.page.locator('[data-notice="host"]');
+    expect(await left.count()).toBe(0);
+    await host.page.close();
+    // after the reconnect grace period (6 s here) the host is gone
+    await expect.poll(() => left.textContent(), { timeout: 15_000 }).toContain('The host left. Waiting for them');
+    await bob.page.screenshot({ path: path.join(SHOTS, 'pages-6-host-left.png') });
+    // the host comes back: the word goes away
+    const back = await enter(await open(room.hostPath), 'Grace Host');
+    expect(back.id).toBe(host.id);
+    await expect.poll(() => left.count(), { timeout: 10_000 }).toBe(0);
   });
 });
 
