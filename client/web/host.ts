@@ -166,11 +166,20 @@ function wire(m: Meeting): void {
     log(`${isolate(request.name)} asked to join the stage.`);
     toast(`${isolate(request.name)} asks to join the stage`);
   });
-  s.on('stageRequestApproved', ({ userId, by, invited }) =>
-    log(
-      invited ? `${nameOf(by)} invited ${nameOf(userId)} to the stage.` : `${nameOf(by)} accepted ${nameOf(userId)}.`,
-    ),
-  );
+  s.on('stageRequestApproved', ({ userId, by, invited }) => {
+    const who = nameOf(userId);
+    // a switch to "Everyone on stage" approves every request: said so, not "You accepted Carol"
+    // (the mode update comes in the same burst, so it is read once the burst is through)
+    setTimeout(() =>
+      log(
+        invited
+          ? `${nameOf(by)} invited ${who} to the stage.`
+          : m.stage.mode === 'OPEN'
+            ? `${who} may join the stage now (everyone on stage).`
+            : `${nameOf(by)} accepted ${who}.`,
+      ),
+    );
+  });
   s.on('stageRequestRejected', ({ userId, by, reason }) =>
     log(
       reason === 'mode'
@@ -243,7 +252,47 @@ function wire(m: Meeting): void {
   byId('mode-switch').addEventListener('click', (ev) => {
     const mode = (ev.target as HTMLElement).closest<HTMLElement>('[data-mode]')?.dataset.mode as StageMode | undefined;
     if (!mode || mode === m.stage.mode) return;
-    void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+    const n = requests.length;
+    if (n === 0 || mode === 'REQUEST') {
+      void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+      return;
+    }
+    // the consequence for the people waiting, spelled out before it happens
+    const count = n === 1 ? '1 pending request' : `${n} pending requests`;
+    const what =
+      mode === 'INVITE'
+        ? `The ${count} will be declined; each viewer is told their request was withdrawn.`
+        : `The ${count} will be approved; each viewer is told they may join the stage.`;
+    const box = byId('mode-confirm');
+    const close = () => {
+      box.hidden = true;
+      box.replaceChildren();
+    };
+    box.replaceChildren(
+      h('p', {}, h('strong', {}, `Switch to “${MODE_TEXT[mode]}”? `), what),
+      h(
+        'div',
+        { class: 'btn-row' },
+        h(
+          'button',
+          {
+            class: mode === 'INVITE' ? 'small danger' : 'small success',
+            'data-testid': 'confirm-mode',
+            onclick: () => {
+              close();
+              void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+            },
+          },
+          mode === 'INVITE' ? `Switch and decline ${n}` : `Switch and approve ${n}`,
+        ),
+        h(
+          'button',
+          { class: 'small secondary', 'data-testid': 'cancel-mode', onclick: close },
+          `Keep “${MODE_TEXT[m.stage.mode]}”`,
+        ),
+      ),
+    );
+    box.hidden = false;
   });
   acceptAll.addEventListener('click', () => {
     const ids = requests.map((r) => r.userId);

@@ -338,7 +338,9 @@ function renderSelf(): void {
     const title = granted
       ? granted.invited
         ? `${nameOf(granted.by)} invited you to the stage`
-        : 'Your request was accepted'
+        : mode === 'OPEN'
+          ? 'The host opened the stage to everyone: your request is approved'
+          : 'Your request was accepted'
       : 'The stage is open';
     const callout = h(
       'div',

@@ -248,6 +248,39 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     expect(back.id).toBe(host.id);
     await expect.poll(() => left.count(), { timeout: 10_000 }).toBe(0);
   });
+
+  it('4. a mode switch confirms with the consequence; each viewer is told; the log says what happened', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    const carol = await enter(await open(room.viewerPath), 'Carol');
+    for (const v of [bob, carol]) {
+      await click(v.page.getByTestId('ask-button'));
+      await expectStatus(v.page, 'REQUESTED_TO_JOIN_STAGE');
+    }
+    await expect.poll(() => host.page.getByTestId('request-item').count()).toBe(2);
+    const confirm = host.page.getByTestId('mode-confirm');
+    await click(host.page.getByTestId('mode-INVITE'));
+    await expect.poll(() => confirm.textContent()).toContain('The 2 pending requests will be declined');
+    await host.page.screenshot({ path: path.join(SHOTS, 'pages-4-mode-confirm.png') });
+    await click(host.page.getByTestId('cancel-mode'));
+    // nothing changed
+    await sleep(300);
+    expect(sg.rooms.get(room.roomId)!.stage.mode).toBe('REQUEST');
+    expect(await confirm.isVisible()).toBe(false);
+    await click(host.page.getByTestId('mode-OPEN'));
+    await expect.poll(() => confirm.textContent()).toContain('The 2 pending requests will be approved');
+    await click(host.page.getByTestId('confirm-mode'));
+    for (const v of [bob, carol]) {
+      await expectStatus(v.page, 'ACCEPTED_TO_JOIN_STAGE');
+      await expect
+        .poll(() => v.page.getByTestId('accepted-panel').textContent())
+        .toContain('opened the stage to everyone');
+    }
+    const log = host.page.getByTestId('activity');
+    await expect.poll(() => log.textContent()).toContain('\u2068Bob\u2069 may join the stage now (everyone on stage).');
+    expect(await log.textContent()).not.toContain('You accepted');
+  });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -357,7 +357,7 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     for (const r of [host, watcher]) expect(serverParticipant(room.roomId, r.id).consumers.size).toBe(0);
     await expectStatus(speaker.page, 'OFF_STAGE');
     await expect(speaker.page.locator('[data-notice="stage"]').innerText()).resolves.toContain(
-      'Removed from stage by Grace Host',
+      'Removed from stage by \u2068Grace Host\u2069', // the name isolated (FSI … PDI)
     );
     await expectCameraOff(speaker.page);
     await expect(host.page.locator(`[data-testid="stage-tile"][data-user-id="${speaker.id}"]`).count()).resolves.toBe(
