@@ -75,6 +75,10 @@ let previewError: DeviceProblem | string = '';
 const previewEl = byId('host-preview');
 const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
 previewVideo.muted = true;
+/** People this console removed from the stage or whose invite it withdrew (for the log). */
+const removedByMe = new Set<string>();
+/** Requests a host declined, or the mode withdrew (so a request gone otherwise was cancelled). */
+const rejected = new Set<string>();
 /** Actions in flight, by key: their buttons stay disabled. */
 const pending = new Set<string>();
 
@@ -180,17 +184,28 @@ function wire(m: Meeting): void {
       ),
     );
   });
-  s.on('stageRequestRejected', ({ userId, by, reason }) =>
+  s.on('stageRequestRejected', ({ userId, by, reason }) => {
+    rejected.add(userId);
     log(
       reason === 'mode'
         ? `${nameOf(userId)}'s request was withdrawn (invite only).`
         : `${by ? nameOf(by) : 'A host'} declined ${nameOf(userId)}.`,
-    ),
-  );
+    );
+  });
   s.on('peerStageStatusUpdate', ({ userId, old, new: now }) => {
+    const mine = removedByMe.delete(userId);
     if (now === 'ON_STAGE') log(`${nameOf(userId)} is live on stage.`);
-    else if (old === 'ON_STAGE') log(`${nameOf(userId)} left the stage.`);
-    else if (old === 'ACCEPTED_TO_JOIN_STAGE' && now === 'OFF_STAGE') log(`${nameOf(userId)} is no longer invited.`);
+    else if (old === 'ON_STAGE')
+      log(mine ? `You removed ${nameOf(userId)} from the stage.` : `${nameOf(userId)} left the stage.`);
+    else if (old === 'ACCEPTED_TO_JOIN_STAGE' && now === 'OFF_STAGE')
+      log(mine ? `You withdrew ${nameOf(userId)}'s invitation.` : `${nameOf(userId)} is no longer invited.`);
+    else if (old === 'REQUESTED_TO_JOIN_STAGE' && now === 'OFF_STAGE') {
+      const who = nameOf(userId);
+      // a decline or a mode switch was logged already (its notice may come right after)
+      setTimeout(() => {
+        if (!rejected.delete(userId)) log(`${who} cancelled their request.`);
+      });
+    }
     renderAll();
   });
   s.on('stageStatusUpdate', ({ old, new: now }) => {
@@ -504,7 +519,11 @@ function renderStage(): void {
         video: p.tracks.video,
         audio: p.tracks.audio,
         onRemove: m.self.preset.kickParticipant
-          ? () => void act(`p:${p.id}`, `Could not remove ${isolate(p.name)}`, () => batch(m.stage.kick([p.id])))
+          ? () =>
+              void act(`p:${p.id}`, `Could not remove ${isolate(p.name)}`, () => {
+                removedByMe.add(p.id);
+                return batch(m.stage.kick([p.id]));
+              })
           : undefined,
       });
     }
@@ -636,30 +655,26 @@ function renderPeople(): void {
       case 'ON_STAGE':
         if (m.self.preset.kickParticipant) {
           actions.push(
-            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${isolate(p.name)}`, () =>
-              m.stage.kick([p.id]),
-            ),
+            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${isolate(p.name)}`, () => {
+              removedByMe.add(p.id);
+              return m.stage.kick([p.id]);
+            }),
           );
         }
         break;
       case 'REQUESTED_TO_JOIN_STAGE':
-        actions.push(
-          btn('Accept', 'accept-participant', 'success', `Could not accept ${isolate(p.name)}`, () =>
-            m.stage.grantAccess([p.id]),
-          ),
-          btn('Deny', 'deny-participant', 'secondary', `Could not deny ${isolate(p.name)}`, () =>
-            m.stage.denyAccess([p.id]),
-          ),
-        );
+        // Accept and Deny live in the Requests card only (once on the page)
+        note = 'asked to join: see Requests';
         break;
       case 'ACCEPTED_TO_JOIN_STAGE':
         if (!mayJoinDirectly(p.presetName, mode)) {
           note = 'deciding whether to join';
           if (m.self.preset.kickParticipant) {
             actions.push(
-              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${isolate(p.name)}`, () =>
-                m.stage.kick([p.id]),
-              ),
+              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${isolate(p.name)}`, () => {
+                removedByMe.add(p.id);
+                return m.stage.kick([p.id]);
+              }),
             );
           }
         }

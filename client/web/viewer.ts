@@ -53,6 +53,7 @@ let granted: { by: string; invited: boolean } | undefined;
 /** In OPEN mode the viewer asked to see their camera before joining. */
 let previewWanted = false;
 let requestedAt = 0;
+let previousStatus: StageStatus = 'OFF_STAGE';
 let busy = false;
 /** Why the camera/microphone did not open (a DeviceProblem gets the blocked panel with Retry). */
 let previewError: DeviceProblem | string = '';
@@ -109,7 +110,11 @@ function wire(m: Meeting): void {
       previewWanted = false;
       previewError = '';
     }
-    if (now === 'REQUESTED_TO_JOIN_STAGE') requestedAt = Date.now();
+    if (now === 'REQUESTED_TO_JOIN_STAGE') {
+      requestedAt = Date.now();
+      clearNotice(notices, 'stage'); // a "declined" from before is stale now
+    }
+    previousStatus = old;
     if (now === 'ON_STAGE') clearNotice(notices, 'stage');
     renderAll();
   });
@@ -145,7 +150,12 @@ function wire(m: Meeting): void {
     renderAll();
   });
   s.on('removedFromStage', ({ by }) => {
-    notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
+    // before or after the status update: what they were when it happened
+    const was = m.stage.status === 'OFF_STAGE' ? previousStatus : m.stage.status;
+    if (was === 'ACCEPTED_TO_JOIN_STAGE') {
+      notice(notices, 'warn', `${nameOf(by)} withdrew your invitation to the stage.`, 'stage').dataset.reason =
+        'withdrawn';
+    } else notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
     renderAll();
   });
   s.on('peerStageStatusUpdate', () => renderAll());

@@ -281,6 +281,48 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     await expect.poll(() => log.textContent()).toContain('\u2068Bob\u2069 may join the stage now (everyone on stage).');
     expect(await log.textContent()).not.toContain('You accepted');
   });
+
+  it('8. messages: stale decline cleared, cancel and removal logged, Accept/Deny once, a withdrawn invite reads as such', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    const carol = await enter(await open(room.viewerPath), 'Carol');
+    const log = host.page.getByTestId('activity');
+    const request = host.page.locator(`[data-testid="request-item"][data-user-id="${bob.id}"]`);
+
+    await click(bob.page.getByTestId('ask-button'));
+    await request.waitFor();
+    // Accept and Deny once on the page (the Requests card), not again in the participant row
+    expect(await host.page.getByRole('button', { name: 'Accept', exact: true }).count()).toBe(1);
+    expect(await host.page.getByRole('button', { name: 'Deny', exact: true }).count()).toBe(1);
+    await click(request.getByTestId('deny-request'));
+    const banner = bob.page.locator('[data-notice="stage"]');
+    await expect.poll(() => banner.textContent()).toContain('declined your request');
+    await click(bob.page.getByTestId('ask-button'));
+    await expectStatus(bob.page, 'REQUESTED_TO_JOIN_STAGE');
+    await expect.poll(() => banner.count()).toBe(0);
+    await click(bob.page.getByTestId('cancel-request-button'));
+    await expect.poll(() => log.textContent()).toContain('\u2068Bob\u2069 cancelled their request.');
+    // the decline was not logged as a cancel
+    expect((await log.textContent())!.split('cancelled their request').length - 1).toBe(1);
+
+    const carolRow = host.page.locator(`[data-testid="participant-item"][data-user-id="${carol.id}"]`);
+    await click(carolRow.getByTestId('invite-button'));
+    await expectStatus(carol.page, 'ACCEPTED_TO_JOIN_STAGE');
+    await click(carolRow.getByTestId('withdraw-button'));
+    await expect
+      .poll(() => carol.page.locator('[data-notice="stage"]').textContent())
+      .toContain('\u2068Grace Host\u2069 withdrew your invitation to the stage.');
+    await expect.poll(() => log.textContent()).toContain("You withdrew \u2068Carol\u2069's invitation.");
+
+    await bringOnStage(host.page, bob);
+    await click(
+      host.page.locator(`[data-testid="participant-item"][data-user-id="${bob.id}"]`).getByTestId('remove-button'),
+    );
+    await expect.poll(() => log.textContent()).toContain('You removed \u2068Bob\u2069 from the stage.');
+    expect(await log.textContent()).not.toContain('\u2068Bob\u2069 left the stage.');
+    await host.page.screenshot({ path: path.join(SHOTS, 'pages-8-messages.png') });
+  });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
