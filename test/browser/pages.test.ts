@@ -323,6 +323,76 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     expect(await log.textContent()).not.toContain('\u2068Bob\u2069 left the stage.');
     await host.page.screenshot({ path: path.join(SHOTS, 'pages-8-messages.png') });
   });
+
+  // The README's screenshots (client/web/screenshots/): STAGEGATE_README_SHOTS=1 npx vitest run test/browser/pages.test.ts -t README
+  it.runIf(process.env.STAGEGATE_README_SHOTS === '1')(
+    'README screenshots: host console and viewer, desktop and phone',
+    async () => {
+      const out = path.join(ROOT, 'client/web/screenshots');
+      const room = await createRoom('REQUEST');
+      const host = await enter(await open(room.hostPath), 'Grace Hopper');
+      const ada = await enter(await open(room.viewerPath), 'Ada Lovelace');
+      const alan = await enter(await open(room.viewerPath), 'Alan Turing');
+      await enter(await open(room.viewerPath), 'Katherine Johnson');
+      await bringOnStage(host.page, ada);
+      await click(alan.page.getByTestId('ask-button'));
+      await host.page.locator(`[data-testid="request-item"][data-user-id="${alan.id}"]`).waitFor();
+      await sleep(1500);
+      const shot = async (page: Page, name: string, width: number, height: number) => {
+        await page.setViewportSize({ width, height });
+        await sleep(400);
+        await page.screenshot({ path: path.join(out, name), fullPage: width < 600, animations: 'disabled' });
+      };
+      await shot(host.page, 'host-console.png', 1280, 800);
+      await shot(host.page, 'host-console-phone.png', 390, 844);
+      await click(
+        host.page.locator(`[data-testid="request-item"][data-user-id="${alan.id}"]`).getByTestId('accept-request'),
+      );
+      await alan.page.getByTestId('preview-video').waitFor();
+      await sleep(1500);
+      await shot(alan.page, 'viewer-accepted-preview.png', 1280, 800);
+      await shot(alan.page, 'viewer-phone.png', 390, 844);
+    },
+  );
+
+  it('9. a phone (390 px): no horizontal overflow on any page; faint text has AA contrast; toasts let clicks through', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    await click(bob.page.getByTestId('ask-button'));
+    await host.page.getByTestId('request-item').waitFor();
+    const landing = await open('/');
+    for (const page of [host.page, bob.page, landing]) {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await sleep(200);
+      const wide = await page.evaluate(() =>
+        [...document.querySelectorAll<HTMLElement>('body *')]
+          .filter((el) => el.getBoundingClientRect().right > 391 && el.offsetParent)
+          .map((el) => `${el.tagName}.${el.className}#${el.id}`)
+          .slice(0, 5),
+      );
+      expect(
+        await page.evaluate(() => document.documentElement.scrollWidth),
+        `${page.url()} ${wide.join(' ')}`,
+      ).toBeLessThanOrEqual(390);
+    }
+    await host.page.screenshot({ path: path.join(SHOTS, 'pages-9-host-phone.png'), fullPage: true });
+    // contrast of the faint grey against white
+    const ratio = await host.page.evaluate(() => {
+      const el = document.createElement('span');
+      el.className = 'faint';
+      document.body.append(el);
+      const rgb = getComputedStyle(el).color.match(/\d+/g)!.slice(0, 3).map(Number);
+      const lum = (c: number[]) =>
+        c
+          .map((v) => v / 255)
+          .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+          .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i]!, 0);
+      return 1.05 / (lum(rgb) + 0.05);
+    });
+    expect(ratio).toBeGreaterThanOrEqual(4.5);
+    expect(await host.page.locator('.toasts').evaluate((el) => getComputedStyle(el).pointerEvents)).toBe('none');
+  });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
