@@ -41,6 +41,7 @@ import {
   visibleSlice,
   watchingText,
   isolate,
+  endDemoRoom,
 } from './ui.js';
 import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -316,6 +317,34 @@ function wire(m: Meeting): void {
   denyAll.addEventListener('click', () => {
     const ids = requests.map((r) => r.userId);
     if (ids.length) void act('all', 'Could not deny', () => batch(m.stage.denyAccess(ids)));
+  });
+  const endButton = byId<HTMLButtonElement>('end-webinar');
+  endButton.hidden = false;
+  endButton.addEventListener('click', () => {
+    // said once, plainly: everyone is disconnected and the links stop working
+    const box = notice(
+      notices,
+      'warn',
+      'End the webinar for everyone? Everyone is disconnected, and the host and viewer links stop working.',
+      'end',
+    );
+    box.dataset.testid = 'end-confirm';
+    box.insertBefore(
+      h(
+        'button',
+        {
+          class: 'small danger',
+          'data-testid': 'confirm-end',
+          onclick: () =>
+            void act('end', 'Could not end the webinar', async () => {
+              box.remove();
+              await endDemoRoom(roomId, hostKey);
+            }),
+        },
+        'End webinar for everyone',
+      ),
+      box.lastChild,
+    );
   });
   copyLink.addEventListener('click', () => {
     const link = `${location.origin}/viewer.html?room=${encodeURIComponent(roomId)}`;

@@ -89,6 +89,11 @@ export function demoToken(t: {
   return postJson<DemoToken>('/demo/tokens', t);
 }
 
+/** The host ends the webinar for everyone (the room closes; needs the host key). */
+export function endDemoRoom(roomId: string, hostKey: string): Promise<unknown> {
+  return postJson(`/demo/rooms/${encodeURIComponent(roomId)}/end`, { hostKey });
+}
+
 // ------------------------------------------------------------------ long lists
 /** The most rows a participant list renders; the rest are counted ("and 4,950 more"). */
 export const LIST_LIMIT = 50;

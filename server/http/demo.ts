@@ -20,6 +20,7 @@ const createRoom = z.strictObject({
   mode: z.enum(STAGE_MODES).optional(),
   audience: z.enum(AUDIENCE_VISIBILITIES).optional(),
 });
+const endRoom = z.strictObject({ hostKey: z.string().max(64) });
 const getToken = z.strictObject({
   roomId: z.string().min(1).max(128),
   name: displayNameSchema(60),
@@ -73,6 +74,26 @@ export function createDemoRoutes({
       if (!demoRoom || room?.instanceId !== demoRoom.instanceId) {
         sendError(res, new StagegateError('NOT_FOUND', `no webinar ${id || check[1]!}`), log);
       } else sendJson(res, 200, { roomId: id, mode: room.stage.mode });
+      return true;
+    }
+    // POST /demo/rooms/ID/end { hostKey }: the host ends the webinar for everyone (the room closes)
+    const end = /^\/demo\/rooms\/([^/]{1,128})\/end$/.exec(path);
+    if (req.method === 'POST' && end) {
+      try {
+        const { hostKey } = parse(endRoom, await readJson(req));
+        const id = end[1]!;
+        const demoRoom = demoRooms.get(id);
+        if (!demoRoom || rooms.get(id)?.instanceId !== demoRoom.instanceId) {
+          throw new StagegateError('NOT_FOUND', `no demo room ${id}`);
+        }
+        if (hostKey !== demoRoom.hostKey)
+          throw new StagegateError('FORBIDDEN', 'only the host link may end the webinar');
+        rooms.close(id);
+        log.info({ roomId: id }, 'demo room ended by its host');
+        sendJson(res, 200, { roomId: id, closed: true });
+      } catch (err) {
+        sendError(res, err, log);
+      }
       return true;
     }
     if (req.method !== 'POST' || (path !== '/demo/rooms' && path !== '/demo/tokens')) return false;

@@ -393,6 +393,20 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     expect(ratio).toBeGreaterThanOrEqual(4.5);
     expect(await host.page.locator('.toasts').evaluate((el) => getComputedStyle(el).pointerEvents)).toBe('none');
   });
+
+  it('5. the host ends the webinar for everyone (after a confirmation); viewers are told it ended', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const bob = await enter(await open(room.viewerPath), 'Bob');
+    await click(host.page.getByTestId('end-webinar'));
+    expect(await host.page.locator('[data-notice="end"]').textContent()).toContain('End the webinar for everyone?');
+    expect(sg.rooms.get(room.roomId)?.closed).toBe(false);
+    await click(host.page.getByTestId('confirm-end'));
+    const ended = bob.page.locator('[data-notice="disconnected"]');
+    await expect.poll(() => ended.textContent(), { timeout: 10_000 }).toContain('The webinar has ended.');
+    expect(sg.rooms.get(room.roomId)).toBeUndefined();
+    await bob.page.screenshot({ path: path.join(SHOTS, 'pages-5-ended.png') });
+  });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

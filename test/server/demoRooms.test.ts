@@ -66,3 +66,46 @@ describe('demo rooms', () => {
     expect(t.sg.rooms.list()).toEqual([]);
   });
 });
+
+describe('POST /demo/rooms/ID/end', () => {
+  it('the host key ends the room for everyone; no key or a wrong one (a viewer) is refused and changes nothing', async () => {
+    const s = await startServer({ demo: true });
+    try {
+      const post = async (path: string, body: unknown) => {
+        const res = await fetch(`${s.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        return {
+          status: res.status,
+          body: (await res.json()) as { error?: { code: string } } & Record<string, unknown>,
+        };
+      };
+      const room = (await post('/demo/rooms', {})).body as unknown as { roomId: string; hostKey: string };
+      const { token } = (await post('/demo/tokens', { roomId: room.roomId, name: 'Vi', role: 'viewer' })).body as {
+        token: string;
+      };
+      const viewer = await connectRaw(s.url, { token });
+      await joinRaw(viewer);
+      const wrong = await post(`/demo/rooms/${room.roomId}/end`, { hostKey: 'not-the-key' });
+      expect(wrong.status).toBe(403);
+      expect(wrong.body.error).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await post(`/demo/rooms/${room.roomId}/end`, {})).status).toBe(400);
+      expect(s.sg.rooms.get(room.roomId)?.closed).toBe(false);
+      expect((await post('/demo/rooms/nope/end', { hostKey: room.hostKey })).status).toBe(404);
+
+      const bye = viewer.next('goodbye');
+      const ok = await post(`/demo/rooms/${room.roomId}/end`, { hostKey: room.hostKey });
+      expect(ok.status).toBe(200);
+      expect(await bye).toMatchObject({ reason: 'room-closed' });
+      expect(s.sg.rooms.get(room.roomId)).toBeUndefined();
+      // its links stop working
+      const again = await post('/demo/tokens', { roomId: room.roomId, name: 'Vi', role: 'viewer' });
+      expect(again.status).toBe(404);
+      viewer.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
