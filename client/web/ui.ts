@@ -162,7 +162,7 @@ export function setStatusBadge(
 ): void {
   el.className = el.className.replace(/status-\S+/g, '').trim() + ` status-${tone}`;
   el.dataset.status = status;
-  el.textContent = label;
+  if (el.textContent !== label) el.textContent = label; // aria-live: announced only when it changes
 }
 
 /** How a participant's status reads in a list: an ACCEPTED host is simply "Off stage". */

@@ -392,6 +392,11 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     });
     expect(ratio).toBeGreaterThanOrEqual(4.5);
     expect(await host.page.locator('.toasts').evaluate((el) => getComputedStyle(el).pointerEvents)).toBe('none');
+    // a heading once joined, and the status announced to screen readers
+    for (const page of [host.page, bob.page]) {
+      expect(await page.getByRole('heading', { level: 1 }).count()).toBe(1);
+      expect(await page.getByTestId('stage-status').getAttribute('aria-live')).toBe('polite');
+    }
   });
 
   it('5. the host ends the webinar for everyone (after a confirmation); viewers are told it ended', async () => {
