@@ -154,6 +154,29 @@ function renderSoon(): void {
   }, 50);
 }
 
+/** A short soft two-note chime for a new request (WebAudio; silent until the page had a click). */
+function chime(): void {
+  try {
+    const ctx = new AudioContext();
+    const gain = ctx.createGain();
+    gain.gain.setValueAtTime(0.0001, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.08, ctx.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.45);
+    gain.connect(ctx.destination);
+    for (const [i, f] of [660, 880].entries()) {
+      const osc = ctx.createOscillator();
+      osc.frequency.value = f;
+      osc.connect(gain);
+      osc.start(ctx.currentTime + i * 0.12);
+      osc.stop(ctx.currentTime + 0.45);
+    }
+    setTimeout(() => void ctx.close(), 800);
+    document.body.dataset.chimes = String(Number(document.body.dataset.chimes ?? 0) + 1);
+  } catch {
+    // no audio output: the title badge and the toast still say it
+  }
+}
+
 function log(text: string): void {
   logEl.prepend(h('li', {}, h('time', {}, clock()), h('span', {}, text)));
   while (logEl.children.length > 60) logEl.lastElementChild?.remove();
@@ -168,6 +191,7 @@ function wire(m: Meeting): void {
     renderPeople();
   });
   s.on('newStageRequest', ({ request }) => {
+    chime();
     log(`${isolate(request.name)} asked to join the stage.`);
     toast(`${isolate(request.name)} asks to join the stage`);
   });
@@ -569,6 +593,8 @@ function renderRequests(): void {
   byId('requests-card').classList.toggle('attention', requests.length > 0);
   const count = byId('request-count');
   count.textContent = String(requests.length);
+  // a badge in the tab title: a host in another tab sees people waiting
+  document.title = `${requests.length ? `(${requests.length}) ` : ''}Host · ${roomId} · Stagegate`;
   count.classList.toggle('hot', requests.length > 0);
   const off = m.connectionState !== 'connected' || pending.has('all');
   acceptAll.disabled = off || requests.length === 0;

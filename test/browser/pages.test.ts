@@ -292,6 +292,9 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
 
     await click(bob.page.getByTestId('ask-button'));
     await request.waitFor();
+    // a new request: a title badge and a chime
+    await expect.poll(() => host.page.title()).toMatch(/^\(1\) Host · /);
+    expect(await host.page.locator('body').getAttribute('data-chimes')).toBe('1');
     // Accept and Deny once on the page (the Requests card), not again in the participant row
     expect(await host.page.getByRole('button', { name: 'Accept', exact: true }).count()).toBe(1);
     expect(await host.page.getByRole('button', { name: 'Deny', exact: true }).count()).toBe(1);
