@@ -29,6 +29,17 @@ export const configSchema = z.object({
   apiSecret: z.string().min(16).optional(),
   /** How long a dropped participant keeps their stage status and queue position. */
   reconnectGraceMs: z.coerce.number().int().min(0).max(600_000).default(15_000),
+  /**
+   * A room nobody is in (no participant, none within a reconnect grace period) closes after this
+   * long; 0 keeps empty rooms open.
+   */
+  emptyRoomCloseSeconds: z.coerce
+    .number()
+    .min(0)
+    .max(7 * 24 * 3600)
+    .default(300),
+  /** Demo mode: rooms one client address may create per minute (`POST /demo/rooms`). */
+  demoRoomsPerMinute: z.coerce.number().int().min(1).max(100_000).default(30),
   /** Per connection: any request (burst = 2 s worth). */
   requestsPerSecond: z.coerce.number().min(1).max(100_000).default(100),
   /** Per connection: stage actions (request, cancel, grant, deny, join, leave, kick, mode), burst = 4 s worth. */

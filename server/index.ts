@@ -181,6 +181,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     reconnectGraceMs: config.reconnectGraceMs,
     maxConsumersPerRouter: config.maxConsumersPerRouter,
     cluster: cluster?.registryHooks,
+    emptyRoomCloseMs: config.emptyRoomCloseSeconds * 1000,
   });
   const signalingDeps = {
     io,
@@ -195,7 +196,9 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
   const metrics = createMetrics(rooms, pool);
 
   const api = createApi({ rooms, tokens, apiSecret, log, audit });
-  const demo = config.demo ? createDemoRoutes({ rooms, tokens, log }) : undefined;
+  const demo = config.demo
+    ? createDemoRoutes({ rooms, tokens, log, roomsPerMinute: config.demoRoomsPerMinute })
+    : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT, origins);
   cluster?.bind({ ...signalingDeps, apiSecret, httpHandler: (req, res) => httpHandler(req, res) });
   const httpHandler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {

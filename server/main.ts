@@ -17,7 +17,20 @@ const stagegate = await createStagegate(logger ? { logger } : {}).catch((err: un
   console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });
-const { url } = await stagegate.listen();
+const { url } = await stagegate.listen().catch(async (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code;
+  const { port, host } = stagegate.config;
+  console.error(
+    code === 'EADDRINUSE'
+      ? `Port ${port} on ${host} is already in use (another Stagegate, or another server?).\n` +
+          `Stop it, or pick another port: STAGEGATE_PORT=${port + 1} npm start`
+      : code === 'EACCES'
+        ? `Not allowed to listen on port ${port}. Pick a port above 1023: STAGEGATE_PORT=3000 npm start`
+        : `Could not listen on ${host}:${port}: ${err instanceof Error ? err.message : String(err)}`,
+  );
+  await stagegate.close().catch(() => undefined);
+  process.exit(1);
+});
 const { config, log } = stagegate;
 
 log.info({ url, workers: stagegate.pool.workers.length, demo: config.demo }, 'stagegate listening');

@@ -40,8 +40,10 @@ import {
   moreRow,
   visibleSlice,
   watchingText,
+  isolate,
+  endDemoRoom,
 } from './ui.js';
-import { LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const hostKey = params().get('key')?.trim() ?? '';
@@ -68,6 +70,16 @@ byId('room-id').textContent = roomId || '—';
 const local = new LocalMedia();
 let meeting: Meeting | undefined;
 let requests: AccessRequest[] = [];
+/** The host pressed "Join stage": the preview shows first, "Go live" puts them on stage. */
+let previewing = false;
+let previewError: DeviceProblem | string = '';
+const previewEl = byId('host-preview');
+const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
+previewVideo.muted = true;
+/** People this console removed from the stage or whose invite it withdrew (for the log). */
+const removedByMe = new Set<string>();
+/** Requests a host declined, or the mode withdrew (so a request gone otherwise was cancelled). */
+const rejected = new Set<string>();
 /** Actions in flight, by key: their buttons stay disabled. */
 const pending = new Set<string>();
 
@@ -80,8 +92,10 @@ runLobby({
       : { text: 'This is not a complete host link (it needs a room and a host key).', back: '← Create a room' },
   idleLabel: 'Open host console',
   busyLabel: 'Opening…',
-  async join(name) {
-    const { token } = await demoToken({ roomId, name, role: 'host', hostKey });
+  roomId,
+  identityKey: `host:${roomId}`,
+  async join(name, stored) {
+    const token = stored ?? (await demoToken({ roomId, name, role: 'host', hostKey })).token;
     const m = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
     try {
       requests = await m.stage.getAccessRequests();
@@ -111,7 +125,8 @@ runLobby({
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'someone';
   if (userId === meeting.self.id) return 'You';
-  return meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name ?? 'someone';
+  const name = meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name;
+  return name ? isolate(name) : 'someone';
 }
 
 /** Arrivals and departures in one burst become one line ("Ada and 41 others joined."). */
@@ -140,6 +155,29 @@ function renderSoon(): void {
   }, 50);
 }
 
+/** A short soft two-note chime for a new request (WebAudio; silent until the page had a click). */
+function chime(): void {
+  try {
+    const ctx = new AudioContext();
+    const gain = ctx.createGain();
+    gain.gain.setValueAtTime(0.0001, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.08, ctx.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.45);
+    gain.connect(ctx.destination);
+    for (const [i, f] of [660, 880].entries()) {
+      const osc = ctx.createOscillator();
+      osc.frequency.value = f;
+      osc.connect(gain);
+      osc.start(ctx.currentTime + i * 0.12);
+      osc.stop(ctx.currentTime + 0.45);
+    }
+    setTimeout(() => void ctx.close(), 800);
+    document.body.dataset.chimes = String(Number(document.body.dataset.chimes ?? 0) + 1);
+  } catch {
+    // no audio output: the title badge and the toast still say it
+  }
+}
+
 function log(text: string): void {
   logEl.prepend(h('li', {}, h('time', {}, clock()), h('span', {}, text)));
   while (logEl.children.length > 60) logEl.lastElementChild?.remove();
@@ -154,29 +192,51 @@ function wire(m: Meeting): void {
     renderPeople();
   });
   s.on('newStageRequest', ({ request }) => {
-    log(`${request.name} asked to join the stage.`);
-    toast(`${request.name} asks to join the stage`);
+    chime();
+    log(`${isolate(request.name)} asked to join the stage.`);
+    toast(`${isolate(request.name)} asks to join the stage`);
   });
-  s.on('stageRequestApproved', ({ userId, by, invited }) =>
-    log(
-      invited ? `${nameOf(by)} invited ${nameOf(userId)} to the stage.` : `${nameOf(by)} accepted ${nameOf(userId)}.`,
-    ),
-  );
-  s.on('stageRequestRejected', ({ userId, by, reason }) =>
+  s.on('stageRequestApproved', ({ userId, by, invited }) => {
+    const who = nameOf(userId);
+    // a switch to "Everyone on stage" approves every request: said so, not "You accepted Carol"
+    // (the mode update comes in the same burst, so it is read once the burst is through)
+    setTimeout(() =>
+      log(
+        invited
+          ? `${nameOf(by)} invited ${who} to the stage.`
+          : m.stage.mode === 'OPEN'
+            ? `${who} may join the stage now (everyone on stage).`
+            : `${nameOf(by)} accepted ${who}.`,
+      ),
+    );
+  });
+  s.on('stageRequestRejected', ({ userId, by, reason }) => {
+    rejected.add(userId);
     log(
       reason === 'mode'
         ? `${nameOf(userId)}'s request was withdrawn (invite only).`
         : `${by ? nameOf(by) : 'A host'} declined ${nameOf(userId)}.`,
-    ),
-  );
+    );
+  });
   s.on('peerStageStatusUpdate', ({ userId, old, new: now }) => {
+    const mine = removedByMe.delete(userId);
     if (now === 'ON_STAGE') log(`${nameOf(userId)} is live on stage.`);
-    else if (old === 'ON_STAGE') log(`${nameOf(userId)} left the stage.`);
-    else if (old === 'ACCEPTED_TO_JOIN_STAGE' && now === 'OFF_STAGE') log(`${nameOf(userId)} is no longer invited.`);
+    else if (old === 'ON_STAGE')
+      log(mine ? `You removed ${nameOf(userId)} from the stage.` : `${nameOf(userId)} left the stage.`);
+    else if (old === 'ACCEPTED_TO_JOIN_STAGE' && now === 'OFF_STAGE')
+      log(mine ? `You withdrew ${nameOf(userId)}'s invitation.` : `${nameOf(userId)} is no longer invited.`);
+    else if (old === 'REQUESTED_TO_JOIN_STAGE' && now === 'OFF_STAGE') {
+      const who = nameOf(userId);
+      // a decline or a mode switch was logged already (its notice may come right after)
+      setTimeout(() => {
+        if (!rejected.delete(userId)) log(`${who} cancelled their request.`);
+      });
+    }
     renderAll();
   });
   s.on('stageStatusUpdate', ({ old, new: now }) => {
     if (old === 'ON_STAGE' && now !== 'ON_STAGE') local.stop();
+    if (now === 'ON_STAGE') previewing = false;
     if (now === 'ON_STAGE') log('You are live on stage.');
     renderAll();
   });
@@ -187,11 +247,11 @@ function wire(m: Meeting): void {
   });
   // thousands may join or leave in a minute: one log line and one render per burst
   m.on('participantJoined', ({ participant }) => {
-    logSoon(`${participant.name} joined.`, 'joined');
+    logSoon(`${isolate(participant.name)} joined.`, 'joined');
     renderSoon();
   });
   m.on('participantLeft', ({ participant }) => {
-    logSoon(`${participant.name} left the webinar.`, 'left the webinar');
+    logSoon(`${isolate(participant.name)} left the webinar.`, 'left the webinar');
     renderSoon();
   });
   m.on('roomSettingsUpdate', ({ settings, by }) => {
@@ -203,7 +263,7 @@ function wire(m: Meeting): void {
     renderAll();
   });
   m.on('participantUpdated', ({ participant, old }) => {
-    if (old.name !== participant.name) log(`${old.name} is now ${participant.name}.`);
+    if (old.name !== participant.name) log(`${isolate(old.name)} is now ${isolate(participant.name)}.`);
     renderAll();
   });
   m.on('audienceCount', () => renderHeader());
@@ -233,7 +293,47 @@ function wire(m: Meeting): void {
   byId('mode-switch').addEventListener('click', (ev) => {
     const mode = (ev.target as HTMLElement).closest<HTMLElement>('[data-mode]')?.dataset.mode as StageMode | undefined;
     if (!mode || mode === m.stage.mode) return;
-    void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+    const n = requests.length;
+    if (n === 0 || mode === 'REQUEST') {
+      void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+      return;
+    }
+    // the consequence for the people waiting, spelled out before it happens
+    const count = n === 1 ? '1 pending request' : `${n} pending requests`;
+    const what =
+      mode === 'INVITE'
+        ? `The ${count} will be declined; each viewer is told their request was withdrawn.`
+        : `The ${count} will be approved; each viewer is told they may join the stage.`;
+    const box = byId('mode-confirm');
+    const close = () => {
+      box.hidden = true;
+      box.replaceChildren();
+    };
+    box.replaceChildren(
+      h('p', {}, h('strong', {}, `Switch to “${MODE_TEXT[mode]}”? `), what),
+      h(
+        'div',
+        { class: 'btn-row' },
+        h(
+          'button',
+          {
+            class: mode === 'INVITE' ? 'small danger' : 'small success',
+            'data-testid': 'confirm-mode',
+            onclick: () => {
+              close();
+              void act('mode', 'Could not change the mode', () => m.stage.setMode(mode));
+            },
+          },
+          mode === 'INVITE' ? `Switch and decline ${n}` : `Switch and approve ${n}`,
+        ),
+        h(
+          'button',
+          { class: 'small secondary', 'data-testid': 'cancel-mode', onclick: close },
+          `Keep “${MODE_TEXT[m.stage.mode]}”`,
+        ),
+      ),
+    );
+    box.hidden = false;
   });
   acceptAll.addEventListener('click', () => {
     const ids = requests.map((r) => r.userId);
@@ -242,6 +342,34 @@ function wire(m: Meeting): void {
   denyAll.addEventListener('click', () => {
     const ids = requests.map((r) => r.userId);
     if (ids.length) void act('all', 'Could not deny', () => batch(m.stage.denyAccess(ids)));
+  });
+  const endButton = byId<HTMLButtonElement>('end-webinar');
+  endButton.hidden = false;
+  endButton.addEventListener('click', () => {
+    // said once, plainly: everyone is disconnected and the links stop working
+    const box = notice(
+      notices,
+      'warn',
+      'End the webinar for everyone? Everyone is disconnected, and the host and viewer links stop working.',
+      'end',
+    );
+    box.dataset.testid = 'end-confirm';
+    box.insertBefore(
+      h(
+        'button',
+        {
+          class: 'small danger',
+          'data-testid': 'confirm-end',
+          onclick: () =>
+            void act('end', 'Could not end the webinar', async () => {
+              box.remove();
+              await endDemoRoom(roomId, hostKey);
+            }),
+        },
+        'End webinar for everyone',
+      ),
+      box.lastChild,
+    );
   });
   copyLink.addEventListener('click', () => {
     const link = `${location.origin}/viewer.html?room=${encodeURIComponent(roomId)}`;
@@ -282,6 +410,7 @@ function renderAll(): void {
   if (!meeting) return;
   renderHeader();
   renderSelf();
+  renderPreview();
   renderStage();
   renderRequests();
   renderPeople();
@@ -340,12 +469,92 @@ function renderSelf(): void {
           class: 'small success',
           'data-testid': 'host-join-stage',
           disabled: off || status !== 'ACCEPTED_TO_JOIN_STAGE',
-          onclick: () => void act('self', 'Could not join the stage', () => m.stage.join()),
+          onclick: () => void openPreview(),
         },
-        pending.has('self') ? 'Joining…' : 'Join stage',
+        previewing ? 'Preview open' : 'Join stage',
       ),
     );
   }
+}
+
+async function openPreview(): Promise<void> {
+  previewing = true;
+  previewError = '';
+  renderAll();
+  try {
+    await local.open();
+  } catch (err) {
+    previewError = err instanceof DeviceProblem ? err : errorText(err);
+  }
+  renderAll();
+}
+
+function closePreview(): void {
+  previewing = false;
+  previewError = '';
+  if (meeting?.stage.status !== 'ON_STAGE') local.stop();
+  renderAll();
+}
+
+/** The host's own preview before going live: video, what opened, blocked devices with Retry. */
+function renderPreview(): void {
+  const m = meeting!;
+  const show = previewing && m.stage.status !== 'ON_STAGE';
+  previewEl.hidden = !show;
+  if (!show) return void previewEl.replaceChildren();
+  if (previewVideo.srcObject !== (local.stream ?? null)) previewVideo.srcObject = local.stream ?? null;
+  const { audio, video } = local.kinds;
+  const tag = !local.live
+    ? previewError
+      ? 'Camera unavailable'
+      : 'Starting camera…'
+    : audio && video
+      ? 'Camera preview'
+      : video
+        ? 'Camera only (no microphone)'
+        : 'Microphone only (no camera)';
+  const parts: Node[] = [
+    h('h3', {}, 'Check how you look before you go live'),
+    h(
+      'div',
+      { class: 'preview' },
+      previewVideo,
+      h('span', { class: 'preview-tag', 'data-testid': 'preview-tag' }, tag),
+    ),
+  ];
+  if (previewError instanceof DeviceProblem) {
+    parts.push(
+      h(
+        'div',
+        { class: 'notice error', role: 'alert', 'data-testid': 'devices-blocked', 'data-problem': previewError.kind },
+        h('div', { class: 'grow' }, h('strong', {}, previewError.title), ' ', previewError.fix),
+        h('button', { class: 'small', 'data-testid': 'retry-devices', onclick: () => void openPreview() }, 'Retry'),
+      ),
+    );
+  } else if (previewError) parts.push(h('p', {}, previewError));
+  const off = m.connectionState !== 'connected' || pending.has('self');
+  parts.push(
+    h(
+      'div',
+      { class: 'btn-row' },
+      h(
+        'button',
+        {
+          class: 'success',
+          'data-testid': 'host-go-live',
+          disabled: off || !local.live,
+          onclick: () => void act('self', 'Could not join the stage', () => m.stage.join()),
+        },
+        pending.has('self') ? 'Going live…' : 'Go live',
+      ),
+      h(
+        'button',
+        { class: 'secondary', 'data-testid': 'host-cancel-preview', disabled: off, onclick: closePreview },
+        'Cancel',
+      ),
+    ),
+  );
+  previewEl.replaceChildren(...parts);
 }
 
 function renderStage(): void {
@@ -364,7 +573,11 @@ function renderStage(): void {
         video: p.tracks.video,
         audio: p.tracks.audio,
         onRemove: m.self.preset.kickParticipant
-          ? () => void act(`p:${p.id}`, `Could not remove ${p.name}`, () => batch(m.stage.kick([p.id])))
+          ? () =>
+              void act(`p:${p.id}`, `Could not remove ${isolate(p.name)}`, () => {
+                removedByMe.add(p.id);
+                return batch(m.stage.kick([p.id]));
+              })
           : undefined,
       });
     }
@@ -381,6 +594,8 @@ function renderRequests(): void {
   byId('requests-card').classList.toggle('attention', requests.length > 0);
   const count = byId('request-count');
   count.textContent = String(requests.length);
+  // a badge in the tab title: a host in another tab sees people waiting
+  document.title = `${requests.length ? `(${requests.length}) ` : ''}Host · ${roomId} · Stagegate`;
   count.classList.toggle('hot', requests.length > 0);
   const off = m.connectionState !== 'connected' || pending.has('all');
   acceptAll.disabled = off || requests.length === 0;
@@ -413,7 +628,7 @@ function renderRequests(): void {
         h(
           'div',
           { class: 'who' },
-          h('span', { class: 'nm' }, r.name),
+          h('span', { class: 'nm', dir: 'auto', title: r.name }, r.name),
           h(
             'span',
             { class: 'sub', 'data-since': String(r.requestedAt) },
@@ -430,7 +645,9 @@ function renderRequests(): void {
               'data-testid': 'accept-request',
               disabled: busy,
               onclick: () =>
-                void act(`p:${r.userId}`, `Could not accept ${r.name}`, () => batch(m.stage.grantAccess([r.userId]))),
+                void act(`p:${r.userId}`, `Could not accept ${isolate(r.name)}`, () =>
+                  batch(m.stage.grantAccess([r.userId])),
+                ),
             },
             'Accept',
           ),
@@ -441,7 +658,9 @@ function renderRequests(): void {
               'data-testid': 'deny-request',
               disabled: busy,
               onclick: () =>
-                void act(`p:${r.userId}`, `Could not deny ${r.name}`, () => batch(m.stage.denyAccess([r.userId]))),
+                void act(`p:${r.userId}`, `Could not deny ${isolate(r.name)}`, () =>
+                  batch(m.stage.denyAccess([r.userId])),
+                ),
             },
             'Deny',
           ),
@@ -492,35 +711,33 @@ function renderPeople(): void {
       case 'ON_STAGE':
         if (m.self.preset.kickParticipant) {
           actions.push(
-            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${p.name}`, () =>
-              m.stage.kick([p.id]),
-            ),
+            btn('Remove from stage', 'remove-button', 'ghost-danger', `Could not remove ${isolate(p.name)}`, () => {
+              removedByMe.add(p.id);
+              return m.stage.kick([p.id]);
+            }),
           );
         }
         break;
       case 'REQUESTED_TO_JOIN_STAGE':
-        actions.push(
-          btn('Accept', 'accept-participant', 'success', `Could not accept ${p.name}`, () =>
-            m.stage.grantAccess([p.id]),
-          ),
-          btn('Deny', 'deny-participant', 'secondary', `Could not deny ${p.name}`, () => m.stage.denyAccess([p.id])),
-        );
+        // Accept and Deny live in the Requests card only (once on the page)
+        note = 'asked to join: see Requests';
         break;
       case 'ACCEPTED_TO_JOIN_STAGE':
         if (!mayJoinDirectly(p.presetName, mode)) {
           note = 'deciding whether to join';
           if (m.self.preset.kickParticipant) {
             actions.push(
-              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${p.name}`, () =>
-                m.stage.kick([p.id]),
-              ),
+              btn('Withdraw invite', 'withdraw-button', 'secondary', `Could not withdraw ${isolate(p.name)}`, () => {
+                removedByMe.add(p.id);
+                return m.stage.kick([p.id]);
+              }),
             );
           }
         }
         break;
       case 'OFF_STAGE':
         actions.push(
-          btn('Invite to stage', 'invite-button', 'secondary', `Could not invite ${p.name}`, () =>
+          btn('Invite to stage', 'invite-button', 'secondary', `Could not invite ${isolate(p.name)}`, () =>
             m.stage.grantAccess([p.id]),
           ),
         );

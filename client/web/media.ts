@@ -129,7 +129,7 @@ export class Tile {
     if (spec.self) this.#video.classList.add('mirror');
     this.#audio = h('audio', { autoplay: true });
     this.#avatar = h('div', { class: 'avatar' }, h('span', {}, initials(spec.name)));
-    this.#name = h('span', { class: 'name', 'data-testid': 'tile-name' }, spec.name);
+    this.#name = h('span', { class: 'name', dir: 'auto', title: spec.name, 'data-testid': 'tile-name' }, spec.name);
     this.#bar = h('i');
     this.#actions = h('div', { class: 'tile-actions' });
     this.#quality = h(
@@ -169,7 +169,10 @@ export class Tile {
   }
 
   update(spec: TileSpec): void {
-    if (this.#name.textContent !== spec.name) this.#name.textContent = spec.name;
+    if (this.#name.textContent !== spec.name) {
+      this.#name.textContent = spec.name;
+      this.#name.title = spec.name;
+    }
     if (spec.video !== this.#videoTrack) {
       this.#videoTrack = spec.video;
       this.#video.srcObject = spec.video ? new MediaStream([spec.video]) : null;
@@ -390,15 +393,21 @@ export class LocalMedia {
     return !!this.#stream && this.#stream.getTracks().some((t) => t.readyState === 'live');
   }
 
-  /** Opens camera + microphone (once; concurrent callers share the request). */
+  /** The kinds the open stream carries ("audio only" when the camera is blocked or missing). */
+  get kinds(): { audio: boolean; video: boolean } {
+    const live = (this.#stream?.getTracks() ?? []).filter((t) => t.readyState === 'live');
+    return { audio: live.some((t) => t.kind === 'audio'), video: live.some((t) => t.kind === 'video') };
+  }
+
+  /**
+   * Opens camera + microphone (once; concurrent callers share the request). When both cannot
+   * open (a permission denied for one, or only one device plugged in), opens whichever one
+   * works; throws a DeviceProblem when none does.
+   */
   open(kinds: AllowedKinds = { audio: true, video: true }): Promise<MediaStream> {
     if (this.live && this.#stream) return Promise.resolve(this.#stream);
     if (this.#opening) return this.#opening;
-    const opening = navigator.mediaDevices
-      .getUserMedia({
-        audio: kinds.audio,
-        video: kinds.video ? { width: { ideal: 1280 }, height: { ideal: 720 } } : false,
-      })
+    const opening = openBest(kinds)
       .then((stream) => {
         if (this.#opening !== opening) {
           // stop() was called while the permission prompt was open.
@@ -428,5 +437,54 @@ export class LocalMedia {
     this.#opening = undefined;
     for (const t of this.#stream?.getTracks() ?? []) t.stop();
     this.#stream = undefined;
+  }
+}
+
+/** Why the camera and microphone could not open, and what the person can do about it. */
+export class DeviceProblem extends Error {
+  constructor(
+    /** 'blocked': the browser (or the person) denied access; 'missing': no device; 'busy': in use elsewhere. */
+    readonly kind: 'blocked' | 'missing' | 'busy',
+    readonly title: string,
+    readonly fix: string,
+  ) {
+    super(`${title} ${fix}`);
+  }
+}
+
+function problemOf(err: unknown): DeviceProblem {
+  const name = err instanceof Error ? err.name : '';
+  if (name === 'NotAllowedError' || name === 'SecurityError')
+    return new DeviceProblem(
+      'blocked',
+      'Your camera and microphone are blocked.',
+      'Allow them for this site (the camera icon in the address bar, or the site settings), then press Retry.',
+    );
+  if (name === 'NotReadableError' || name === 'AbortError')
+    return new DeviceProblem(
+      'busy',
+      'Your camera or microphone is in use by another app.',
+      'Close the other app (or tab) that uses it, then press Retry.',
+    );
+  return new DeviceProblem(
+    'missing',
+    'No camera or microphone was found.',
+    'Plug one in (or turn it on), then press Retry.',
+  );
+}
+
+const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
+/** Both kinds if possible, else whichever one opens (audio only, video only); a DeviceProblem if none. */
+async function openBest(kinds: AllowedKinds): Promise<MediaStream> {
+  const gum = (c: MediaStreamConstraints) => navigator.mediaDevices.getUserMedia(c);
+  try {
+    return await gum({ audio: kinds.audio, video: kinds.video ? VIDEO : false });
+  } catch (err) {
+    if (!(kinds.audio && kinds.video)) throw problemOf(err);
+    const [a, v] = await Promise.allSettled([gum({ audio: true }), gum({ video: VIDEO })]);
+    const tracks = [a, v].flatMap((r) => (r.status === 'fulfilled' ? r.value.getTracks() : []));
+    if (!tracks.length) throw problemOf(err);
+    return new MediaStream(tracks);
   }
 }

@@ -89,6 +89,11 @@ export function demoToken(t: {
   return postJson<DemoToken>('/demo/tokens', t);
 }
 
+/** The host ends the webinar for everyone (the room closes; needs the host key). */
+export function endDemoRoom(roomId: string, hostKey: string): Promise<unknown> {
+  return postJson(`/demo/rooms/${encodeURIComponent(roomId)}/end`, { hostKey });
+}
+
 // ------------------------------------------------------------------ long lists
 /** The most rows a participant list renders; the rest are counted ("and 4,950 more"). */
 export const LIST_LIMIT = 50;
@@ -157,7 +162,7 @@ export function setStatusBadge(
 ): void {
   el.className = el.className.replace(/status-\S+/g, '').trim() + ` status-${tone}`;
   el.dataset.status = status;
-  el.textContent = label;
+  if (el.textContent !== label) el.textContent = label; // aria-live: announced only when it changes
 }
 
 /** How a participant's status reads in a list: an ACCEPTED host is simply "Off stage". */
@@ -197,10 +202,31 @@ export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * A name inside running text, isolated (FSI … PDI, as `<bdi>` does): a right-to-left name
+ * cannot reorder the words around it. The server strips bidi controls from names, so a name
+ * cannot close the isolate early.
+ */
+export function isolate(name: string): string {
+  return `\u2068${name}\u2069`;
+}
+
+/** The grapheme clusters of a string (an emoji sequence is one). */
+function graphemes(s: string): string[] {
+  if (typeof Intl.Segmenter === 'function') {
+    return [...new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(s)].map((g) => g.segment);
+  }
+  return [...s];
+}
+
+/** Avatar letters: first letters of the first and last words ("AL"), or an emoji name's first emoji. */
 export function initials(name: string): string {
   const parts = name.trim().split(/\s+/).filter(Boolean);
-  const letters = parts.length > 1 ? parts[0]![0]! + parts[parts.length - 1]![0]! : (parts[0] ?? '?').slice(0, 2);
-  return letters.toUpperCase();
+  if (!parts.length) return '?';
+  const first = graphemes(parts[0]!)[0]!;
+  if (/\p{Extended_Pictographic}/u.test(first)) return first;
+  const last = parts.length > 1 ? (graphemes(parts[parts.length - 1]!)[0] ?? '') : (graphemes(parts[0]!)[1] ?? '');
+  return (first + (/\p{Extended_Pictographic}/u.test(last) ? '' : last)).toLocaleUpperCase();
 }
 
 const AVATAR_COLORS = ['#6366f1', '#0ea5e9', '#14b8a6', '#f59e0b', '#ec4899', '#8b5cf6', '#10b981', '#ef4444'];
@@ -239,7 +265,7 @@ export function personRow(p: {
       h(
         'span',
         { class: 'nm' },
-        h('span', { class: 'nm-text' }, p.name),
+        h('span', { class: 'nm-text', dir: 'auto', title: p.name }, p.name),
         p.self ? h('span', { class: 'you-tag' }, 'You') : null,
       ),
       h('span', { class: 'sub' }, roleName(p.presetName) + (p.note ? ` · ${p.note}` : '')),
@@ -386,13 +412,20 @@ export interface LobbyOptions {
   /** localStorage key of the remembered display name. */
   nameKey: string;
   defaultName: string;
+  /**
+   * Where this page's identities are kept ("viewer:ROOM", "host:ROOM"): a reload, or another tab
+   * entering with the same name, resumes the same user with its latest token.
+   */
+  identityKey: string;
   /** Set when the link cannot work: what to say, and the label of the link back home. */
   invalid?: { text: string; back: string } | undefined;
+  /** The room of the link: checked on load (`GET /demo/rooms/ID`), before a name is asked for. */
+  roomId: string;
   /** The join button's label, and its label while joining. */
   idleLabel: string;
   busyLabel: string;
-  /** Joins the room with this display name; throws when it cannot. */
-  join(name: string): Promise<Meeting>;
+  /** Joins the room with this display name (with the stored token when resuming); throws when it cannot. */
+  join(name: string, token: string | undefined): Promise<Meeting>;
   /** What the lobby says when `join` threw. */
   failure(err: unknown): string;
   /** Runs once joined, with the room shown. */
@@ -400,9 +433,34 @@ export interface LobbyOptions {
 }
 
 /**
+ * The identities a browser keeps per room and role: display name → the latest token of that
+ * user (localStorage, shared by tabs: the same person in a second tab is the same user, and the
+ * server replaces the older tab). The tab's own identity (sessionStorage) survives a reload.
+ */
+export const identities = {
+  key: (identityKey: string, name: string) => `stagegate.id.${identityKey}.${name.trim().toLocaleLowerCase()}`,
+  token(identityKey: string, name: string): string | undefined {
+    return localStorage.getItem(this.key(identityKey, name)) ?? undefined;
+  },
+  save(identityKey: string, name: string, token: string): void {
+    localStorage.setItem(this.key(identityKey, name), token);
+    sessionStorage.setItem(`stagegate.tab.${identityKey}`, name);
+  },
+  forget(identityKey: string, name: string): void {
+    localStorage.removeItem(this.key(identityKey, name));
+    sessionStorage.removeItem(`stagegate.tab.${identityKey}`);
+  },
+  /** The name this tab entered with (set until the tab closes; a reload resumes it). */
+  tabName(identityKey: string): string | undefined {
+    return sessionStorage.getItem(`stagegate.tab.${identityKey}`) ?? undefined;
+  },
+};
+
+/**
  * The lobby both pages start with: a display name (from `&name=`, else the remembered one), the
- * join button, errors in place; once joined it shows the room, and leaves the meeting when the
- * page goes away (a vanished connection would keep our place for the reconnect grace period).
+ * join button, errors in place; once joined it shows the room. A reloaded tab enters again at
+ * once as the same user (the server kept its place for the reconnect grace period: the page does
+ * not leave when it goes away).
  */
 export function runLobby(o: LobbyOptions): void {
   const lobby = byId('lobby');
@@ -411,16 +469,33 @@ export function runLobby(o: LobbyOptions): void {
   const button = byId<HTMLButtonElement>('join-button');
   const errorEl = byId('lobby-error');
   nameInput.value = params().get('name') ?? localStorage.getItem(o.nameKey) ?? o.defaultName;
-  if (o.invalid) {
+  /** A link that cannot work: said in the card (not inside the hidden form), with a way back. */
+  const broken = (text: string, back: string) => {
     form.hidden = true;
-    notice(errorEl, 'error', o.invalid.text, 'lobby');
-    lobby.querySelector('.card-body')?.append(h('p', {}, h('a', { href: '/' }, o.invalid.back)));
-    return;
-  }
+    const box = h('div', { 'data-testid': 'broken-link' });
+    form.before(box);
+    notice(box, 'error', text, 'lobby');
+    box.append(h('p', {}, h('a', { href: '/' }, back)));
+  };
+  if (o.invalid) return broken(o.invalid.text, o.invalid.back);
+  void fetch(`/demo/rooms/${encodeURIComponent(o.roomId)}`)
+    .then((res) => {
+      if (res.status === 404)
+        broken(
+          'This webinar does not exist or has ended. Check the link, or ask the host for a new one.',
+          '← Back to Stagegate',
+        );
+    })
+    .catch(() => undefined); // the server is down: joining will say so
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     void enter(nameInput.value.trim());
   });
+  const resume = identities.tabName(o.identityKey);
+  if (resume && identities.token(o.identityKey, resume)) {
+    nameInput.value = resume;
+    void enter(resume);
+  }
 
   async function enter(name: string): Promise<void> {
     if (!name) return nameInput.focus();
@@ -430,18 +505,35 @@ export function runLobby(o: LobbyOptions): void {
     clearNotice(errorEl, 'lobby');
     let meeting: Meeting;
     try {
-      meeting = await o.join(name);
+      const stored = identities.token(o.identityKey, name);
+      try {
+        meeting = await o.join(name, stored);
+      } catch (err) {
+        // An expired or foreign stored token: forget it and enter as a new user.
+        if (!stored || codeOf(err) === 'NOT_FOUND') throw err;
+        identities.forget(o.identityKey, name);
+        meeting = await o.join(name, undefined);
+      }
     } catch (err) {
       button.disabled = false;
       button.textContent = o.idleLabel;
-      notice(errorEl, 'error', o.failure(err), 'lobby');
+      const message = err instanceof Error ? err.message.replace(/ at name$/, '') : '';
+      // the server's word on a name it refuses, as a sentence next to the field
+      const text =
+        codeOf(err) === 'INVALID_REQUEST' && message.startsWith('the display name')
+          ? `Please choose another name: ${message.slice(4)}.`
+          : o.failure(err);
+      notice(errorEl, 'error', text, 'lobby');
+      nameInput.focus();
       return;
     }
     window.__meeting = meeting;
+    identities.save(o.identityKey, name, meeting.token);
+    meeting.on('tokenRefreshed', () => identities.save(o.identityKey, name, meeting.token));
     lobby.hidden = true;
     byId('room').hidden = false;
     byId('who').textContent = meeting.self.name;
-    addEventListener('pagehide', () => void meeting.leave());
+    byId('who').dir = 'auto';
     o.joined(meeting);
     document.body.dataset.state = 'joined';
   }

@@ -27,8 +27,9 @@ import {
   moreRow,
   visibleSlice,
   watchingText,
+  isolate,
 } from './ui.js';
-import { LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const notices = byId('notices');
@@ -52,8 +53,10 @@ let granted: { by: string; invited: boolean } | undefined;
 /** In OPEN mode the viewer asked to see their camera before joining. */
 let previewWanted = false;
 let requestedAt = 0;
+let previousStatus: StageStatus = 'OFF_STAGE';
 let busy = false;
-let previewError = '';
+/** Why the camera/microphone did not open (a DeviceProblem gets the blocked panel with Retry). */
+let previewError: DeviceProblem | string = '';
 const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
 previewVideo.muted = true;
 
@@ -68,8 +71,10 @@ runLobby({
       },
   idleLabel: 'Join as viewer',
   busyLabel: 'Joining…',
-  async join(name) {
-    const { token } = await demoToken({ roomId, name, role: 'viewer' });
+  roomId,
+  identityKey: `viewer:${roomId}`,
+  async join(name, stored) {
+    const token = stored ?? (await demoToken({ roomId, name, role: 'viewer' })).token;
     // The page owns the camera: the preview's tracks are the ones published on stage.
     return (meeting = await joinMeeting({
       url: location.origin,
@@ -91,7 +96,8 @@ runLobby({
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'the host';
   if (userId === meeting.self.id) return 'you';
-  return meeting.participants.get(userId)?.name ?? 'the host';
+  const name = meeting.participants.get(userId)?.name;
+  return name ? isolate(name) : 'the host';
 }
 
 // ------------------------------------------------------------------ events
@@ -105,7 +111,11 @@ function wire(m: Meeting): void {
       previewWanted = false;
       previewError = '';
     }
-    if (now === 'REQUESTED_TO_JOIN_STAGE') requestedAt = Date.now();
+    if (now === 'REQUESTED_TO_JOIN_STAGE') {
+      requestedAt = Date.now();
+      clearNotice(notices, 'stage'); // a "declined" from before is stale now
+    }
+    previousStatus = old;
     if (now === 'ON_STAGE') clearNotice(notices, 'stage');
     renderAll();
   });
@@ -122,7 +132,8 @@ function wire(m: Meeting): void {
     granted = { by, invited };
     // The self panel says it (with the camera preview): no banner on top of it.
     clearNotice(notices, 'stage');
-    void startPreview();
+    // They asked, so the camera may start; an invitee chooses first (no camera before they agree).
+    if (!invited) void startPreview();
     renderAll();
   });
   s.on('stageRequestRejected', ({ userId, by, reason }) => {
@@ -140,14 +151,28 @@ function wire(m: Meeting): void {
     renderAll();
   });
   s.on('removedFromStage', ({ by }) => {
-    notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
+    // before or after the status update: what they were when it happened
+    const was = m.stage.status === 'OFF_STAGE' ? previousStatus : m.stage.status;
+    if (was === 'ACCEPTED_TO_JOIN_STAGE') {
+      notice(notices, 'warn', `${nameOf(by)} withdrew your invitation to the stage.`, 'stage').dataset.reason =
+        'withdrawn';
+    } else notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
     renderAll();
   });
   s.on('peerStageStatusUpdate', () => renderAll());
   m.on('participantJoined', () => renderAll());
   m.on('audienceCount', () => renderAll());
   m.on('roomSettingsUpdate', () => renderAll());
-  m.on('participantLeft', () => renderAll());
+  m.on('participantLeft', ({ participant }) => {
+    // The last host gone (tab closed, connection lost past the grace period): say so.
+    if (participant.presetName === 'host' && !hostHere(m)) {
+      notice(notices, 'warn', 'The host left. Waiting for them to come back…', 'host');
+    }
+    renderAll();
+  });
+  m.on('participantJoined', ({ participant }) => {
+    if (participant.presetName === 'host') clearNotice(notices, 'host');
+  });
   m.on('participantUpdated', () => renderAll());
   m.on('trackAdded', () => renderAll());
   m.on('trackRemoved', () => renderAll());
@@ -172,6 +197,10 @@ function wire(m: Meeting): void {
   }, 1000);
 }
 
+function hostHere(m: Meeting): boolean {
+  return [...m.participants.values()].some((p) => p.presetName === 'host');
+}
+
 async function startPreview(): Promise<void> {
   if (!meeting) return;
   previewError = '';
@@ -179,9 +208,38 @@ async function startPreview(): Promise<void> {
     const { media } = meeting.self.preset;
     await local.open({ audio: media.audio === 'ALLOWED', video: media.video === 'ALLOWED' });
   } catch (err) {
-    previewError = errorText(err);
+    previewError = err instanceof DeviceProblem ? err : errorText(err);
   }
   renderAll();
+}
+
+/**
+ * Opens the devices before going on stage: a participant whose camera and microphone cannot
+ * start stays off stage (the host never sees them live) and gets the blocked panel.
+ */
+async function joinStage(m: Meeting): Promise<void> {
+  if (!local.live) {
+    previewWanted = true;
+    await startPreview();
+    if (!local.live) return;
+  }
+  await m.stage.join();
+}
+
+function devicesPanel(problem: DeviceProblem): HTMLElement {
+  return h(
+    'div',
+    { class: 'notice error blocked', role: 'alert', 'data-testid': 'devices-blocked', 'data-problem': problem.kind },
+    h('div', { class: 'grow' }, h('strong', {}, problem.title), ' ', problem.fix),
+    h('button', { class: 'small', 'data-testid': 'retry-devices', onclick: () => void startPreview() }, 'Retry'),
+  );
+}
+
+/** What the preview shows: "Camera preview", "Microphone only (no camera)", … */
+function previewTag(): string {
+  if (!local.live) return previewError ? 'Camera unavailable' : 'Starting camera…';
+  const { audio, video } = local.kinds;
+  return audio && video ? 'Camera preview' : video ? 'Camera only (no microphone)' : 'Microphone only (no camera)';
 }
 
 async function act(what: string, action: () => Promise<unknown>): Promise<void> {
@@ -287,11 +345,13 @@ function renderSelf(): void {
       ),
     );
   } else if (status === 'ACCEPTED_TO_JOIN_STAGE') {
-    const showPreview = !!granted || previewWanted || local.live;
+    const showPreview = (!!granted && !granted.invited) || previewWanted || local.live;
     const title = granted
       ? granted.invited
         ? `${nameOf(granted.by)} invited you to the stage`
-        : 'Your request was accepted'
+        : mode === 'OPEN'
+          ? 'The host opened the stage to everyone: your request is approved'
+          : 'Your request was accepted'
       : 'The stage is open';
     const callout = h(
       'div',
@@ -302,7 +362,9 @@ function renderSelf(): void {
         {},
         showPreview
           ? 'This is how you will look. Join when you are ready, everyone will see and hear you.'
-          : 'Everyone may join the stage in this webinar. Check your camera first, or join right away.',
+          : granted
+            ? 'Your camera stays off until you choose. Check it first, join right away, or decline.'
+            : 'Everyone may join the stage in this webinar. Check your camera first, or join right away.',
       ),
     );
     if (showPreview) {
@@ -312,24 +374,35 @@ function renderSelf(): void {
           'div',
           { class: 'preview' },
           previewVideo,
-          h(
-            'span',
-            { class: 'preview-tag' },
-            local.live ? 'Camera preview' : previewError ? 'Camera unavailable' : 'Starting camera…',
-          ),
+          h('span', { class: 'preview-tag', 'data-testid': 'preview-tag' }, previewTag()),
         ),
       );
-      if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
+      if (previewError instanceof DeviceProblem) callout.append(devicesPanel(previewError));
+      else if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
     }
     const row = h('div', { class: 'btn-row' });
-    row.append(
-      button(
-        'Join stage',
-        'join-stage-button',
-        () => void act('Could not join the stage', () => m.stage.join()),
-        'success big',
-      ),
+    const joinButton = button(
+      'Join stage',
+      'join-stage-button',
+      () => void act('Could not join the stage', () => joinStage(m)),
+      'success big',
     );
+    // blocked devices: Retry first (the panel above says how to fix it)
+    if (previewError instanceof DeviceProblem) joinButton.disabled = true;
+    row.append(joinButton);
+    if (granted && !showPreview) {
+      row.append(
+        button(
+          'Check camera',
+          'preview-button',
+          () => {
+            previewWanted = true;
+            void startPreview();
+          },
+          'secondary big',
+        ),
+      );
+    }
     if (granted) {
       row.append(
         button(

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { displayNameSchema } from '../auth/names.js';
 import { StagegateError, type ErrorCode } from '../../shared/errors.js';
 import { LIMITS, roomSettingsSchema } from '../../shared/protocol.js';
 import { MEDIA_SOURCES, STAGE_MODES } from '../../shared/stage.js';
@@ -44,7 +45,7 @@ const schemas = {
   }),
   mintToken: z.strictObject({
     userId: id.optional(),
-    name: z.string().min(1).max(100),
+    name: displayNameSchema(100),
     preset: presetInputSchema,
     ttlSeconds: z
       .number()

@@ -28,13 +28,48 @@ export interface RoomRegistryOptions {
   };
   /** Where every room's audit records go. */
   audit?: AuditTrail;
+  /** A room with no participant closes after this long (0: never). */
+  emptyRoomCloseMs?: number;
 }
 
 export class RoomRegistry {
   readonly #rooms = new Map<string, Room>();
   readonly #pending = new Map<string, Promise<Room>>();
 
-  constructor(readonly opts: RoomRegistryOptions) {}
+  /** When each room was first seen empty by the sweep (deleted once someone is in it). */
+  readonly #emptySince = new Map<string, number>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(readonly opts: RoomRegistryOptions) {
+    const ms = opts.emptyRoomCloseMs ?? 0;
+    if (ms > 0) {
+      // checks a few times per period: a room closes between ms and ms * 1.25 after it emptied
+      this.#sweep = setInterval(() => this.closeEmpty(), Math.min(60_000, Math.max(50, ms / 4)));
+      this.#sweep.unref();
+    }
+  }
+
+  /**
+   * Closes the rooms that have had no participant (connected or within their reconnect grace
+   * period) for `emptyRoomCloseMs`. Runs on a timer; `now` for tests.
+   */
+  closeEmpty(now = Date.now()): void {
+    const ms = this.opts.emptyRoomCloseMs ?? 0;
+    if (ms <= 0) return;
+    for (const room of this.#rooms.values()) {
+      if (room.closed) continue;
+      if (room.participants.size > 0) {
+        this.#emptySince.delete(room.id);
+        continue;
+      }
+      const since = this.#emptySince.get(room.id);
+      if (since === undefined) this.#emptySince.set(room.id, now);
+      else if (now - since >= ms) {
+        this.opts.log.info({ roomId: room.id, emptyMs: now - since }, 'closing an empty room');
+        room.close('room-closed');
+      }
+    }
+  }
 
   get(roomId: string): Room | undefined {
     return this.#rooms.get(roomId);
@@ -89,6 +124,7 @@ export class RoomRegistry {
       room.onClose(() => {
         this.opts.audit?.record(roomId, { actor: '@backend', action: 'room.closed' });
         this.#rooms.delete(roomId);
+        this.#emptySince.delete(roomId);
         pool.release(room.worker);
       });
       log.info({ roomId, mode, settings: room.settings, workerPid: worker.pid, restored: !!restore }, 'room created');
@@ -145,6 +181,7 @@ export class RoomRegistry {
   }
 
   closeAll(reason: 'room-closed' | 'server-shutdown'): void {
+    clearInterval(this.#sweep);
     for (const room of this.#rooms.values()) room.close(reason);
   }
 }

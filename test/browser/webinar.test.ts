@@ -254,6 +254,8 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     // One viewer is there before the host goes live (newProducer), one comes after (snapshot).
     const early = await openViewer(room, 'Early Viewer');
     await click(host.page.getByTestId('host-join-stage'));
+    // the host's own preview first, then Go live
+    await click(host.page.getByTestId('host-go-live'));
     await expectStatus(host.page, 'ON_STAGE');
     await expect.poll(() => serverParticipant(room.roomId, host.id).producers.size).toBe(2);
     const late = await openViewer(room, 'Late Viewer');
@@ -355,7 +357,7 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     for (const r of [host, watcher]) expect(serverParticipant(room.roomId, r.id).consumers.size).toBe(0);
     await expectStatus(speaker.page, 'OFF_STAGE');
     await expect(speaker.page.locator('[data-notice="stage"]').innerText()).resolves.toContain(
-      'Removed from stage by Grace Host',
+      'Removed from stage by \u2068Grace Host\u2069', // the name isolated (FSI … PDI)
     );
     await expectCameraOff(speaker.page);
     await expect(host.page.locator(`[data-testid="stage-tile"][data-user-id="${speaker.id}"]`).count()).resolves.toBe(
@@ -413,6 +415,10 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     );
     await expectStatus(viewer.page, 'ACCEPTED_TO_JOIN_STAGE');
     await expect(viewer.page.getByTestId('accepted-panel').innerText()).resolves.toContain('invited you');
+    // the camera stays off until the invitee chooses to check it
+    await sleep(500);
+    expect(await viewer.page.evaluate(() => (window as unknown as TestWindow).__gumTracks.length)).toBe(0);
+    await click(viewer.page.getByTestId('preview-button'));
     await expect
       .poll(() => viewer.page.getByTestId('preview-video').evaluate((v: HTMLVideoElement) => v.videoWidth), {
         timeout: 10_000,

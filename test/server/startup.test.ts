@@ -60,3 +60,28 @@ it('never prints a configured API secret', async () => {
   expect(output).not.toContain(secret);
   expect(output).not.toContain('configured-secret');
 });
+
+it('a busy port says which variable to set, without a stack trace, and exits 1', async () => {
+  // the port taken by another server on the same address (as a second `npm start` finds it)
+  const net = await import('node:net');
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '0.0.0.0', r));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const child = spawn(process.execPath, [TSX, 'server/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, STAGEGATE_PORT: String(port), STAGEGATE_HOST: '0.0.0.0', STAGEGATE_NUM_WORKERS: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    expect(code).toBe(1);
+    expect(output).toContain(`Port ${port} on 0.0.0.0 is already in use`);
+    expect(output).toContain(`STAGEGATE_PORT=${port + 1} npm start`);
+    expect(output).not.toMatch(/EADDRINUSE|\n\s+at /);
+  } finally {
+    busy.close();
+  }
+}, 40_000);

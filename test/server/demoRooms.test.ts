@@ -1,0 +1,111 @@
+/**
+ * Demo rooms: `POST /demo/rooms` rate limited per client address (typed 429), the room check the
+ * pages make before asking for a name (`GET /demo/rooms/ID`), and empty rooms closing by
+ * themselves after STAGEGATE_EMPTY_ROOM_CLOSE_SECONDS (here a fraction of a second).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectRaw, joinRaw, startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({
+    demo: true,
+    config: { demoRoomsPerMinute: 3, emptyRoomCloseSeconds: 0.4, reconnectGraceMs: 0 },
+  });
+});
+afterAll(() => t?.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function post(path: string, body: unknown) {
+  const res = await fetch(`${t.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> & { error?: { code: string } } };
+}
+
+describe('demo rooms', () => {
+  it('POST /demo/rooms: 3 per minute from one address, then 429 RATE_LIMITED; the rooms made still work', async () => {
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push(await post('/demo/rooms', {}));
+    expect(made.map((r) => r.status)).toEqual([201, 201, 201]);
+    const refused = await post('/demo/rooms', {});
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(t.sg.rooms.list().length).toBeLessThanOrEqual(3);
+    const token = await post('/demo/tokens', { roomId: made[0]!.body.roomId, name: 'Ada', role: 'viewer' });
+    expect(token.status).toBe(201);
+  });
+
+  it('GET /demo/rooms/ID: 200 for a live demo room, typed 404 otherwise; empty rooms close by themselves', async () => {
+    const rooms = [...t.sg.rooms.list()];
+    const occupied = rooms[0]!;
+    const { token } = (await post('/demo/tokens', { roomId: occupied.id, name: 'Ada', role: 'viewer' })).body as {
+      token: string;
+    };
+    const ada = await connectRaw(t.url, { token });
+    await joinRaw(ada);
+
+    const ok = await fetch(`${t.url}/demo/rooms/${occupied.id}`);
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ roomId: occupied.id, mode: 'REQUEST' });
+    const missing = await fetch(`${t.url}/demo/rooms/nope1234`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+
+    // the empty ones close within the period (+ a sweep); the occupied one stays
+    await sleep(1_500);
+    for (const r of rooms.slice(1)) expect(r.closed).toBe(true);
+    expect(occupied.closed).toBe(false);
+    expect((await fetch(`${t.url}/demo/rooms/${rooms[1]!.id}`)).status).toBe(404);
+    // once its last participant leaves, it closes too
+    ada.close();
+    await sleep(1_500);
+    expect(occupied.closed).toBe(true);
+    expect(t.sg.rooms.list()).toEqual([]);
+  });
+});
+
+describe('POST /demo/rooms/ID/end', () => {
+  it('the host key ends the room for everyone; no key or a wrong one (a viewer) is refused and changes nothing', async () => {
+    const s = await startServer({ demo: true });
+    try {
+      const post = async (path: string, body: unknown) => {
+        const res = await fetch(`${s.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        return {
+          status: res.status,
+          body: (await res.json()) as { error?: { code: string } } & Record<string, unknown>,
+        };
+      };
+      const room = (await post('/demo/rooms', {})).body as unknown as { roomId: string; hostKey: string };
+      const { token } = (await post('/demo/tokens', { roomId: room.roomId, name: 'Vi', role: 'viewer' })).body as {
+        token: string;
+      };
+      const viewer = await connectRaw(s.url, { token });
+      await joinRaw(viewer);
+      const wrong = await post(`/demo/rooms/${room.roomId}/end`, { hostKey: 'not-the-key' });
+      expect(wrong.status).toBe(403);
+      expect(wrong.body.error).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await post(`/demo/rooms/${room.roomId}/end`, {})).status).toBe(400);
+      expect(s.sg.rooms.get(room.roomId)?.closed).toBe(false);
+      expect((await post('/demo/rooms/nope/end', { hostKey: room.hostKey })).status).toBe(404);
+
+      const bye = viewer.next('goodbye');
+      const ok = await post(`/demo/rooms/${room.roomId}/end`, { hostKey: room.hostKey });
+      expect(ok.status).toBe(200);
+      expect(await bye).toMatchObject({ reason: 'room-closed' });
+      expect(s.sg.rooms.get(room.roomId)).toBeUndefined();
+      // its links stop working
+      const again = await post('/demo/tokens', { roomId: room.roomId, name: 'Vi', role: 'viewer' });
+      expect(again.status).toBe(404);
+      viewer.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
