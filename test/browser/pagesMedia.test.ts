@@ -55,6 +55,7 @@ it('tiles set the viewer layer and pause hidden videos; speaker highlight, speak
   const viewer = await enter(room.viewerPath, 'Vera Viewer');
   await host.page.bringToFront();
   await host.page.getByTestId('host-join-stage').click();
+  await host.page.getByTestId('host-go-live').click(); // the host's own preview first
   const server = sg.rooms.get(room.roomId)!;
   const videoConsumer = () =>
     [...(server.participants.get(viewer.id)?.consumers.values() ?? [])].find((c) => c.kind === 'video');
