@@ -64,6 +64,16 @@ const framesDecoded = async (page: Page) => (await inboundStats(page)).video.fra
 
 it('a viewer on node C decodes a speaker on node A, and again after A dies', async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+  // every node knows the others' public URLs (heartbeats): its pages may then reach them (CSP
+  // connect-src) and its socket.io accepts pages of the others (origins), as a cluster that has
+  // been running a while does
+  for (const n of nodes) {
+    await expect
+      .poll(async () => (await fetch(`${n.url}/index.html`)).headers.get('content-security-policy') ?? '', {
+        timeout: 20_000,
+      })
+      .toSatisfy((csp: string) => nodes.every((o) => csp.includes(o.url)));
+  }
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'media', mode: 'REQUEST' })).status).toBe(201);
   const speaker = await openMeeting('spk', 'speaker', [a.url, b.url]);
   const viewer = await openMeeting('viewer', 'viewer', [c.url, b.url]);
