@@ -108,3 +108,53 @@ export async function inboundStats(page: Page): Promise<InboundStats> {
     return out;
   });
 }
+
+/** One axe-core violation, as the tests print it. */
+export interface A11yViolation {
+  id: string;
+  impact: string | null | undefined;
+  help: string;
+  targets: string[];
+}
+
+const AXE_SOURCE = fs.readFileSync(
+  path.join(path.dirname(new URL(import.meta.resolve('axe-core')).pathname), 'axe.min.js'),
+  'utf8',
+);
+
+/**
+ * Runs axe-core (WCAG 2.x A/AA rules) in the page as it is now and returns the serious and
+ * critical violations. Tests assert the list is empty; printing it says what to fix.
+ */
+export async function a11yViolations(page: Page): Promise<A11yViolation[]> {
+  await page.evaluate(AXE_SOURCE);
+  const found = await page.evaluate(async () => {
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(
+            ctx: Document,
+            opts: object,
+          ): Promise<{
+            violations: Array<{
+              id: string;
+              impact?: string | null;
+              help: string;
+              nodes: Array<{ target: unknown[] }>;
+            }>;
+          }>;
+        };
+      }
+    ).axe;
+    const result = await axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+    });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => n.target.map(String).join(' ')),
+    }));
+  });
+  return found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+}
