@@ -4,37 +4,11 @@
  * before any client-side filtering), and every ack, and searched for identities that must not be
  * there. A real server on port 0, a real mediasoup worker, real socket.io.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Room } from '../../server/room/Room.js';
-import type { RoomSettings, StageMode } from '../../shared/stage.js';
-import {
-  connectRaw,
-  joinRaw,
-  rtpParameters,
-  DTLS,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { describe, expect, it } from 'vitest';
+import { connectRaw, joinRaw, rtpParameters, DTLS, until, type RawClient } from '../helpers/server.js';
+import { server, room, clients, freshRoom, useRawRooms, adoptRoom } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
-
-beforeAll(async () => {
-  server = await startServer({ config: { reconnectGraceMs: 200 } });
-});
-afterAll(() => server.close());
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
-
-async function freshRoom(mode: StageMode = 'REQUEST', settings?: Partial<RoomSettings>) {
-  room = await server.sg.rooms.create(`aud-${Math.random().toString(36).slice(2, 8)}`, mode, settings);
-  return room;
-}
+useRawRooms({ reconnectGraceMs: 200 }, { prefix: 'aud' });
 
 /** A raw client that records every frame it receives, unfiltered, and every ack, as JSON. */
 interface Spy extends RawClient {
@@ -318,7 +292,7 @@ describe('hidden audience (the default)', () => {
     const created = await api('POST', '/api/rooms', { id: 'api-vis', settings: { audience: 'visible' } });
     expect(created.status).toBe(201);
     expect(await created.json()).toMatchObject({ id: 'api-vis', settings: { audience: 'visible' }, audienceCount: 0 });
-    room = server.sg.rooms.get('api-vis')!;
+    adoptRoom(server.sg.rooms.get('api-vis')!);
     expect((await api('POST', '/api/rooms', { settings: { audience: 'nope' } })).status).toBe(400);
     expect(
       (await api('PATCH', '/api/rooms/api-vis/settings', { audience: 'hidden' }, 'wrong-secret-xxxxxx')).status,
@@ -330,7 +304,7 @@ describe('hidden audience (the default)', () => {
     const hiddenRoom = await api('POST', '/api/rooms', { id: 'api-hid' });
     expect(await hiddenRoom.json()).toMatchObject({ settings: { audience: 'hidden' } });
     room.close();
-    room = server.sg.rooms.get('api-hid')!;
+    adoptRoom(server.sg.rooms.get('api-hid')!);
     await spy('host-api', 'host');
     await spy('viewer-api', 'viewer');
     const details = (await (await api('GET', '/api/rooms/api-hid')).json()) as {

@@ -4,32 +4,13 @@
  * from the consumer's initial paused state. What the worker holds is read back from mediasoup's
  * own consumer objects (`paused`, `producerPaused`, `preferredLayers`, `priority`).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { types as ms } from 'mediasoup';
-import type { Room } from '../../server/room/Room.js';
 import { layerForSize } from '../../server/media/layers.js';
-import {
-  connectRaw,
-  DTLS,
-  joinRaw,
-  rtpParameters,
-  startServer,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
+import { server, room, clients, useRawRooms, adoptRoom } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
-
-beforeAll(async () => {
-  server = await startServer();
-});
-afterAll(() => server.close());
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
+useRawRooms();
 
 async function client(userId: string, preset: 'host' | 'speaker' | 'viewer'): Promise<RawClient> {
   const c = await connectRaw(server.url, { token: await server.token(userId, preset, room.id) });
@@ -65,7 +46,7 @@ function consumer(userId: string, consumerId: string): ms.Consumer {
 
 /** A speaker ON_STAGE with a simulcast camera and a microphone; two viewers consuming both. */
 async function setup() {
-  room = await server.sg.rooms.create(`prefs-${Math.random().toString(36).slice(2, 8)}`, 'OPEN');
+  adoptRoom(await server.sg.rooms.create(`prefs-${Math.random().toString(36).slice(2, 8)}`, 'OPEN'));
   const speaker = await client('speaker', 'speaker');
   await speaker.request('stage.join');
   const videoId = await publish(speaker, 'video', simulcast(5000));
@@ -192,7 +173,7 @@ describe('setConsumerPreferences', () => {
   });
 
   it('screenshare consumers get a higher priority than cameras', async () => {
-    room = await server.sg.rooms.create(`prio-${Math.random().toString(36).slice(2, 8)}`, 'OPEN');
+    adoptRoom(await server.sg.rooms.create(`prio-${Math.random().toString(36).slice(2, 8)}`, 'OPEN'));
     const host = await client('host', 'host');
     await host.request('stage.join');
     const camId = await publish(host, 'video', simulcast(7000));

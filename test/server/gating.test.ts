@@ -3,45 +3,14 @@
  * port 0, a real mediasoup worker, real socket.io. What the worker holds is read back with
  * router.dump(), not from Stagegate's own maps.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import type { Room } from '../../server/room/Room.js';
-import {
-  connectRaw,
-  DTLS,
-  joinRaw,
-  rtpParameters,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
-
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
+import { connectRaw, DTLS, rtpParameters, until, type RawClient, type TestServer } from '../helpers/server.js';
+import { server, room, clients, freshRoom, useRawRooms, connectTo } from '../helpers/rawRooms.js';
 
 const GRACE_MS = 300;
-beforeAll(async () => {
-  server = await startServer({ config: { reconnectGraceMs: GRACE_MS } });
-});
-afterAll(() => server.close());
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
-
-async function freshRoom(mode: 'OPEN' | 'REQUEST' | 'INVITE' = 'REQUEST') {
-  room = await server.sg.rooms.create(`room-${Math.random().toString(36).slice(2, 8)}`, mode);
-  return room;
-}
-
-async function client(userId: string, preset: Parameters<TestServer['token']>[1]): Promise<RawClient> {
-  const c = await connectRaw(server.url, { token: await server.token(userId, preset, room.id) });
-  clients.push(c);
-  await joinRaw(c);
-  return c;
-}
+useRawRooms({ reconnectGraceMs: GRACE_MS });
+const client = (userId: string, preset: Parameters<TestServer['token']>[1]) => connectTo(userId, preset);
 
 /** Producers and consumers the worker itself holds for this room's router. */
 async function workerCounts() {

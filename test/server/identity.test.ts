@@ -4,38 +4,17 @@
  * on a second connection or a reconnect, tokens are bound to a room instance, a connected
  * session gets a fresh token before expiry, and the demo routes mint only for their own rooms.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Room } from '../../server/room/Room.js';
+import { describe, expect, it } from 'vitest';
 import type { Notifications } from '../../shared/protocol.js';
 import type { Preset } from '../../shared/stage.js';
 import { PRESETS } from '../../shared/stage.js';
-import {
-  connectRaw,
-  DTLS,
-  joinRaw,
-  rtpParameters,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { connectRaw, DTLS, joinRaw, rtpParameters, until, type RawClient } from '../helpers/server.js';
+import { server, room, clients, freshRoom as newRoom, useRawRooms } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
-
-beforeAll(async () => {
-  server = await startServer({ demo: true, config: { reconnectGraceMs: 5_000 } });
-});
-afterAll(() => server.close());
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
+useRawRooms({ reconnectGraceMs: 5_000 }, { demo: true });
 
 async function freshRoom(mode: 'OPEN' | 'REQUEST' | 'INVITE' = 'REQUEST', audience: 'hidden' | 'visible' = 'hidden') {
-  room = await server.sg.rooms.create(`room-${Math.random().toString(36).slice(2, 8)}`, mode, { audience });
-  return room;
+  return newRoom(mode, { audience });
 }
 
 async function connect(userId: string, preset: string | Preset, name = userId): Promise<RawClient> {

@@ -4,44 +4,13 @@
  * slots on the real clock (producers gone from router.dump()), removal and bans, queue positions.
  * A real server on port 0, a real mediasoup worker, real socket.io.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Room } from '../../server/room/Room.js';
-import type { RoomSettings, StageMode } from '../../shared/stage.js';
-import {
-  connectRaw,
-  joinRaw,
-  rtpParameters,
-  DTLS,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { describe, expect, it } from 'vitest';
+import { connectRaw, joinRaw, rtpParameters, DTLS, until, type RawClient } from '../helpers/server.js';
+import { server, room, clients, freshRoom, useRawRooms, connectTo } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
+useRawRooms({ reconnectGraceMs: 5000 }, { prefix: 'mod' });
 
-beforeAll(async () => {
-  server = await startServer({ config: { reconnectGraceMs: 5000 } });
-});
-afterAll(() => server.close());
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
-
-async function freshRoom(mode: StageMode = 'REQUEST', settings?: Partial<RoomSettings>) {
-  room = await server.sg.rooms.create(`mod-${Math.random().toString(36).slice(2, 8)}`, mode, settings);
-  return room;
-}
-
-async function client(userId: string, preset: 'host' | 'speaker' | 'viewer'): Promise<RawClient> {
-  const c = await connectRaw(server.url, { token: await server.token(userId, preset, room.id) });
-  clients.push(c);
-  await joinRaw(c);
-  return c;
-}
+const client = (userId: string, preset: 'host' | 'speaker' | 'viewer') => connectTo(userId, preset);
 
 /** ON_STAGE with a connected send transport and an audio producer; returns the producer id. */
 async function onStageProducing(c: RawClient, kind: 'audio' | 'video' = 'audio'): Promise<string> {

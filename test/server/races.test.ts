@@ -5,32 +5,12 @@
  * announces) a producer the worker does not hold, and that the new connection can publish the
  * same source at once. Real worker, real socket.io; the worker's view comes from router.dump().
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { Room } from '../../server/room/Room.js';
-import {
-  connectRaw,
-  DTLS,
-  joinRaw,
-  rtpParameters,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { expect, it } from 'vitest';
+import { connectRaw, DTLS, joinRaw, rtpParameters, until, type RawClient } from '../helpers/server.js';
+import { server, room, clients, useRawRooms, adoptRoom } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
 const TRIES = 20;
-
-beforeAll(async () => {
-  server = await startServer({ config: { reconnectGraceMs: 30_000 } });
-});
-afterAll(() => server.close());
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
+useRawRooms({ reconnectGraceMs: 30_000 });
 
 async function connect(userId: string, join = true): Promise<RawClient> {
   const c = await connectRaw(server.url, { token: await server.token(userId, 'speaker', room.id) });
@@ -67,7 +47,7 @@ async function watcherWithRecvTransport(): Promise<RawClient> {
 }
 
 it(`produce racing the owner's own drop leaves no phantom producer (${TRIES} tries)`, async () => {
-  room = await server.sg.rooms.create('race-drop', 'OPEN');
+  adoptRoom(await server.sg.rooms.create('race-drop', 'OPEN'));
   const watcher = await watcherWithRecvTransport();
   const announced: string[] = [];
   watcher.on('newProducer', ({ producer }) => announced.push(producer.id));
@@ -114,7 +94,7 @@ it(`produce racing the owner's own drop leaves no phantom producer (${TRIES} tri
 });
 
 it(`produce racing a second connection of the same user leaves no phantom and does not block it (${TRIES} tries)`, async () => {
-  room = await server.sg.rooms.create('race-replace', 'OPEN');
+  adoptRoom(await server.sg.rooms.create('race-replace', 'OPEN'));
   const watcher = await watcherWithRecvTransport();
   let first = await connect('spk');
   await first.request('stage.join');
@@ -152,7 +132,7 @@ it(`produce racing a second connection of the same user leaves no phantom and do
 });
 
 it('a produce still in the worker for a dropped connection does not block the new connection’s produce', async () => {
-  room = await server.sg.rooms.create('race-reservation', 'OPEN');
+  adoptRoom(await server.sg.rooms.create('race-reservation', 'OPEN'));
   const watcher = await watcherWithRecvTransport();
   const s = await connect('spk');
   await s.request('stage.join');

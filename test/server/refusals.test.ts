@@ -6,36 +6,11 @@
  * caused. Raw sockets (no thin client), a real server and worker; the worker's own view comes
  * from router.dump() and the objects' dumps, not from Stagegate's maps.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Room } from '../../server/room/Room.js';
-import {
-  connectRaw,
-  DTLS,
-  joinRaw,
-  rtpParameters,
-  startServer,
-  until,
-  type RawClient,
-  type TestServer,
-} from '../helpers/server.js';
+import { describe, expect, it } from 'vitest';
+import { connectRaw, DTLS, joinRaw, rtpParameters, until, type RawClient } from '../helpers/server.js';
+import { server, room, clients, freshRoom, useRawRooms } from '../helpers/rawRooms.js';
 
-let server: TestServer;
-let room: Room;
-const clients: RawClient[] = [];
-
-beforeAll(async () => {
-  server = await startServer({ config: { reconnectGraceMs: 30_000 } });
-});
-afterAll(() => server.close());
-afterEach(() => {
-  for (const c of clients.splice(0)) c.close();
-  if (room && !room.closed) room.close();
-});
-
-async function freshRoom(mode: 'OPEN' | 'REQUEST' | 'INVITE' = 'REQUEST') {
-  room = await server.sg.rooms.create(`r-${Math.random().toString(36).slice(2, 8)}`, mode);
-  return room;
-}
+useRawRooms({ reconnectGraceMs: 30_000 }, { prefix: 'r' });
 
 async function connect(userId: string, preset: 'host' | 'speaker' | 'viewer', join = true) {
   const c = await connectRaw(server.url, { token: await server.token(userId, preset, room.id) });
