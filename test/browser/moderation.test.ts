@@ -5,72 +5,29 @@
  * mutes the speaker, and flow again after ask → allow → resume. Auto-fill: when a slot ends, the
  * next requester is granted by `@auto`, joins, and the watcher decodes their video.
  */
-import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { Room } from '../../server/room/Room.js';
-import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { inboundStats } from '../helpers/browser.js';
+import { newRoom, openMeeting as openMeetingPage, useMeetingPages } from '../helpers/meetingPages.js';
 
-let server: TestServer;
-let browser: BrowserHandle;
-let webRoot: string;
-const pages: Page[] = [];
-const rooms: Room[] = [];
-
-beforeAll(async () => {
-  webRoot = await buildClientWebRoot();
-  server = await startServer({ extra: { webRoot } });
-  browser = await launchBrowser();
-}, 120_000);
-
-afterEach(async () => {
-  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
-  for (const room of rooms.splice(0)) if (!room.closed) room.close();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
-});
+useMeetingPages();
 
 /**
- * A page that joins with the thin client, plays what it receives, logs stage events on
- * `window.log`; `joinWhenAccepted`: goes on stage by itself when a request is accepted.
+ * A page in the room with the thin client, its stage events on `window.log`;
+ * `joinWhenAccepted`: goes on stage by itself when a request is accepted.
  */
-async function openMeeting(
+const openMeeting = (
   userId: string,
   preset: 'host' | 'speaker' | 'viewer',
   room: Room,
   opts: { onStage?: boolean; joinWhenAccepted?: boolean } = {},
-): Promise<Page> {
-  const token = await server.token(userId, preset, room.id);
-  const page = await browser.newPage(`${server.url}/index.html`);
-  pages.push(page);
-  await page.evaluate(`(async () => {
-    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
-    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(room.id)} });
-    window.log = [];
-    for (const name of ['mutedByHost', 'unmuteRequested', 'unmuteAllowed', 'stageAccessRequestAccepted', 'stageSlotEnding']) {
-      meeting.stage.on(name, (e) => window.log.push(name + ' ' + JSON.stringify(e)));
-    }
-    meeting.on('trackAdded', ({ track, producerId }) => {
-      const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
-      el.autoplay = true;
-      el.muted = true;
-      el.id = producerId;
-      el.srcObject = new MediaStream([track]);
-      document.body.append(el);
-    });
-    meeting.on('trackRemoved', ({ producerId }) => document.getElementById(producerId)?.remove());
-    if (${Boolean(opts.joinWhenAccepted)}) meeting.stage.on('stageAccessRequestAccepted', () => meeting.stage.join());
-    window.meeting = meeting;
-    if (${Boolean(opts.onStage)}) await meeting.stage.join();
-  })()`);
-  return page;
-}
+) =>
+  openMeetingPage(userId, preset, room, {
+    stageEvents: ['mutedByHost', 'unmuteRequested', 'unmuteAllowed', 'stageAccessRequestAccepted', 'stageSlotEnding'],
+    after: opts.joinWhenAccepted ? `meeting.stage.on('stageAccessRequestAccepted', () => meeting.stage.join());` : '',
+    onStage: opts.onStage ?? false,
+  });
 
 const audioBytes = async (page: Page) => (await inboundStats(page)).audio.bytesReceived;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,8 +38,7 @@ async function flowing(page: Page): Promise<void> {
 }
 
 it('the host mutes a speaker: the viewer’s audio bytes stop; ask → allow → resume: they flow again', async () => {
-  const room = await server.sg.rooms.create('mod-browser-mute');
-  rooms.push(room);
+  const room = await newRoom('mod-browser-mute');
   const host = await openMeeting('host', 'host', room);
   const speaker = await openMeeting('spk', 'speaker', room, { onStage: true });
   const viewer = await openMeeting('v', 'viewer', room);
@@ -117,12 +73,7 @@ it('the host mutes a speaker: the viewer’s audio bytes stop; ask → allow →
 }, 60_000);
 
 it('auto-fill brings the next requester on stage when a slot ends; the watcher decodes them', async () => {
-  const room = await server.sg.rooms.create('mod-browser-fill', 'REQUEST', {
-    stageCap: 1,
-    autoFill: true,
-    slotSeconds: 4,
-  });
-  rooms.push(room);
+  const room = await newRoom('mod-browser-fill', 'REQUEST', { stageCap: 1, autoFill: true, slotSeconds: 4 });
   const watcher = await openMeeting('w', 'host', room);
   const first = await openMeeting('a', 'viewer', room, { joinWhenAccepted: true });
   await first.evaluate(`window.meeting.stage.requestAccess()`);

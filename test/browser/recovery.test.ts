@@ -11,73 +11,26 @@
  *    router), clients get `mediaReset`, rebuild their transports, publish and consume again; the
  *    stage is untouched.
  */
-import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { Room } from '../../server/room/Room.js';
-import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { inboundStats } from '../helpers/browser.js';
+import { framesDecoded, newRoom, openMeeting as openMeetingPage, useMeetingPages } from '../helpers/meetingPages.js';
 
-let server: TestServer;
-let browser: BrowserHandle;
-let webRoot: string;
-const pages: Page[] = [];
-const rooms: Room[] = [];
-
-beforeAll(async () => {
-  webRoot = await buildClientWebRoot();
-  server = await startServer({ extra: { webRoot }, config: { reconnectGraceMs: 30_000 } });
-  browser = await launchBrowser();
-}, 120_000);
-
-afterEach(async () => {
-  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
-  for (const room of rooms.splice(0)) if (!room.closed) room.close();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
-});
+useMeetingPages({ reconnectGraceMs: 30_000 });
 
 /**
- * Opens a page that joins the room with the thin client (default tracks: getUserMedia), plays
- * what it receives, records the connection events on `window.connectionLog` and counts the
- * getUserMedia calls on `window.gumCalls`.
+ * A page in the room with the thin client (default tracks: getUserMedia) that records the
+ * connection events on `window.log` and counts the getUserMedia calls on `window.gumCalls`.
  */
-async function openMeeting(userId: string, preset: 'speaker' | 'viewer', room: Room, onStage: boolean): Promise<Page> {
-  const token = await server.token(userId, preset, room.id);
-  const page = await browser.newPage(`${server.url}/index.html`);
-  pages.push(page);
-  // A string, not a function: vitest would rewrite a dynamic import() inside a function's source.
-  await page.evaluate(`(async () => {
-    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
-    window.gumCalls = 0;
+const openMeeting = (userId: string, preset: 'speaker' | 'viewer', room: Room, onStage: boolean) =>
+  openMeetingPage(userId, preset, room, {
+    before: `window.gumCalls = 0;
     const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-    navigator.mediaDevices.getUserMedia = (c) => (window.gumCalls++, gum(c));
-    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(room.id)} });
-    window.connectionLog = [];
-    for (const name of ['reconnecting', 'reconnected', 'disconnected', 'mediaError']) {
-      meeting.on(name, (e) => window.connectionLog.push(name + ' ' + JSON.stringify(e)));
-    }
-    meeting.on('trackAdded', ({ track, producerId }) => {
-      const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
-      el.autoplay = true;
-      el.muted = true;
-      el.id = producerId;
-      el.srcObject = new MediaStream([track]);
-      document.body.append(el);
-    });
-    meeting.on('trackRemoved', ({ producerId }) => document.getElementById(producerId)?.remove());
-    window.meeting = meeting;
-    if (${onStage}) await meeting.stage.join();
-  })()`);
-  return page;
-}
-
-const framesDecoded = async (page: Page) => (await inboundStats(page)).video.framesDecoded;
+    navigator.mediaDevices.getUserMedia = (c) => (window.gumCalls++, gum(c));`,
+    events: ['reconnecting', 'reconnected', 'disconnected', 'mediaError'],
+    onStage,
+  });
 
 async function decoding(viewer: Page, moreThan: number): Promise<void> {
   await expect.poll(() => framesDecoded(viewer), { timeout: 15_000, interval: 250 }).toBeGreaterThan(moreThan);
@@ -88,8 +41,7 @@ function producerIds(room: Room, userId: string): string[] {
 }
 
 it('a speaker whose connection drops is back on stage by itself; the viewer decodes the new producer', async () => {
-  const room = await server.sg.rooms.create('recovery-reconnect');
-  rooms.push(room);
+  const room = await newRoom('recovery-reconnect');
   const speaker = await openMeeting('spk', 'speaker', room, true);
   const viewer = await openMeeting('v', 'viewer', room, false);
   await decoding(viewer, 20);
@@ -111,11 +63,8 @@ it('a speaker whose connection drops is back on stage by itself; the viewer deco
   expect(consumed.sort()).toEqual([...after].sort());
   expect(room.stage.get('spk')?.status).toBe('ON_STAGE');
   expect(await speaker.evaluate('window.meeting.connectionState')).toBe('connected');
-  expect(await speaker.evaluate('window.connectionLog')).toEqual([
-    'reconnecting {"attempt":1}',
-    'reconnected {"attempt":1}',
-  ]);
-  expect(await viewer.evaluate('window.connectionLog')).toEqual([]);
+  expect(await speaker.evaluate('window.log')).toEqual(['reconnecting {"attempt":1}', 'reconnected {"attempt":1}']);
+  expect(await viewer.evaluate('window.log')).toEqual([]);
   expect(await speaker.evaluate('window.gumCalls')).toBe(1); // the same camera and microphone, published again
   // simulcast: the new consumer starts on the 320x240 layer and moves up to 640x480
   await expect.poll(async () => (await inboundStats(viewer)).video.frameWidth, { timeout: 15_000 }).toBe(640);
@@ -124,8 +73,7 @@ it('a speaker whose connection drops is back on stage by itself; the viewer deco
 });
 
 it('the room survives its mediasoup worker dying: the viewer decodes again from the new router, the stage is unchanged', async () => {
-  const room = await server.sg.rooms.create('recovery-worker');
-  rooms.push(room);
+  const room = await newRoom('recovery-worker');
   const speaker = await openMeeting('spk', 'speaker', room, true);
   const viewer = await openMeeting('v', 'viewer', room, false);
   await decoding(viewer, 20);
@@ -146,7 +94,7 @@ it('the room survives its mediasoup worker dying: the viewer decodes again from 
   expect(dump.mapProducerIdConsumerIds).toHaveLength(2);
   expect(await speaker.evaluate('window.meeting.stage.status')).toBe('ON_STAGE');
   // a worker death is not a connection drop
-  expect(await speaker.evaluate('window.connectionLog')).toEqual([]);
-  expect(await viewer.evaluate('window.connectionLog')).toEqual([]);
+  expect(await speaker.evaluate('window.log')).toEqual([]);
+  expect(await viewer.evaluate('window.log')).toEqual([]);
   expect(await speaker.evaluate('window.gumCalls')).toBe(1);
 });

@@ -8,69 +8,19 @@
  * origin (the least loaded router). The speaker's producers are on the origin; `edge` receives
  * them through pipes.
  */
-import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { Room } from '../../server/room/Room.js';
-import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { framesDecoded, newRoom, openMeeting as openMeetingPage, useMeetingPages } from '../helpers/meetingPages.js';
 
-let server: TestServer;
-let browser: BrowserHandle;
-let webRoot: string;
-const pages: Page[] = [];
-const rooms: Room[] = [];
+useMeetingPages({ numWorkers: 2, maxConsumersPerRouter: 0, reconnectGraceMs: 30_000 });
 
-beforeAll(async () => {
-  webRoot = await buildClientWebRoot();
-  server = await startServer({
-    extra: { webRoot },
-    config: { numWorkers: 2, maxConsumersPerRouter: 0, reconnectGraceMs: 30_000 },
+/** A page in the room with the thin client, its connection events on `window.log`; the speaker joins the stage. */
+const openMeeting = (userId: string, preset: 'speaker' | 'viewer', room: Room) =>
+  openMeetingPage(userId, preset, room, {
+    events: ['reconnecting', 'disconnected', 'mediaError'],
+    onStage: preset === 'speaker',
   });
-  browser = await launchBrowser();
-}, 120_000);
-
-afterEach(async () => {
-  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
-  for (const room of rooms.splice(0)) if (!room.closed) room.close();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
-});
-
-/** A page in the room with the thin client, playing what it receives; the speaker joins the stage. */
-async function openMeeting(userId: string, preset: 'speaker' | 'viewer', room: Room): Promise<Page> {
-  const token = await server.token(userId, preset, room.id);
-  const page = await browser.newPage(`${server.url}/index.html`);
-  pages.push(page);
-  // A string, not a function: vitest would rewrite a dynamic import() inside a function's source.
-  await page.evaluate(`(async () => {
-    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
-    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(room.id)} });
-    window.connectionLog = [];
-    for (const name of ['reconnecting', 'disconnected', 'mediaError']) {
-      meeting.on(name, (e) => window.connectionLog.push(name + ' ' + JSON.stringify(e)));
-    }
-    meeting.on('trackAdded', ({ track, producerId }) => {
-      const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
-      el.autoplay = true;
-      el.muted = true;
-      el.id = producerId;
-      el.srcObject = new MediaStream([track]);
-      document.body.append(el);
-    });
-    meeting.on('trackRemoved', ({ producerId }) => document.getElementById(producerId)?.remove());
-    window.meeting = meeting;
-    if (${preset === 'speaker'}) await meeting.stage.join();
-  })()`);
-  return page;
-}
-
-const framesDecoded = async (page: Page) => (await inboundStats(page)).video.framesDecoded;
 
 async function decoding(viewer: Page, moreThan: number): Promise<void> {
   await expect.poll(() => framesDecoded(viewer), { timeout: 20_000, interval: 250 }).toBeGreaterThan(moreThan);
@@ -86,8 +36,7 @@ function recvWorker(room: Room, userId: string): { pid: number; role: string } {
 
 /** edge (on the other worker) and near (origin) watching a speaker on the origin, both decoding. */
 async function spreadRoom(name: string) {
-  const room = await server.sg.rooms.create(name);
-  rooms.push(room);
+  const room = await newRoom(name);
   const edge = await openMeeting('edge', 'viewer', room);
   const near = await openMeeting('near', 'viewer', room);
   const speaker = await openMeeting('spk', 'speaker', room);
@@ -121,7 +70,7 @@ it('a speaker on one worker is decoded by a viewer on the other; SIGKILL of that
   expect([...room.participants.get('spk')!.producers.keys()].sort()).toEqual(producers);
   expect(consumerIds(room, 'near')).toEqual(nearConsumers); // near was not reset
   expect(consumerIds(room, 'edge')).toHaveLength(2);
-  for (const page of [edge, near, speaker]) expect(await page.evaluate('window.connectionLog')).toEqual([]);
+  for (const page of [edge, near, speaker]) expect(await page.evaluate('window.log')).toEqual([]);
   await decoding(near, (await framesDecoded(near)) + 10);
 });
 
@@ -143,5 +92,5 @@ it('SIGKILL of the origin worker brings every viewer back, the stage unchanged',
     expect(consumerIds(room, u).some((id) => before[u].includes(id))).toBe(false);
   }
   expect(await speaker.evaluate('window.meeting.stage.status')).toBe('ON_STAGE');
-  for (const page of [edge, near, speaker]) expect(await page.evaluate('window.connectionLog')).toEqual([]);
+  for (const page of [edge, near, speaker]) expect(await page.evaluate('window.log')).toEqual([]);
 });
