@@ -18,6 +18,15 @@ WORK="${STAGEGATE_BUILD_DIR:-${TMPDIR:-/tmp}/stagegate-worker-build}"
 mkdir -p "$WORK" "$(dirname "$OUT")"
 step() { printf '[worker-build] %s\n' "$*"; }
 
+# Two setups at once (two checkouts, a test and `npm start`) share $WORK: the second waits for
+# the first and then uses the binary it built.
+exec 9>"$WORK/lock"
+if ! flock -n 9; then
+  step "another build of the worker is running; waiting for it"
+  flock 9
+fi
+if [ -x "$OUT" ]; then step "built meanwhile: $OUT"; exit 0; fi
+
 if [ ! -x "$WORK/venv/bin/meson" ]; then
   step "creating a python venv with meson and ninja"
   python3 -m venv "$WORK/venv"
@@ -58,6 +67,6 @@ if ! ninja -C build -j"$(nproc)" mediasoup-worker 2>&1 | tee "$WORK/ninja.log" \
   echo "[worker-build] compile failed; full log: $WORK/ninja.log" >&2
   exit 1
 fi
-strip -o "$OUT.tmp" build/mediasoup-worker
-mv "$OUT.tmp" "$OUT"
+strip -o "$OUT.tmp.$$" build/mediasoup-worker
+mv "$OUT.tmp.$$" "$OUT"
 step "built $OUT"
