@@ -3,21 +3,11 @@
  * `meeting.audienceCount` and its event, `meeting.settings` and `roomSettingsUpdate`. Real server,
  * real socket.io, real mediasoup worker; FakeHandler and fake tracks on the client side.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { StagegateError } from '../../client/index.js';
-import { installFaults, startHarness, waitFor, type Faults, type Harness } from './helpers.js';
+import { waitFor, h, faults, useHarness } from './helpers.js';
 
-let h: Harness;
-let faults: Faults;
-beforeAll(async () => {
-  h = await startHarness();
-  faults = installFaults(h);
-});
-afterEach(async () => {
-  faults.clear();
-  await h.leaveAll();
-});
-afterAll(() => h.close());
+useHarness();
 
 const ids = (m: { participants: ReadonlyMap<string, unknown> }) => [...m.participants.keys()].sort();
 

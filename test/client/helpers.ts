@@ -2,6 +2,7 @@
  * Test harness for the thin client: a real Stagegate server (socket.io on port 0, one real
  * mediasoup worker), clients with mediasoup-client's FakeHandler and fake tracks.
  */
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { FakeHandler } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
@@ -215,3 +216,20 @@ export function record(m: Meeting): EventLog {
 }
 
 export const names = (log: EventLog): string[] => log.map(([n]) => n);
+
+/** The file's harness and its fault injector: live bindings set by `useHarness`. */
+export let h: Harness;
+export let faults: Faults;
+
+/** Registers the file's hooks: a harness with `config` and faults; everyone leaves and faults clear after each test. */
+export function useHarness(config: ConfigInput = {}): void {
+  beforeAll(async () => {
+    h = await startHarness(config);
+    faults = installFaults(h);
+  });
+  afterEach(async () => {
+    faults.clear();
+    await h.leaveAll();
+  });
+  afterAll(() => h.close());
+}

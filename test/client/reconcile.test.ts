@@ -5,31 +5,10 @@
  * The drop is `meeting.__dropConnectionForTests()` ('transport close', as a network failure);
  * `faults.gate(userId)` keeps a user away while the test changes the room.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import {
-  collect,
-  fakeTracks,
-  installFaults,
-  names,
-  record,
-  serverProducers,
-  startHarness,
-  waitFor,
-  type Faults,
-  type Harness,
-} from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { collect, fakeTracks, names, record, serverProducers, waitFor, h, faults, useHarness } from './helpers.js';
 
-let h: Harness;
-let faults: Faults;
-beforeAll(async () => {
-  h = await startHarness({ reconnectGraceMs: 30_000 });
-  faults = installFaults(h);
-});
-afterEach(async () => {
-  faults.clear();
-  await h.leaveAll();
-});
-afterAll(() => h.close());
+useHarness({ reconnectGraceMs: 30_000 });
 
 describe('reconciling after a reconnect', () => {
   test('the tracks are published again as they are: no second call of the tracks function (drop, then mediaReset)', async () => {

@@ -4,31 +4,11 @@
  * thin client reconnects by itself after an unexpected drop (`meeting.__dropConnectionForTests()`
  * closes the WebSocket under socket.io: 'transport close' on both ends, as a network failure).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { userKey } from '../../server/signaling/signaling.js';
-import {
-  collect,
-  installFaults,
-  names,
-  record,
-  serverProducers,
-  startHarness,
-  waitFor,
-  type Faults,
-  type Harness,
-} from './helpers.js';
+import { collect, names, record, serverProducers, startHarness, waitFor, h, faults, useHarness } from './helpers.js';
 
-let h: Harness;
-let faults: Faults;
-beforeAll(async () => {
-  h = await startHarness({ reconnectGraceMs: 30_000 });
-  faults = installFaults(h);
-});
-afterEach(async () => {
-  faults.clear();
-  await h.leaveAll();
-});
-afterAll(() => h.close());
+useHarness({ reconnectGraceMs: 30_000 });
 
 test('meeting.leave() leaves the room at once, stage first', async () => {
   const room = await h.room('REQUEST');
