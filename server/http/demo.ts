@@ -147,7 +147,12 @@ export function createDemoRoutes({
             const h = room.stage.holdsOf(uid);
             if (h.held.length) holds[uid] = h;
           }
-          sendJson(res, 200, { bans, holds, names: names(bans) });
+          sendJson(res, 200, {
+            bans,
+            holds,
+            names: names(bans),
+            speakerPath: `/viewer.html?room=${id}&speaker=${demoRoom.speakerKey}`,
+          });
         } else {
           const { userId } = parse(unban, body);
           room.stage.unban(BACKEND_ACTOR, userId);
