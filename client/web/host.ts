@@ -976,6 +976,10 @@ function wireModeration(m: Meeting): void {
     copy(() => location.href.replace(/&name=[^&]*/, ''), 'Host link'),
   );
 
+  // an unban is the backend's (no notification): while someone is banned, the list is read again
+  setInterval(() => {
+    if (bans.length && m.connectionState === 'connected') void loadModeration();
+  }, 3000);
   // slot countdowns tick every second without re-rendering
   setInterval(() => {
     for (const el of document.querySelectorAll<HTMLElement>('.slot-left[data-ends-at]')) tickSlot(el);
@@ -1206,7 +1210,8 @@ function renderSpeakers(): void {
           class: `person speaker-row${hold?.asked.size ? ' asking' : ''}`,
           'data-testid': 'speaker-row',
           'data-user-id': p.id,
-          'data-held': [...(hold?.held ?? [])].join(' ') || undefined,
+          'data-held':
+            (['audio', 'video', 'screenshare'] as const).filter((x) => hold?.held.has(x)).join(' ') || undefined,
         },
         avatar(p.id, p.name),
         h(
@@ -1289,7 +1294,7 @@ async function loadAudit(): Promise<void> {
 const STATUS_WORD: Record<string, string> = {
   OFF_STAGE: 'off stage',
   REQUESTED_TO_JOIN_STAGE: 'asked to join',
-  ACCEPTED_TO_JOIN_STAGE: 'invited',
+  ACCEPTED_TO_JOIN_STAGE: 'ready to join',
   ON_STAGE: 'on stage',
 };
 
