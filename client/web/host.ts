@@ -1092,7 +1092,7 @@ function settingsRefusal(err: unknown): string {
         slotSeconds: 'from 1 to 86400, or empty for no limit',
         requestCooldownSeconds: 'from 0 to 86400',
       };
-      return `${SETTING_LABEL[key]} must be a whole number ${limits[key] ?? ''} (the server said: ${text}).`;
+      return `${SETTING_LABEL[key]} must be a whole number ${limits[key] ?? ''}.`;
     }
   }
   return text;

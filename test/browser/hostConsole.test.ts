@@ -154,7 +154,7 @@ describe('host console: moderation', () => {
     const error = a.getByTestId('settings-error');
     await expect
       .poll(() => error.textContent())
-      .toContain('Not applied: Stage seats must be a whole number from 0 to 10000');
+      .toContain('Not applied: Stage seats must be a whole number from 0 to 10000, or empty for no limit.');
     await a.getByTestId('setting-stageCap').fill('2');
     await a.getByTestId('setting-requestCooldownSeconds').fill('');
     await click(a.getByTestId('apply-settings'));
