@@ -197,7 +197,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
 
   const api = createApi({ rooms, tokens, apiSecret, log, audit });
   const demo = config.demo
-    ? createDemoRoutes({ rooms, tokens, log, roomsPerMinute: config.demoRoomsPerMinute })
+    ? createDemoRoutes({ rooms, tokens, log, audit, roomsPerMinute: config.demoRoomsPerMinute })
     : undefined;
   const pages = createStatic(options.webRoot ?? DEFAULT_WEB_ROOT, origins);
   cluster?.bind({ ...signalingDeps, apiSecret, httpHandler: (req, res) => httpHandler(req, res) });

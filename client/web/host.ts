@@ -4,7 +4,12 @@
  * Live stage tiles with audio level meters, the ordered request queue (accept / deny, all at
  * once), every participant with Invite / Remove (searchable; a list of thousands renders its
  * first rows and counts the rest), the stage mode and audience switches, and the host's own
- * Join stage / Leave stage.
+ * Join stage / Leave stage. Moderation (STAGE.md Part 2): the room settings (seats, auto-fill,
+ * acceptance time-out, slot length, cool-down), per speaker mute / allow to unmute and "Mute
+ * everyone", slot countdowns with "+1 min", remove and ban (confirmed, naming the person), the
+ * bans with Unban, and the room's audit trail. Everything shown comes from the server's events
+ * (a co-host's console shows the same), plus the demo routes' reads with the host key (bans,
+ * holds and the audit trail).
  *
  * Test hook (the only global): `window.__meeting` is the joined Meeting, set once joined.
  */
@@ -14,6 +19,9 @@ import {
   type BatchResult,
   type Meeting,
   type AudienceVisibility,
+  type MediaSource,
+  type RemoteParticipant,
+  type RoomSettings,
   type StageMode,
   type StageStatus,
 } from '../index.js';
@@ -42,6 +50,10 @@ import {
   watchingText,
   isolate,
   endDemoRoom,
+  demoHost,
+  clearNotice,
+  roleName,
+  type AuditRecordView,
 } from './ui.js';
 import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
 
@@ -82,6 +94,16 @@ const removedByMe = new Set<string>();
 const rejected = new Set<string>();
 /** Actions in flight, by key: their buttons stay disabled. */
 const pending = new Set<string>();
+/** What hosts hold of each participant, and which held sources they asked to have back (from the events). */
+const holds = new Map<string, { held: Set<MediaSource>; asked: Set<MediaSource> }>();
+/** Banned user ids (oldest first), as the server lists them. */
+let bans: string[] = [];
+/** Names of people no longer in the room (removed, banned, left), for the bans list and the audit trail. */
+const knownNames = new Map<string, string>();
+/** Removed from the room: their departure is logged as a removal, not "left the webinar". */
+const removedIds = new Set<string>();
+let speakerLink = '';
+let shownSettings: RoomSettings | undefined;
 
 runLobby({
   nameKey: 'stagegate.hostName',
@@ -115,7 +137,10 @@ runLobby({
     stage.attach(m);
     copyLink.hidden = false;
     document.title = `Host · ${roomId} · Stagegate`;
+    shownSettings = { ...m.settings };
     wire(m);
+    wireModeration(m);
+    void loadModeration();
     const others = m.participants.size;
     log(`You opened the console (${others} other participant${others === 1 ? '' : 's'} here).`);
     renderAll();
@@ -125,19 +150,22 @@ runLobby({
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'someone';
   if (userId === meeting.self.id) return 'You';
-  const name = meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name;
+  const name =
+    meeting.participants.get(userId)?.name ?? requests.find((r) => r.userId === userId)?.name ?? knownNames.get(userId);
   return name ? isolate(name) : 'someone';
 }
 
 /** Arrivals and departures in one burst become one line ("Ada and 41 others joined."). */
-const burst = new Map<string, string[]>();
-function logSoon(text: string, kind: string): void {
+const burst = new Map<string, Array<[string, string]>>();
+function logSoon(text: string, kind: string, userId: string): void {
   const lines = burst.get(kind);
-  if (lines) return void lines.push(text);
-  burst.set(kind, [text]);
+  if (lines) return void lines.push([text, userId]);
+  burst.set(kind, [[text, userId]]);
   setTimeout(() => {
-    const all = burst.get(kind) ?? [];
+    // a removal is logged as such, not also as leaving
+    const all = (burst.get(kind) ?? []).filter(([, id]) => !removedIds.has(id)).map(([t]) => t);
     burst.delete(kind);
+    if (!all.length) return;
     log(
       all.length === 1
         ? all[0]!
@@ -247,19 +275,24 @@ function wire(m: Meeting): void {
   });
   // thousands may join or leave in a minute: one log line and one render per burst
   m.on('participantJoined', ({ participant }) => {
-    logSoon(`${isolate(participant.name)} joined.`, 'joined');
+    logSoon(`${isolate(participant.name)} joined.`, 'joined', participant.id);
     renderSoon();
   });
   m.on('participantLeft', ({ participant }) => {
-    logSoon(`${isolate(participant.name)} left the webinar.`, 'left the webinar');
+    knownNames.set(participant.id, participant.name);
+    holds.delete(participant.id);
+    logSoon(`${isolate(participant.name)} left the webinar.`, 'left the webinar', participant.id);
     renderSoon();
   });
   m.on('roomSettingsUpdate', ({ settings, by }) => {
-    log(
-      settings.audience === 'hidden'
-        ? `${nameOf(by)} made the audience private.`
-        : `${nameOf(by)} let everyone see everyone.`,
-    );
+    const before = shownSettings ?? settings;
+    shownSettings = { ...settings };
+    const who = by ? nameOf(by) : 'A host';
+    if (settings.audience !== before.audience) {
+      log(settings.audience === 'hidden' ? `${who} made the audience private.` : `${who} let everyone see everyone.`);
+    }
+    const changed = SETTING_KEYS.filter((k) => settings[k] !== before[k]);
+    if (changed.length) log(`${who} changed the room settings: ${describeSettings(settings, changed)}.`);
     renderAll();
   });
   m.on('participantUpdated', ({ participant, old }) => {
@@ -412,8 +445,11 @@ function renderAll(): void {
   renderSelf();
   renderPreview();
   renderStage();
+  renderSpeakers();
+  renderSettings();
   renderRequests();
   renderPeople();
+  renderBans();
 }
 
 function renderHeader(): void {
@@ -584,6 +620,17 @@ function renderStage(): void {
   }
   stage.render(specs);
   byId('stage-count').textContent = String(specs.length);
+  // a slot's countdown on each tile that has one (the tile is media.ts's; the badge is ours)
+  for (const tile of byId('stage-grid').querySelectorAll<HTMLElement>('[data-testid="stage-tile"]')) {
+    const endsAt = m.participants.get(tile.dataset.userId ?? '')?.slotEndsAt;
+    let badge = tile.querySelector<HTMLElement>(':scope > .slot-left');
+    if (endsAt === undefined) badge?.remove();
+    else {
+      badge ??= tile.appendChild(h('span', { class: 'slot-left', 'data-testid': 'tile-slot' }));
+      badge.dataset.endsAt = String(endsAt);
+      tickSlot(badge);
+    }
+  }
 }
 
 /** Requests already on screen: only new ones slide in. */
@@ -743,6 +790,7 @@ function renderPeople(): void {
         );
         break;
     }
+    actions.push(...removalButtons(m, p, busy));
     items.push(
       personRow({
         id: p.id,
@@ -763,4 +811,573 @@ function renderPeople(): void {
   }
   peopleEl.replaceChildren(...items);
   byId('people-count').textContent = String(sorted.length + 1);
+}
+
+// ------------------------------------------------------------------ moderation (STAGE.md Part 2)
+const SOURCE_WORD: Record<MediaSource, string> = { audio: 'mic', video: 'camera', screenshare: 'screen share' };
+const SETTING_KEYS = ['stageCap', 'autoFill', 'acceptTimeoutSeconds', 'slotSeconds', 'requestCooldownSeconds'] as const;
+type SettingKey = (typeof SETTING_KEYS)[number];
+/** The settings form's labels: a refusal names the field as the page does. */
+const SETTING_LABEL: Record<SettingKey, string> = {
+  stageCap: 'Stage seats',
+  autoFill: 'Auto-fill free seats from the queue',
+  acceptTimeoutSeconds: 'Acceptance time-out',
+  slotSeconds: 'Slot length',
+  requestCooldownSeconds: 'Request cool-down',
+};
+
+function seconds(n: number): string {
+  if (n < 60 || n % 60) return `${n} s`;
+  return n % 3600 ? `${n / 60} min` : `${n / 3600} h`;
+}
+
+/** "3 seats, auto-fill on, …" for the settings named (all by default). */
+function describeSettings(st: RoomSettings, keys: readonly SettingKey[] = SETTING_KEYS): string {
+  const say: Record<SettingKey, string> = {
+    stageCap: st.stageCap === null ? 'no seat limit' : `${st.stageCap} seat${st.stageCap === 1 ? '' : 's'}`,
+    autoFill: `auto-fill ${st.autoFill ? 'on' : 'off'}`,
+    acceptTimeoutSeconds: `acceptance time-out ${seconds(st.acceptTimeoutSeconds)}`,
+    slotSeconds: st.slotSeconds === null ? 'no slot limit' : `slots of ${seconds(st.slotSeconds)}`,
+    requestCooldownSeconds: st.requestCooldownSeconds
+      ? `request cool-down ${seconds(st.requestCooldownSeconds)}`
+      : 'no request cool-down',
+  };
+  return keys.map((k) => say[k]).join(', ');
+}
+
+function holdOf(userId: string): { held: Set<MediaSource>; asked: Set<MediaSource> } {
+  let hold = holds.get(userId);
+  if (!hold) holds.set(userId, (hold = { held: new Set(), asked: new Set() }));
+  return hold;
+}
+
+/** Bans and holds as the server has them (a console opened late, or after a change). */
+async function loadModeration(): Promise<void> {
+  try {
+    const state = await demoHost.moderation(roomId, hostKey);
+    bans = state.bans;
+    for (const [id, name] of Object.entries(state.names)) if (!knownNames.has(id)) knownNames.set(id, name);
+    holds.clear();
+    for (const [id, h] of Object.entries(state.holds)) {
+      holds.set(id, { held: new Set(h.held), asked: new Set(h.unmuteRequested) });
+    }
+    speakerLink = new URL(state.speakerPath, location.origin).href;
+    byId<HTMLButtonElement>('copy-speaker-link').disabled = false;
+  } catch (err) {
+    toast(`Could not read the bans: ${errorText(err)}`, 'error');
+  }
+  if (meeting) renderAll();
+}
+
+function wireModeration(m: Meeting): void {
+  const s = m.stage;
+  s.on('mutedByHost', ({ userId, by, sources }) => {
+    const hold = holdOf(userId);
+    for (const src of sources) hold.held.add(src);
+    log(`${nameOf(by)} muted ${nameOf(userId)}'s ${sources.map((x) => SOURCE_WORD[x]).join(' and ')}.`);
+    renderAll();
+  });
+  s.on('unmuteRequested', ({ userId, source }) => {
+    holdOf(userId).asked.add(source);
+    chime();
+    log(`${nameOf(userId)} asks to unmute their ${SOURCE_WORD[source]}.`);
+    toast(`${nameOf(userId)} asks to unmute their ${SOURCE_WORD[source]}`);
+    renderAll();
+  });
+  s.on('unmuteAllowed', ({ userId, by, sources }) => {
+    const hold = holdOf(userId);
+    for (const src of sources) {
+      hold.held.delete(src);
+      hold.asked.delete(src);
+    }
+    log(`${nameOf(by)} allowed ${nameOf(userId)} to unmute their ${sources.map((x) => SOURCE_WORD[x]).join(' and ')}.`);
+    renderAll();
+  });
+  s.on('participantRemoved', ({ userId, by, banned }) => {
+    const name = nameOf(userId);
+    if (m.participants.get(userId)) knownNames.set(userId, m.participants.get(userId)!.name);
+    removedIds.add(userId);
+    holds.delete(userId);
+    log(banned ? `${nameOf(by)} removed and banned ${name}.` : `${nameOf(by)} removed ${name} from the webinar.`);
+    if (banned && !bans.includes(userId)) bans = [...bans, userId];
+    renderAll();
+    if (banned) void loadModeration();
+  });
+  s.on('stageSlotUpdate', ({ userId, endsAt, by }) => {
+    if (by && endsAt !== null && by !== '@auto')
+      log(`${nameOf(by)} extended ${nameOf(userId)}'s slot (ends ${clock(new Date(endsAt))}).`);
+    renderAll();
+  });
+  s.on('stageSlotEnding', ({ userId, endsAt }) => {
+    log(`${nameOf(userId)}'s slot ends in ${formatWait(endsAt - Date.now())}.`);
+  });
+  s.on('peerStageStatusUpdate', ({ userId, new: now }) => {
+    // an unmute request ends when its owner leaves the stage; the hold stays
+    if (now !== 'ON_STAGE') holds.get(userId)?.asked.clear();
+  });
+
+  byId('mute-everyone').addEventListener('click', () => {
+    const ids = onStage(m)
+      .filter((p) => !holds.get(p.id)?.held.has('audio'))
+      .map((p) => p.id);
+    if (ids.length) void act('mute-all', 'Could not mute everyone', () => batch(m.stage.mute(ids, ['audio'])));
+  });
+
+  const form = byId<HTMLFormElement>('settings-form');
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const errorBox = byId('settings-error');
+    clearNotice(errorBox, 'settings');
+    let change: Partial<RoomSettings>;
+    try {
+      change = readSettingsForm(m.settings);
+    } catch (err) {
+      notice(errorBox, 'error', `Not applied: ${(err as Error).message}`, 'settings');
+      return;
+    }
+    if (!Object.keys(change).length) return void toast('The settings are already like this');
+    void act('settings', 'Could not apply the settings', async () => {
+      try {
+        await m.stage.setSettings(change);
+        settingsDirty = false;
+        toast('Settings applied');
+      } catch (err) {
+        notice(errorBox, 'error', `Not applied: ${settingsRefusal(err)}`, 'settings');
+      }
+    });
+  });
+  form.addEventListener('input', () => (settingsDirty = true));
+
+  const auditToggle = byId<HTMLButtonElement>('audit-toggle');
+  auditToggle.addEventListener('click', () => {
+    const open = auditToggle.getAttribute('aria-expanded') !== 'true';
+    auditToggle.setAttribute('aria-expanded', String(open));
+    auditToggle.textContent = open ? 'Hide audit trail' : 'Show audit trail';
+    byId('audit-body').hidden = !open;
+    clearInterval(auditTimer);
+    if (open) {
+      void loadAudit();
+      auditTimer = setInterval(() => void loadAudit(), 2000);
+    }
+  });
+
+  const copy = (link: () => string, what: string) => () =>
+    void copyText(link()).then((ok) => toast(ok ? `${what} copied` : link()));
+  byId('copy-viewer-link-2').addEventListener(
+    'click',
+    copy(() => `${location.origin}/viewer.html?room=${encodeURIComponent(roomId)}`, 'Viewer link'),
+  );
+  byId('copy-speaker-link').addEventListener(
+    'click',
+    copy(() => speakerLink, 'Speaker link'),
+  );
+  byId('copy-host-link').addEventListener(
+    'click',
+    copy(() => location.href.replace(/&name=[^&]*/, ''), 'Host link'),
+  );
+
+  // an unban is the backend's (no notification): while someone is banned, the list is read again
+  setInterval(() => {
+    if (bans.length && m.connectionState === 'connected') void loadModeration();
+  }, 3000);
+  // slot countdowns tick every second without re-rendering
+  setInterval(() => {
+    for (const el of document.querySelectorAll<HTMLElement>('.slot-left[data-ends-at]')) tickSlot(el);
+  }, 1000);
+}
+
+/** "4:59 left" on a countdown element (`data-ends-at`), amber in the last 30 s. */
+function tickSlot(el: HTMLElement): void {
+  const left = Math.max(0, Number(el.dataset.endsAt) - Date.now());
+  const s = Math.ceil(left / 1000);
+  el.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')} left`;
+  el.classList.toggle('ending', s <= 30);
+}
+
+function onStage(m: Meeting): RemoteParticipant[] {
+  return [...m.participants.values()].filter((p) => p.stageStatus === 'ON_STAGE');
+}
+
+/** Remove and Ban for someone this host may remove (never another host: the server refuses it). */
+function removalButtons(m: Meeting, p: RemoteParticipant, busy: boolean): HTMLElement[] {
+  if (!m.self.preset.kickParticipant || p.presetName === 'host') return [];
+  const name = p.name;
+  return [
+    h(
+      'button',
+      {
+        class: 'small ghost-danger',
+        'data-testid': 'remove-from-room',
+        disabled: busy,
+        onclick: () =>
+          confirmAction(
+            `Remove ${name} from the webinar?`,
+            `${name} is disconnected now. They can come back with the link.`,
+            `Remove ${name}`,
+            () => removeFromRoom(m, p.id, name, false),
+          ),
+      },
+      'Remove from webinar',
+    ),
+    h(
+      'button',
+      {
+        class: 'small danger',
+        'data-testid': 'ban-button',
+        disabled: busy,
+        onclick: () =>
+          confirmAction(
+            `Remove and ban ${name}?`,
+            `${name} is disconnected now and cannot join this webinar again until you unban them (in Banned).`,
+            `Remove and ban ${name}`,
+            () => removeFromRoom(m, p.id, name, true),
+          ),
+      },
+      'Ban',
+    ),
+  ];
+}
+
+function removeFromRoom(m: Meeting, userId: string, name: string, ban: boolean): void {
+  knownNames.set(userId, name);
+  void act(`p:${userId}`, `Could not remove ${isolate(name)}`, () => batch(m.stage.removeFromRoom([userId], { ban })));
+}
+
+/** A modal confirmation naming the consequence; `run` only on the confirm button. */
+function confirmAction(title: string, text: string, ok: string, run: () => void): void {
+  const dialog = byId<HTMLDialogElement>('confirm-dialog');
+  byId('confirm-title').textContent = title;
+  byId('confirm-text').textContent = text;
+  byId('confirm-ok').textContent = ok;
+  dialog.returnValue = '';
+  dialog.onclose = () => {
+    if (dialog.returnValue === 'ok') run();
+  };
+  dialog.showModal();
+}
+
+let settingsDirty = false;
+
+/** The form's values that differ from `now`; a value the server cannot take is refused here, readably. */
+function readSettingsForm(now: Readonly<RoomSettings>): Partial<RoomSettings> {
+  const change: Partial<RoomSettings> = {};
+  const num = (key: Exclude<SettingKey, 'autoFill'>, nullable: boolean): number | null => {
+    const raw = byId<HTMLInputElement>(`set-${key}`).value.trim();
+    if (raw === '' && nullable) return null;
+    const n = Number(raw);
+    if (raw === '' || !Number.isFinite(n)) throw new Error(`${SETTING_LABEL[key]} needs a whole number.`);
+    return n;
+  };
+  const cap = num('stageCap', true);
+  if (cap !== now.stageCap) change.stageCap = cap;
+  const autoFill = byId<HTMLInputElement>('set-autoFill').checked;
+  if (autoFill !== now.autoFill) change.autoFill = autoFill;
+  const timeout = num('acceptTimeoutSeconds', false)!;
+  if (timeout !== now.acceptTimeoutSeconds) change.acceptTimeoutSeconds = timeout;
+  const slot = num('slotSeconds', true);
+  if (slot !== now.slotSeconds) change.slotSeconds = slot;
+  const cooldown = num('requestCooldownSeconds', false)!;
+  if (cooldown !== now.requestCooldownSeconds) change.requestCooldownSeconds = cooldown;
+  return change;
+}
+
+/** The server's refusal of a settings change, with the field named as on the page. */
+function settingsRefusal(err: unknown): string {
+  const text = errorText(err);
+  for (const key of SETTING_KEYS) {
+    if (text.includes(key)) {
+      const limits: Partial<Record<SettingKey, string>> = {
+        stageCap: 'from 0 to 10000, or empty for no limit',
+        acceptTimeoutSeconds: 'from 1 to 86400',
+        slotSeconds: 'from 1 to 86400, or empty for no limit',
+        requestCooldownSeconds: 'from 0 to 86400',
+      };
+      return `${SETTING_LABEL[key]} must be a whole number ${limits[key] ?? ''}.`;
+    }
+  }
+  return text;
+}
+
+function renderSettings(): void {
+  const m = meeting!;
+  const st = m.settings;
+  byId('settings-summary').textContent = `Now: ${describeSettings(st)}.`;
+  const off = m.connectionState !== 'connected' || pending.has('settings') || !m.self.preset.acceptStageRequests;
+  byId<HTMLButtonElement>('apply-settings').disabled = off;
+  byId('apply-settings').textContent = pending.has('settings') ? 'Applying…' : 'Apply settings';
+  if (settingsDirty) return; // never overwrite what the host is typing
+  const set = (key: Exclude<SettingKey, 'autoFill'>, v: number | null) => {
+    const input = byId<HTMLInputElement>(`set-${key}`);
+    if (document.activeElement !== input) input.value = v === null ? '' : String(v);
+  };
+  set('stageCap', st.stageCap);
+  set('acceptTimeoutSeconds', st.acceptTimeoutSeconds);
+  set('slotSeconds', st.slotSeconds);
+  set('requestCooldownSeconds', st.requestCooldownSeconds);
+  byId<HTMLInputElement>('set-autoFill').checked = st.autoFill;
+}
+
+/** One row per speaker on stage: holds and asks, slot countdown, mute / allow, +1 min, remove, ban. */
+function renderSpeakers(): void {
+  const m = meeting!;
+  const people = onStage(m);
+  byId('speaker-count').textContent = String(people.length);
+  const off = m.connectionState !== 'connected';
+  const muteAll = byId<HTMLButtonElement>('mute-everyone');
+  muteAll.disabled =
+    off ||
+    pending.has('mute-all') ||
+    !m.self.preset.kickParticipant ||
+    !people.some((p) => !holds.get(p.id)?.held.has('audio'));
+  const list = byId('speakers');
+  if (!people.length) {
+    list.replaceChildren(h('li', { class: 'empty' }, 'No one else is on stage. Their controls appear here.'));
+    return;
+  }
+  const canMute = m.self.preset.kickParticipant;
+  list.replaceChildren(
+    ...people.map((p) => {
+      const hold = holds.get(p.id);
+      const busy = off || pending.has(`p:${p.id}`);
+      const notes: Node[] = [];
+      const acts: HTMLElement[] = [];
+      for (const src of ['audio', 'video'] as const) {
+        const word = SOURCE_WORD[src];
+        const held = hold?.held.has(src) ?? false;
+        const asked = hold?.asked.has(src) ?? false;
+        if (asked)
+          notes.push(h('span', { class: 'ask-tag', 'data-testid': `unmute-ask-${src}` }, `asks to unmute the ${word}`));
+        else if (held)
+          notes.push(h('span', { class: 'held-tag', 'data-testid': `held-${src}` }, `${word} muted by a host`));
+        if (!canMute) continue;
+        acts.push(
+          held
+            ? h(
+                'button',
+                {
+                  class: `small ${asked ? 'success' : 'secondary'}`,
+                  'data-testid': `allow-${src}`,
+                  disabled: busy,
+                  onclick: () =>
+                    void act(`p:${p.id}`, `Could not allow ${isolate(p.name)}`, () =>
+                      batch(m.stage.allowUnmute([p.id], [src])),
+                    ),
+                },
+                `Allow ${word}`,
+              )
+            : h(
+                'button',
+                {
+                  class: 'small secondary',
+                  'data-testid': `mute-${src}`,
+                  disabled: busy,
+                  onclick: () =>
+                    void act(`p:${p.id}`, `Could not mute ${isolate(p.name)}`, () =>
+                      batch(m.stage.mute([p.id], [src])),
+                    ),
+                },
+                src === 'audio' ? 'Mute mic' : 'Stop camera',
+              ),
+        );
+      }
+      if (p.slotEndsAt !== undefined && m.self.preset.acceptStageRequests) {
+        acts.push(
+          h(
+            'button',
+            {
+              class: 'small secondary',
+              'data-testid': 'extend-slot',
+              title: `Give ${p.name} one more minute`,
+              disabled: busy,
+              onclick: () =>
+                void act(`p:${p.id}`, `Could not extend ${isolate(p.name)}'s slot`, () => m.stage.extendSlot(p.id, 60)),
+            },
+            '+1 min',
+          ),
+        );
+      }
+      acts.push(...removalButtons(m, p, busy));
+      const paused = p.producers.filter((x) => x.paused && !hold?.held.has(x.source)).map((x) => SOURCE_WORD[x.source]);
+      if (paused.length) notes.push(h('span', {}, `${paused.join(' and ')} off`));
+      const countdown =
+        p.slotEndsAt === undefined
+          ? null
+          : h('span', { class: 'slot-left', 'data-testid': 'slot-countdown', 'data-ends-at': String(p.slotEndsAt) });
+      if (countdown) tickSlot(countdown);
+      return h(
+        'li',
+        {
+          class: `person speaker-row${hold?.asked.size ? ' asking' : ''}`,
+          'data-testid': 'speaker-row',
+          'data-user-id': p.id,
+          'data-held':
+            (['audio', 'video', 'screenshare'] as const).filter((x) => hold?.held.has(x)).join(' ') || undefined,
+        },
+        avatar(p.id, p.name),
+        h(
+          'div',
+          { class: 'who' },
+          h('span', { class: 'nm' }, h('span', { class: 'nm-text', dir: 'auto', title: p.name }, p.name)),
+          h('span', { class: 'sub' }, roleName(p.presetName), ...notes.flatMap((n) => [' · ', n])),
+        ),
+        countdown ?? h('span'),
+        acts.length ? h('div', { class: 'acts' }, ...acts) : null,
+      );
+    }),
+  );
+}
+
+function renderBans(): void {
+  const m = meeting!;
+  byId('ban-count').textContent = String(bans.length);
+  const list = byId('bans');
+  if (!bans.length) return void list.replaceChildren(h('li', { class: 'empty' }, 'No one is banned.'));
+  list.replaceChildren(
+    ...bans.map((id) => {
+      const name = knownNames.get(id) ?? id;
+      return h(
+        'li',
+        { class: 'person', 'data-testid': 'ban-item', 'data-user-id': id },
+        avatar(id, name),
+        h(
+          'div',
+          { class: 'who' },
+          h('span', { class: 'nm' }, h('span', { class: 'nm-text', dir: 'auto', title: name }, name)),
+          h('span', { class: 'sub' }, 'Cannot join until unbanned'),
+        ),
+        h(
+          'button',
+          {
+            class: 'small secondary',
+            'data-testid': 'unban-button',
+            disabled: m.connectionState !== 'connected' || pending.has(`unban:${id}`),
+            onclick: () =>
+              void act(`unban:${id}`, `Could not unban ${isolate(name)}`, async () => {
+                await demoHost.unban(roomId, hostKey, id);
+                log(`You unbanned ${isolate(name)}.`);
+                await loadModeration();
+              }),
+          },
+          'Unban',
+        ),
+      );
+    }),
+  );
+}
+
+// ------------------------------------------------------------------ audit trail
+let auditTimer: ReturnType<typeof setInterval> | undefined;
+let auditAfter = 0;
+let auditRecords: AuditRecordView[] = [];
+const AUDIT_SHOWN = 100;
+let auditLoading = false;
+
+async function loadAudit(): Promise<void> {
+  if (auditLoading) return;
+  auditLoading = true;
+  try {
+    for (let pages = 0; pages < 20; pages++) {
+      const page = await demoHost.audit(roomId, hostKey, auditAfter);
+      for (const [id, name] of Object.entries(page.names)) if (!knownNames.has(id)) knownNames.set(id, name);
+      auditRecords = [...auditRecords, ...page.records].slice(-AUDIT_SHOWN);
+      if (page.records.length) auditAfter = page.records[page.records.length - 1]!.id;
+      if (page.next === null) break;
+    }
+    renderAudit();
+  } catch (err) {
+    toast(`Could not read the audit trail: ${errorText(err)}`, 'error');
+  } finally {
+    auditLoading = false;
+  }
+}
+
+const STATUS_WORD: Record<string, string> = {
+  OFF_STAGE: 'off stage',
+  REQUESTED_TO_JOIN_STAGE: 'asked to join',
+  ACCEPTED_TO_JOIN_STAGE: 'ready to join',
+  ON_STAGE: 'on stage',
+};
+
+function actorName(id: string): string {
+  if (id === '@backend') return 'The host link (backend)';
+  if (id === '@auto') return 'Stagegate (automatic)';
+  if (id === '@server') return 'The server';
+  if (id === meeting?.self.id) return 'You';
+  return meeting?.participants.get(id)?.name ?? knownNames.get(id) ?? id;
+}
+
+/** One record in words: "Grace muted Bob's mic", "Bob: on stage → off stage (slot-ended)". */
+function describeRecord(r: AuditRecordView): string {
+  const who = isolate(actorName(r.actor));
+  const target = r.target ? isolate(actorName(r.target)) : '';
+  const d = r.details ?? {};
+  const srcs = Array.isArray(d.sources)
+    ? (d.sources as MediaSource[]).map((x) => SOURCE_WORD[x] ?? x).join(' and ')
+    : '';
+  const why = r.reason ? ` (${r.reason})` : '';
+  switch (r.action) {
+    case 'room.created':
+      return 'The room was created';
+    case 'room.closed':
+      return `The room closed${why}`;
+    case 'participant.joined':
+      return `${who} joined`;
+    case 'participant.left':
+      return `${who} left${why}`;
+    case 'participant.removed':
+      return `${who} removed ${target}${r.reason === 'banned' ? ' and banned them' : ''}`;
+    case 'participant.banned':
+      return `${who} banned ${target}`;
+    case 'participant.unbanned':
+      return `${who} unbanned ${target}`;
+    case 'stage.status':
+      return `${target}: ${STATUS_WORD[r.from ?? ''] ?? r.from} → ${STATUS_WORD[r.to ?? ''] ?? r.to}${why}${
+        r.actor !== r.target ? `, by ${who}` : ''
+      }`;
+    case 'stage.mode':
+      return `${who} set the stage to “${MODE_TEXT[r.to as StageMode] ?? r.to}”`;
+    case 'stage.slot':
+      return typeof d.endsAt === 'number'
+        ? `${target}'s slot ends at ${clock(new Date(d.endsAt))}${r.actor !== r.target ? `, set by ${who}` : ''}`
+        : `${target}'s slot was cleared`;
+    case 'settings.changed':
+      return `${who} changed the settings: ${
+        Array.isArray(d.changed) && d.settings
+          ? describeSettings(
+              d.settings as RoomSettings,
+              (d.changed as string[]).filter((k): k is SettingKey => (SETTING_KEYS as readonly string[]).includes(k)),
+            ) || (d.changed as string[]).join(', ')
+          : ''
+      }`;
+    case 'media.held':
+      return `${who} muted ${target}'s ${srcs}`;
+    case 'media.unmuteRequested':
+      return `${who} asked to unmute their ${srcs}`;
+    case 'media.unmuteAllowed':
+      return `${who} allowed ${target} to unmute their ${srcs}`;
+    case 'producer.created':
+      return `${who} started sending ${SOURCE_WORD[d.source as MediaSource] ?? String(d.source)}`;
+    case 'producer.closed':
+      return `${target || who} stopped sending ${SOURCE_WORD[d.source as MediaSource] ?? 'media'}${why}`;
+    default:
+      return `${who}: ${r.action}${target ? ` ${target}` : ''}${why}`;
+  }
+}
+
+function renderAudit(): void {
+  const list = byId('audit');
+  if (!auditRecords.length) return void list.replaceChildren(h('li', { class: 'empty' }, 'Nothing recorded yet.'));
+  list.replaceChildren(
+    ...auditRecords
+      .slice()
+      .reverse()
+      .map((r) =>
+        h(
+          'li',
+          { 'data-testid': 'audit-item', 'data-action': r.action, 'data-id': String(r.id) },
+          h('time', { datetime: r.at }, clock(new Date(r.at))),
+          h('span', { class: 'what' }, describeRecord(r)),
+        ),
+      ),
+  );
 }

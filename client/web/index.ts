@@ -20,6 +20,7 @@ createForm.addEventListener('submit', (ev) => {
       byId('created-id').textContent = room.roomId;
       byId<HTMLInputElement>('host-link').value = hostUrl;
       byId<HTMLInputElement>('viewer-link').value = viewerUrl;
+      byId<HTMLInputElement>('speaker-link').value = new URL(room.speakerPath, location.origin).href;
       byId<HTMLAnchorElement>('open-host').href = hostUrl;
       createForm.hidden = true;
       created.hidden = false;

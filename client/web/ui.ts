@@ -45,6 +45,8 @@ export interface DemoRoom {
   roomId: string;
   hostKey: string;
   hostPath: string;
+  /** The viewer page with the room's speaker key: its holder joins with the `speaker` preset. */
+  speakerPath: string;
   viewerPath: string;
 }
 
@@ -80,14 +82,56 @@ export function createDemoRoom(mode?: StageMode, audience?: AudienceVisibility):
   return postJson<DemoRoom>('/demo/rooms', { ...(mode ? { mode } : {}), ...(audience ? { audience } : {}) });
 }
 
+/**
+ * A demo token. On a speaker link (`viewer.html?room=ID&speaker=KEY`) a viewer token is asked
+ * for as a speaker's, with the link's key (the viewer page needs no change for it).
+ */
 export function demoToken(t: {
   roomId: string;
   name: string;
-  role: 'host' | 'viewer';
+  role: 'host' | 'speaker' | 'viewer';
   hostKey?: string;
+  speakerKey?: string;
 }): Promise<DemoToken> {
+  const speakerKey = params().get('speaker')?.trim();
+  if (t.role === 'viewer' && speakerKey) t = { ...t, role: 'speaker', speakerKey };
   return postJson<DemoToken>('/demo/tokens', t);
 }
+
+/** One audit record, as the host console shows it (see the README's "Audit trail and webhooks"). */
+export interface AuditRecordView {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target?: string;
+  from?: string;
+  to?: string;
+  reason?: string;
+  details?: Record<string, unknown>;
+}
+
+/** The host console's backend reads of a demo room (they need the host key). */
+export const demoHost = {
+  audit(roomId: string, hostKey: string, after = 0) {
+    return postJson<{ records: AuditRecordView[]; next: number | null; names: Record<string, string> }>(
+      `/demo/rooms/${encodeURIComponent(roomId)}/audit`,
+      { hostKey, after, limit: 500 },
+    );
+  },
+  moderation(roomId: string, hostKey: string) {
+    return postJson<{
+      bans: string[];
+      holds: Record<string, { held: MediaSourceName[]; unmuteRequested: MediaSourceName[] }>;
+      names: Record<string, string>;
+      speakerPath: string;
+    }>(`/demo/rooms/${encodeURIComponent(roomId)}/moderation`, { hostKey });
+  },
+  unban(roomId: string, hostKey: string, userId: string) {
+    return postJson(`/demo/rooms/${encodeURIComponent(roomId)}/unban`, { hostKey, userId });
+  },
+};
+type MediaSourceName = 'audio' | 'video' | 'screenshare';
 
 /** The host ends the webinar for everyone (the room closes; needs the host key). */
 export function endDemoRoom(roomId: string, hostKey: string): Promise<unknown> {
@@ -195,6 +239,7 @@ export function errorText(err: unknown): string {
         return `Not allowed: ${err.message}`;
       case 'RATE_LIMITED':
         return 'Slow down a little and try again.';
+
       default:
         return err.message;
     }
@@ -229,7 +274,8 @@ export function initials(name: string): string {
   return (first + (/\p{Extended_Pictographic}/u.test(last) ? '' : last)).toLocaleUpperCase();
 }
 
-const AVATAR_COLORS = ['#6366f1', '#0ea5e9', '#14b8a6', '#f59e0b', '#ec4899', '#8b5cf6', '#10b981', '#ef4444'];
+/** Dark enough for white initials (at least 4.5:1, WCAG AA). */
+const AVATAR_COLORS = ['#4338ca', '#0369a1', '#0f766e', '#b45309', '#be185d', '#6d28d9', '#047857', '#b91c1c'];
 export function colorFor(id: string): string {
   let n = 0;
   for (const c of id) n = (n * 31 + c.charCodeAt(0)) >>> 0;
@@ -463,6 +509,8 @@ export const identities = {
  * not leave when it goes away).
  */
 export function runLobby(o: LobbyOptions): void {
+  // a speaker link is another person than a viewer of the same name in this browser
+  if (params().get('speaker')) o = { ...o, identityKey: `${o.identityKey}:speaker` };
   const lobby = byId('lobby');
   const form = byId<HTMLFormElement>('lobby-form');
   const nameInput = byId<HTMLInputElement>('name-input');

@@ -337,7 +337,17 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
       const ada = await enter(await open(room.viewerPath), 'Ada Lovelace');
       const alan = await enter(await open(room.viewerPath), 'Alan Turing');
       await enter(await open(room.viewerPath), 'Katherine Johnson');
+      // the room settings: two seats, 5-minute slots (the speaker's tile and row count down)
+      await host.page.getByTestId('setting-stageCap').fill('2');
+      await host.page.getByTestId('setting-slotSeconds').fill('300');
+      await host.page.getByTestId('setting-requestCooldownSeconds').fill('60');
+      await click(host.page.getByTestId('apply-settings'));
+      await expect.poll(() => sg.rooms.get(room.roomId)!.stage.settings.slotSeconds).toBe(300);
       await bringOnStage(host.page, ada);
+      await host.page
+        .locator(`[data-testid="speaker-row"][data-user-id="${ada.id}"]`)
+        .getByTestId('slot-countdown')
+        .waitFor();
       await click(alan.page.getByTestId('ask-button'));
       await host.page.locator(`[data-testid="request-item"][data-user-id="${alan.id}"]`).waitFor();
       await sleep(1500);
@@ -346,7 +356,7 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
         await sleep(400);
         await page.screenshot({ path: path.join(out, name), fullPage: width < 600, animations: 'disabled' });
       };
-      await shot(host.page, 'host-console.png', 1280, 800);
+      await shot(host.page, 'host-console.png', 1280, 1180);
       await shot(host.page, 'host-console-phone.png', 390, 844);
       await click(
         host.page.locator(`[data-testid="request-item"][data-user-id="${alan.id}"]`).getByTestId('accept-request'),

@@ -109,3 +109,72 @@ describe('POST /demo/rooms/ID/end', () => {
     }
   });
 });
+
+describe('demo rooms: speaker links and the host console’s backend routes', () => {
+  it('a speaker link mints a speaker token; audit, moderation and unban need the host key', async () => {
+    const s = await startServer({ demo: true });
+    try {
+      const post = async (path: string, body: unknown) => {
+        const res = await fetch(`${s.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        return {
+          status: res.status,
+          body: (await res.json()) as Record<string, unknown> & { error?: { code: string } },
+        };
+      };
+      const room = (await post('/demo/rooms', {})).body as unknown as {
+        roomId: string;
+        hostKey: string;
+        speakerKey: string;
+        speakerPath: string;
+      };
+      expect(room.speakerPath).toBe(`/viewer.html?room=${room.roomId}&speaker=${room.speakerKey}`);
+      expect(room.speakerKey).not.toBe(room.hostKey);
+      // a speaker token needs the speaker key (the host key is not it)
+      const base = { roomId: room.roomId, name: 'Sam', role: 'speaker' };
+      expect((await post('/demo/tokens', base)).body.error).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await post('/demo/tokens', { ...base, speakerKey: room.hostKey })).status).toBe(403);
+      const sam = await post('/demo/tokens', { ...base, speakerKey: room.speakerKey });
+      expect(sam.status).toBe(201);
+      const samClient = await connectRaw(s.url, { token: sam.body.token as string });
+      const snapshot = (await joinRaw(samClient)) as { self: { preset: { name: string } } };
+      expect(snapshot.self.preset.name).toBe('speaker');
+
+      // the host's reads: refused without the host key (a viewer has none), 404 for another room
+      for (const route of ['audit', 'moderation', 'unban']) {
+        const path = `/demo/rooms/${room.roomId}/${route}`;
+        expect((await post(path, {})).status).toBe(403);
+        expect((await post(path, { hostKey: room.speakerKey, userId: 'x' })).body.error).toMatchObject({
+          code: 'FORBIDDEN',
+        });
+        expect((await post(`/demo/rooms/nope/${route}`, { hostKey: room.hostKey, userId: 'x' })).status).toBe(404);
+      }
+      const audit = await post(`/demo/rooms/${room.roomId}/audit`, { hostKey: room.hostKey });
+      expect(audit.status).toBe(200);
+      const records = audit.body.records as Array<{ action: string; actor: string }>;
+      expect(records.map((r) => r.action)).toEqual(['room.created', 'participant.joined']);
+      expect(audit.body.names).toEqual({ [sam.body.userId as string]: 'Sam' });
+
+      // a ban (by the backend here) shows in moderation; the host key unbans; unbanning twice is refused
+      const server = s.sg.rooms.get(room.roomId)!;
+      server.removeFromRoom('@backend', [sam.body.userId as string], { ban: true });
+      const mod = await post(`/demo/rooms/${room.roomId}/moderation`, { hostKey: room.hostKey });
+      expect(mod.body).toMatchObject({ bans: [sam.body.userId], names: { [sam.body.userId as string]: 'Sam' } });
+      expect(
+        (await post(`/demo/rooms/${room.roomId}/unban`, { hostKey: 'wrong', userId: sam.body.userId })).status,
+      ).toBe(403);
+      expect(server.stage.isBanned(sam.body.userId as string)).toBe(true);
+      const un = await post(`/demo/rooms/${room.roomId}/unban`, { hostKey: room.hostKey, userId: sam.body.userId });
+      expect(un.status).toBe(200);
+      expect(server.stage.isBanned(sam.body.userId as string)).toBe(false);
+      const twice = await post(`/demo/rooms/${room.roomId}/unban`, { hostKey: room.hostKey, userId: sam.body.userId });
+      expect(twice.body.error).toMatchObject({ code: 'INVALID_STATE' });
+      samClient.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
