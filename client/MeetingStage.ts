@@ -55,7 +55,12 @@ export class MeetingStage {
       if (e.new !== 'ON_STAGE') this.#slotEndsAt = undefined;
     });
     events.on('mutedByHost', (e) => {
-      if (e.userId === host.selfId()) for (const s of e.sources) this.#held.add(s);
+      if (e.userId !== host.selfId()) return;
+      for (const s of e.sources) {
+        this.#held.add(s);
+        // paused here too (no uplink), and still paused when allowed: the owner resumes
+        this.publisher.setPaused(s, true);
+      }
     });
     events.on('unmuteAllowed', (e) => {
       if (e.userId === host.selfId()) for (const s of e.sources) this.#held.delete(s);

@@ -36,18 +36,28 @@ describe('meeting.stage media controls', () => {
     await expect(speaker.stage.pauseSource('screenshare')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  test('a held source: resumeSource is refused and the producer stays paused here too', async () => {
+  test('a held source is paused here too; resume refused while held, allowed → the owner resumes', async () => {
     const room = await h.room();
     const host = await h.join(room, 'host', 'host');
     const speaker = await h.join(room, 'speaker', 'speaker');
     await speaker.stage.join();
-    await speaker.stage.pauseSource('audio');
     const told = waitFor(speaker.stage, 'mutedByHost');
     await host.stage.mute(['speaker'], ['audio']);
     await told;
+    // held: paused here too (the page shows it muted), nothing sent
+    expect(speaker.stage.isPaused('audio')).toBe(true);
+    expect(speaker.localTracks.audio?.enabled).toBe(false);
     await expect(speaker.stage.resumeSource('audio')).rejects.toMatchObject({ code: 'FORBIDDEN' });
     expect(speaker.stage.isPaused('audio')).toBe(true);
     expect(serverProducer(room.id, 'speaker', 'audio')?.paused).toBe(true);
+    // allowed: still paused until the owner resumes
+    const allowed = waitFor(speaker.stage, 'unmuteAllowed');
+    await host.stage.allowUnmute(['speaker'], ['audio']);
+    await allowed;
+    expect(speaker.stage.isPaused('audio')).toBe(true);
+    await speaker.stage.resumeSource('audio');
+    expect(speaker.stage.isPaused('audio')).toBe(false);
+    expect(serverProducer(room.id, 'speaker', 'audio')?.paused).toBe(false);
   });
 
   test('replaceTrack keeps the producer and sends the new track; a wrong kind is refused', async () => {
