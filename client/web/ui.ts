@@ -229,7 +229,8 @@ export function initials(name: string): string {
   return (first + (/\p{Extended_Pictographic}/u.test(last) ? '' : last)).toLocaleUpperCase();
 }
 
-const AVATAR_COLORS = ['#6366f1', '#0ea5e9', '#14b8a6', '#f59e0b', '#ec4899', '#8b5cf6', '#10b981', '#ef4444'];
+/** Dark enough for white initials (WCAG AA, 4.5:1). */
+const AVATAR_COLORS = ['#4338ca', '#0369a1', '#0f766e', '#b45309', '#be185d', '#6d28d9', '#047857', '#b91c1c'];
 export function colorFor(id: string): string {
   let n = 0;
   for (const c of id) n = (n * 31 + c.charCodeAt(0)) >>> 0;
