@@ -43,7 +43,7 @@ import {
   isolate,
   endDemoRoom,
 } from './ui.js';
-import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, MediaControls, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const hostKey = params().get('key')?.trim() ?? '';
@@ -68,6 +68,13 @@ const stage = new StageView(
 byId('room-id').textContent = roomId || '—';
 // ------------------------------------------------------------------ state
 const local = new LocalMedia();
+// the host's own mute / camera / screen share / devices while on stage (media.ts, as the viewer page)
+const controls = new MediaControls({
+  local,
+  onError: (w, e) => toast(`${w}: ${errorText(e)}`, 'error'),
+  onChange: () => renderAll(),
+});
+controls.el.classList.add('card-body');
 let meeting: Meeting | undefined;
 let requests: AccessRequest[] = [];
 /** The host pressed "Join stage": the preview shows first, "Go live" puts them on stage. */
@@ -113,6 +120,7 @@ runLobby({
         : `Could not open the console: ${errorText(err)}`,
   joined(m) {
     stage.attach(m);
+    controls.attach(m);
     copyLink.hidden = false;
     document.title = `Host · ${roomId} · Stagegate`;
     wire(m);
@@ -448,7 +456,10 @@ function renderSelf(): void {
   else if (status === 'ON_STAGE') setStatusBadge(selfStatus, status, 'You are live');
   else setStatusBadge(selfStatus, status);
   const off = m.connectionState !== 'connected' || pending.has('self');
+  controls.el.hidden = status !== 'ON_STAGE';
   if (status === 'ON_STAGE') {
+    controls.update('stage');
+    if (!controls.el.isConnected) previewEl.after(controls.el);
     selfActions.replaceChildren(
       h(
         'button',

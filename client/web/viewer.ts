@@ -144,6 +144,11 @@ function retryAfter(err: unknown): number {
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
+/** "the host …" at the start of a sentence. */
+function capitalize(text: string): string {
+  return text.charAt(0).toLocaleUpperCase() + text.slice(1);
+}
+
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'the host';
   if (userId === meeting.self.id) return 'you';
@@ -196,7 +201,7 @@ function wire(m: Meeting): void {
       'warn',
       reason === 'mode'
         ? 'The host made the stage invite only, so your request was withdrawn.'
-        : `${nameOf(by)} declined your request to join the stage. You can ask again later.`,
+        : `${capitalize(nameOf(by))} declined your request to join the stage. You can ask again later.`,
       'stage',
     );
     el.dataset.reason = reason;

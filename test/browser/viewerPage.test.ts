@@ -51,6 +51,7 @@ afterAll(async () => {
 interface DemoRoom {
   roomId: string;
   hostKey: string;
+  hostPath: string;
   viewerPath: string;
 }
 
@@ -433,6 +434,24 @@ describe('viewer page: own media controls (issue 12 item 3)', () => {
     await expect.poll(() => watcher.page.locator(`[data-user-id="${pat.id}:screen"]`).count()).toBe(0);
     expect(serverProducer(room.roomId, pat.id, 'video')).toBeDefined(); // the camera stays
   }, 90_000);
+
+  it('the host console on stage mounts the same controls: Share screen (host preset) reaches a viewer', async () => {
+    const room = await createRoom('REQUEST');
+    const host = await enter(await open(room.hostPath), 'Grace Host');
+    const watcher = await enter(await open(room.viewerPath), 'Wanda');
+    expect(await host.page.getByTestId('media-controls').count()).toBe(0); // not before going live
+    await click(host.page.getByTestId('host-join-stage'));
+    await click(host.page.getByTestId('host-go-live'));
+    await expectStatus(host.page, 'ON_STAGE');
+    const share = host.page.getByTestId('share-button');
+    await share.waitFor();
+    await expect.poll(() => decodingVideos(watcher.page), { timeout: 15_000 }).toBe(1);
+    await click(share);
+    await expect.poll(() => decodingVideos(watcher.page), { timeout: 15_000 }).toBe(2);
+    await click(host.page.getByTestId('mic-button'));
+    await expect.poll(() => serverProducer(room.roomId, host.id, 'audio')?.paused).toBe(true);
+    await host.page.screenshot({ path: path.join(SHOTS, 'viewer-host-controls.png') });
+  }, 60_000);
 
   it('a phone (390 px): a toast does not cover the action buttons', async () => {
     const room = await createRoom('REQUEST');
