@@ -178,9 +178,13 @@ export class Publisher {
     const p = this.#producers.get(producerId);
     if (!p) return;
     this.#producers.delete(producerId);
+    const paused = p.producer.paused;
     p.producer.close();
     if (reason === 'transport-closed' && p.source === p.kind) this.#carry[p.kind] ??= p.track;
-    else this.#release(p.track);
+    else {
+      if (paused) p.track.enabled = true; // as in #unpublish
+      this.#release(p.track);
+    }
   }
 
   /** Close every producer and stop our own tracks. Idempotent. The transports are MediaSession's. */
@@ -330,7 +334,13 @@ export class Publisher {
     this.#epoch++;
     const closed = [...this.#producers.values()];
     this.#producers.clear();
-    for (const p of closed) p.producer.close();
+    for (const p of closed) {
+      const paused = p.producer.paused;
+      p.producer.close();
+      // pausing disabled the track: give it back enabled (a new turn starts unmuted), unless it
+      // is published again after a reset, still muted
+      if (paused && !keep) p.track.enabled = true;
+    }
     if (keep) {
       for (const p of closed) if (p.source === p.kind) this.#carry[p.kind] ??= p.track;
       return;

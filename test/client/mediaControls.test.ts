@@ -8,7 +8,7 @@ import { fakeTrack, startHarness, waitFor, type Harness } from './helpers.js';
 
 let h: Harness;
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ reconnectGraceMs: 30_000 });
 });
 afterEach(() => h.leaveAll());
 afterAll(() => h.close());
@@ -100,5 +100,27 @@ describe('meeting.stage media controls', () => {
     expect(serverProducer(room.id, 'host', 'screenshare')).toBeUndefined();
     expect(serverProducer(room.id, 'host', 'video')).toBeDefined();
     expect(screen.readyState).toBe('live'); // the caller's track: not stopped by the client
+  });
+
+  test('a muted microphone stays muted across a reconnect (the new producer is paused at once)', async () => {
+    const room = await h.room();
+    const speaker = await h.join(room, 'speaker', 'speaker');
+    await speaker.stage.join();
+    const before = serverProducer(room.id, 'speaker', 'audio')!.id;
+    await speaker.stage.pauseSource('audio');
+    const reconnected = waitFor(speaker, 'reconnected');
+    speaker.__dropConnectionForTests!();
+    await reconnected;
+    await speaker.ready();
+    await expect.poll(() => serverProducer(room.id, 'speaker', 'audio')?.id).not.toBe(before);
+    await expect.poll(() => serverProducer(room.id, 'speaker', 'audio')?.paused).toBe(true);
+    expect(serverProducer(room.id, 'speaker', 'video')?.paused).toBe(false);
+    expect(speaker.stage.isPaused('audio')).toBe(true);
+    // a new turn on stage starts unmuted
+    await speaker.stage.leave();
+    await speaker.stage.requestAccess();
+    await speaker.stage.join();
+    expect(serverProducer(room.id, 'speaker', 'audio')?.paused).toBe(false);
+    expect(speaker.stage.isPaused('audio')).toBe(false);
   });
 });
