@@ -195,6 +195,11 @@ export class MediaSession {
     await this.signaling.request('setConsumerPreferences', { consumerId, ...prefs });
   }
 
+  /** Pauses one of our producers on the server (its consumers get no RTP). */
+  async pauseProducer(producerId: string): Promise<void> {
+    await this.signaling.request('pauseProducer', { producerId });
+  }
+
   /** Tells the server to close one of our producers (not needed when the server closed it). */
   async closeProducer(producerId: string): Promise<void> {
     await this.signaling.request('closeProducer', { producerId });

@@ -55,7 +55,12 @@ export class MeetingStage {
       if (e.new !== 'ON_STAGE') this.#slotEndsAt = undefined;
     });
     events.on('mutedByHost', (e) => {
-      if (e.userId === host.selfId()) for (const s of e.sources) this.#held.add(s);
+      if (e.userId !== host.selfId()) return;
+      for (const s of e.sources) {
+        this.#held.add(s);
+        // paused here too (no uplink), and still paused when allowed: the owner resumes
+        this.publisher.setPaused(s, true);
+      }
     });
     events.on('unmuteAllowed', (e) => {
       if (e.userId === host.selfId()) for (const s of e.sources) this.#held.delete(s);
@@ -221,19 +226,50 @@ export class MeetingStage {
   }
 
   /**
-   * Pause our published `source` on the server (nobody receives it until `resumeSource`).
-   * Rejects NOT_FOUND when the source is not published.
+   * Mute: pause our published `source` on the server (nobody receives it; their consumers get no
+   * bytes) and here (the track is disabled), until `resumeSource`. Stays paused across a
+   * reconnect. Rejects NOT_FOUND when the source is not published.
    */
   async pauseSource(source: MediaSource): Promise<void> {
     await this.#request('pauseProducer', { producerId: this.#producerOf(source) });
+    this.publisher.setPaused(source, true);
   }
 
   /**
-   * Resume our published `source`. Refused FORBIDDEN while a host holds it (`held`): ask with
-   * `requestUnmute`, and resume after `unmuteAllowed`.
+   * Unmute: resume our published `source`. Refused FORBIDDEN while a host holds it (`held`): ask
+   * with `requestUnmute`, and resume after `unmuteAllowed`.
    */
   async resumeSource(source: MediaSource): Promise<void> {
     await this.#request('resumeProducer', { producerId: this.#producerOf(source) });
+    this.publisher.setPaused(source, false);
+  }
+
+  /** Whether we paused our published `source` (`pauseSource`); undefined when it is not published. */
+  isPaused(source: MediaSource): boolean | undefined {
+    return this.publisher.isPaused(source);
+  }
+
+  /**
+   * Switch the device of a published source (`'audio'`, `'video'`): the producer stays, viewers
+   * keep receiving, now from `track` (the caller's: never stopped by the client).
+   */
+  async replaceTrack(source: MediaSource, track: MediaStreamTrack): Promise<void> {
+    await this.publisher.replaceTrack(source, track);
+  }
+
+  /**
+   * Share a screen while ON_STAGE: publishes `track` (e.g. from getDisplayMedia) as source
+   * `'screenshare'` (refused FORBIDDEN unless the preset allows it). The track stays the
+   * caller's; `stopScreenShare()` ends the share, leaving the stage ends it too.
+   */
+  async shareScreen(track: MediaStreamTrack): Promise<void> {
+    this.#assertConnected('produce');
+    await this.publisher.publishSource(track, 'screenshare');
+  }
+
+  /** Stop sharing the screen (nothing if not sharing). */
+  async stopScreenShare(): Promise<void> {
+    await this.publisher.unpublishSource('screenshare');
   }
 
   #producerOf(source: MediaSource): string {

@@ -21,7 +21,7 @@
 import type { types } from 'mediasoup-client';
 import type { StagegateError } from '../shared/errors.js';
 import type { MediaKind, ProducerCloseReason } from '../shared/protocol.js';
-import type { Preset, StageStatus } from '../shared/stage.js';
+import type { MediaSource, Preset, StageStatus } from '../shared/stage.js';
 import { stagegateError, toStagegateError } from './errors.js';
 import type { MediaSession } from './MediaSession.js';
 import type { AllowedKinds, LocalProducerInfo, LocalTracks, TracksOption } from './types.js';
@@ -59,6 +59,8 @@ export class Publisher {
   #tail: Promise<void> = Promise.resolve();
   #last: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Sources the participant paused: published again paused (a reconnect never unmutes anyone). */
+  readonly #wantPaused = new Set<MediaSource>();
 
   constructor(deps: PublisherDeps) {
     this.#deps = deps;
@@ -69,17 +71,95 @@ export class Publisher {
     return this.#producers;
   }
 
-  /** The tracks currently published, by kind. */
+  /** The camera and microphone tracks currently published, by kind (a screenshare is not one). */
   get localTracks(): Readonly<LocalTracks> {
     const tracks: LocalTracks = {};
-    for (const p of this.#producers.values()) tracks[p.kind] = p.track;
+    for (const p of this.#producers.values()) if (p.source === p.kind) tracks[p.kind] = p.track;
     return tracks;
+  }
+
+  /** Our producer of `source`, if published. */
+  #bySource(source: MediaSource): Published | undefined {
+    for (const p of this.#producers.values()) if (p.source === source) return p;
+    return undefined;
+  }
+
+  /** Whether our producer of `source` is paused locally (`setPaused`); undefined when not published. */
+  isPaused(source: MediaSource): boolean | undefined {
+    return this.#bySource(source)?.producer.paused;
+  }
+
+  /**
+   * Pause or resume sending `source` from here (the server side is paused by the caller's
+   * `pauseProducer` request): a paused producer sends no RTP at all.
+   */
+  setPaused(source: MediaSource, paused: boolean): void {
+    if (paused) this.#wantPaused.add(source);
+    else this.#wantPaused.delete(source);
+    const p = this.#bySource(source);
+    if (!p) return;
+    if (paused) p.producer.pause();
+    else p.producer.resume();
+  }
+
+  /**
+   * Sends another track for a published `source` (a device switch): the producer and every
+   * consumer of it stay, so viewers keep receiving. The old track is released if it was ours.
+   * Rejects NOT_FOUND when `source` is not published.
+   */
+  async replaceTrack(source: MediaSource, track: MediaStreamTrack): Promise<void> {
+    const p = this.#bySource(source);
+    if (!p) throw stagegateError('NOT_FOUND', `${source} is not published`);
+    if (track.kind !== p.kind) throw stagegateError('INVALID_REQUEST', `the ${source} track must be ${p.kind}`);
+    const old = p.track;
+    try {
+      await p.producer.replaceTrack({ track });
+    } catch (err) {
+      throw toStagegateError(err, `cannot switch the ${source} track`);
+    }
+    this.#producers.set(p.id, { ...p, track });
+    if (old !== track) this.#release(old);
+  }
+
+  /**
+   * Publishes a source beyond the camera and microphone (a screenshare) while ON_STAGE. The track
+   * is the caller's (never stopped here); it is not published again after a reset. Resolves with
+   * the producer; `unpublishSource` stops it.
+   */
+  async publishSource(track: MediaStreamTrack, source: MediaSource): Promise<LocalProducerInfo> {
+    if (this.#bySource(source)) throw stagegateError('INVALID_STATE', `${source} is already published`);
+    if (this.#deps.status() !== 'ON_STAGE') throw stagegateError('INVALID_STATE', 'not on stage');
+    const epoch = this.#epoch;
+    const producer = await this.#deps.media.produce(track, source);
+    if (epoch !== this.#epoch || this.#closed) {
+      producer.close();
+      throw stagegateError('INVALID_STATE', 'left the stage while publishing');
+    }
+    const info: Published = { id: producer.id, kind: track.kind as MediaKind, source, track, producer };
+    this.#producers.set(producer.id, info);
+    producer.on('transportclose', () => {
+      if (this.#producers.get(producer.id)?.producer === producer) this.#producers.delete(producer.id);
+    });
+    return info;
+  }
+
+  /** Stops publishing `source` (tells the server); nothing when it is not published. */
+  async unpublishSource(source: MediaSource): Promise<void> {
+    const p = this.#bySource(source);
+    if (!p) return;
+    this.#producers.delete(p.id);
+    p.producer.close();
+    this.#release(p.track);
+    await this.#deps.media.closeProducer(p.id).catch(() => undefined); // gone already: fine
   }
 
   /** Mirror a status (call on every own status change, and once with the initial status). */
   follow(status: StageStatus): void {
     if (this.#closed) return;
-    if (status !== 'ON_STAGE') this.#unpublish();
+    if (status !== 'ON_STAGE') {
+      this.#unpublish();
+      this.#wantPaused.clear(); // a new turn on stage starts unmuted
+    }
     if (status === 'OFF_STAGE' || status === 'REQUESTED_TO_JOIN_STAGE') this.#deps.media.closeSendTransport();
     this.#schedule();
   }
@@ -98,9 +178,13 @@ export class Publisher {
     const p = this.#producers.get(producerId);
     if (!p) return;
     this.#producers.delete(producerId);
+    const paused = p.producer.paused;
     p.producer.close();
-    if (reason === 'transport-closed') this.#carry[p.kind] ??= p.track;
-    else this.#release(p.track);
+    if (reason === 'transport-closed' && p.source === p.kind) this.#carry[p.kind] ??= p.track;
+    else {
+      if (paused) p.track.enabled = true; // as in #unpublish
+      this.#release(p.track);
+    }
   }
 
   /** Close every producer and stop our own tracks. Idempotent. The transports are MediaSession's. */
@@ -149,7 +233,7 @@ export class Publisher {
   async #publish(epoch: number): Promise<void> {
     const { media } = this.#deps;
     const preset = this.#deps.preset();
-    const published = new Set([...this.#producers.values()].map((p) => p.kind));
+    const published = new Set([...this.#producers.values()].filter((p) => p.source === p.kind).map((p) => p.kind));
     const wanted: AllowedKinds = { audio: false, video: false };
     for (const kind of KINDS) {
       wanted[kind] = preset.media[kind] === 'ALLOWED' && media.canProduce(kind) && !published.has(kind);
@@ -179,6 +263,10 @@ export class Publisher {
         producer.on('transportclose', () => {
           if (this.#producers.get(producer.id)?.producer === producer) this.#producers.delete(producer.id);
         });
+        if (this.#wantPaused.has(kind)) {
+          producer.pause();
+          await media.pauseProducer(producer.id).catch(() => undefined);
+        }
       }
     } finally {
       for (const track of fresh) if (!this.#isPublished(track)) this.#release(track);
@@ -246,9 +334,15 @@ export class Publisher {
     this.#epoch++;
     const closed = [...this.#producers.values()];
     this.#producers.clear();
-    for (const p of closed) p.producer.close();
+    for (const p of closed) {
+      const paused = p.producer.paused;
+      p.producer.close();
+      // pausing disabled the track: give it back enabled (a new turn starts unmuted), unless it
+      // is published again after a reset, still muted
+      if (paused && !keep) p.track.enabled = true;
+    }
     if (keep) {
-      for (const p of closed) this.#carry[p.kind] ??= p.track;
+      for (const p of closed) if (p.source === p.kind) this.#carry[p.kind] ??= p.track;
       return;
     }
     this.#carry = {};

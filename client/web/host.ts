@@ -55,7 +55,7 @@ import {
   roleName,
   type AuditRecordView,
 } from './ui.js';
-import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, MediaControls, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const hostKey = params().get('key')?.trim() ?? '';
@@ -80,6 +80,13 @@ const stage = new StageView(
 byId('room-id').textContent = roomId || '—';
 // ------------------------------------------------------------------ state
 const local = new LocalMedia();
+// the host's own mute / camera / screen share / devices while on stage (media.ts, as the viewer page)
+const controls = new MediaControls({
+  local,
+  onError: (w, e) => toast(`${w}: ${errorText(e)}`, 'error'),
+  onChange: () => renderAll(),
+});
+controls.el.classList.add('card-body');
 let meeting: Meeting | undefined;
 let requests: AccessRequest[] = [];
 /** The host pressed "Join stage": the preview shows first, "Go live" puts them on stage. */
@@ -135,6 +142,7 @@ runLobby({
         : `Could not open the console: ${errorText(err)}`,
   joined(m) {
     stage.attach(m);
+    controls.attach(m);
     copyLink.hidden = false;
     document.title = `Host · ${roomId} · Stagegate`;
     shownSettings = { ...m.settings };
@@ -484,7 +492,10 @@ function renderSelf(): void {
   else if (status === 'ON_STAGE') setStatusBadge(selfStatus, status, 'You are live');
   else setStatusBadge(selfStatus, status);
   const off = m.connectionState !== 'connected' || pending.has('self');
+  controls.el.hidden = status !== 'ON_STAGE';
   if (status === 'ON_STAGE') {
+    controls.update('stage');
+    if (!controls.el.isConnected) previewEl.after(controls.el);
     selfActions.replaceChildren(
       h(
         'button',

@@ -7,7 +7,7 @@
  * server picks the simulcast layer and pauses hidden ones), highlights the active speaker,
  * offers a grid / speaker view toggle, and shows a connection quality indicator per tile.
  */
-import type { AllowedKinds, LocalTracks, Meeting } from '../index.js';
+import type { AllowedKinds, LocalTracks, MediaSource, Meeting } from '../index.js';
 import { StagegateError } from '../../shared/errors.js';
 import { h, initials } from './ui.js';
 // ------------------------------------------------------------------ audio levels
@@ -437,6 +437,376 @@ export class LocalMedia {
     this.#opening = undefined;
     for (const t of this.#stream?.getTracks() ?? []) t.stop();
     this.#stream = undefined;
+  }
+
+  /** The open track of a kind, if any. */
+  track(kind: 'audio' | 'video'): MediaStreamTrack | undefined {
+    return this.#stream?.getTracks().find((t) => t.kind === kind && t.readyState === 'live');
+  }
+
+  /** The device the open track of `kind` comes from. */
+  deviceId(kind: 'audio' | 'video'): string | undefined {
+    return this.track(kind)?.getSettings().deviceId;
+  }
+
+  /**
+   * Opens `deviceId` for `kind` and puts its track in the stream in place of the old one, which
+   * is returned (the caller stops it once the live producer sends the new one).
+   */
+  async switchDevice(
+    kind: 'audio' | 'video',
+    deviceId: string,
+  ): Promise<{ track: MediaStreamTrack; old: MediaStreamTrack | undefined }> {
+    const stream = this.#stream;
+    if (!stream) throw new StagegateError('INVALID_STATE', 'the camera and microphone are not open');
+    const wanted = { deviceId: { exact: deviceId } };
+    let opened: MediaStream;
+    try {
+      opened = await navigator.mediaDevices.getUserMedia(
+        kind === 'audio' ? { audio: wanted } : { video: { ...VIDEO, ...wanted } },
+      );
+    } catch (err) {
+      throw problemOf(err);
+    }
+    const track = opened.getTracks()[0]!;
+    if (this.#stream !== stream) {
+      track.stop(); // closed meanwhile
+      throw new StagegateError('INVALID_STATE', 'the camera was closed while the device switched');
+    }
+    const old = this.track(kind);
+    if (old) {
+      track.enabled = old.enabled; // a muted microphone stays muted
+      stream.removeTrack(old);
+    }
+    stream.addTrack(track);
+    return { track, old };
+  }
+}
+
+/** The cameras or microphones the browser offers (labels once a device was allowed). */
+export async function listDevices(kind: 'audioinput' | 'videoinput'): Promise<MediaDeviceInfo[]> {
+  const all = await navigator.mediaDevices?.enumerateDevices?.().catch(() => []);
+  return (all ?? []).filter((d) => d.kind === kind && d.deviceId);
+}
+
+// ------------------------------------------------------------------ media controls
+/** What the controls say when the host holds a source. */
+const HELD_TEXT: Record<MediaSource, string> = {
+  audio: 'Muted by the host',
+  video: 'Camera turned off by the host',
+  screenshare: 'Screen share stopped by the host',
+};
+
+export interface MediaControlsOptions {
+  local: LocalMedia;
+  /** An action failed: tell the person (a toast). */
+  onError: (what: string, err: unknown) => void;
+  /** Something the page shows changed (a mute, a share, a hold). */
+  onChange: () => void;
+}
+
+/**
+ * The participant's own media controls, for the viewer page and the host console: microphone
+ * mute, camera off, screen share (only when the preset allows it), microphone and camera
+ * pickers that switch the live track, and a microphone level meter. Mute and camera off pause
+ * the producer on the server (viewers receive no bytes). A source the host holds shows as held
+ * ("Muted by the host") with "Ask to unmute"; its button stays disabled until the host allows.
+ *
+ * One persistent element (`el`): pages re-render around it and call `update()`.
+ */
+export class MediaControls {
+  readonly el: HTMLDivElement;
+  readonly #o: MediaControlsOptions;
+  #meeting: Meeting | undefined;
+  /** Held sources we asked the host to allow (pending). */
+  readonly #asked = new Set<MediaSource>();
+  /** Sources the host allowed again since they were held (until we resume or a new hold). */
+  readonly #allowed = new Set<MediaSource>();
+  #screen: MediaStreamTrack | undefined;
+  #busy = false;
+  #meter: AudioMeter | undefined;
+  readonly #buttons: HTMLDivElement;
+  readonly #held: HTMLDivElement;
+  readonly #pickers: HTMLDivElement;
+  readonly #mic: HTMLSelectElement;
+  readonly #cam: HTMLSelectElement;
+  readonly #meterEl: HTMLSpanElement;
+  readonly #meterBar: HTMLElement;
+
+  constructor(o: MediaControlsOptions) {
+    this.#o = o;
+    this.#buttons = h('div', {
+      class: 'btn-row media-buttons',
+      role: 'group',
+      'aria-label': 'Your microphone and camera',
+    });
+    this.#held = h('div', { class: 'held-box', 'data-testid': 'held-box' });
+    this.#mic = h('select', { 'data-testid': 'mic-select', onchange: () => void this.#switch('audio', this.#mic) });
+    this.#cam = h('select', { 'data-testid': 'camera-select', onchange: () => void this.#switch('video', this.#cam) });
+    this.#meterBar = h('i');
+    this.#meterEl = h(
+      'span',
+      { class: 'meter mic-meter', 'data-testid': 'mic-meter', 'aria-hidden': 'true', title: 'Microphone level' },
+      this.#meterBar,
+    );
+    this.#pickers = h(
+      'div',
+      { class: 'device-pickers' },
+      h('label', { class: 'field' }, 'Microphone', this.#mic),
+      h('label', { class: 'field' }, 'Camera', this.#cam),
+      h('div', { class: 'mic-level' }, h('span', { class: 'faint-strong' }, 'Mic level'), this.#meterEl),
+    );
+    this.el = h(
+      'div',
+      { class: 'media-controls', 'data-testid': 'media-controls' },
+      this.#held,
+      this.#buttons,
+      this.#pickers,
+    );
+    navigator.mediaDevices?.addEventListener?.('devicechange', () => void this.#fillPickers());
+  }
+
+  /** Follow a joined meeting's holds and stage status. Call once. */
+  attach(meeting: Meeting): void {
+    this.#meeting = meeting;
+    const self = () => meeting.self.id;
+    meeting.stage.on('mutedByHost', ({ userId, sources }) => {
+      if (userId !== self()) return;
+      for (const s of sources) {
+        this.#asked.delete(s);
+        this.#allowed.delete(s);
+      }
+      if (sources.includes('screenshare')) this.#endScreen();
+      this.#o.onChange();
+    });
+    meeting.stage.on('unmuteAllowed', ({ userId, sources }) => {
+      if (userId !== self()) return;
+      for (const s of sources) {
+        this.#asked.delete(s);
+        this.#allowed.add(s);
+      }
+      this.#o.onChange();
+    });
+    meeting.stage.on('stageStatusUpdate', ({ new: now }) => {
+      if (now === 'ON_STAGE') return;
+      this.#asked.clear();
+      this.#allowed.clear();
+      this.#endScreen();
+    });
+    meeting.on('producerClosedByServer', () => {
+      if (this.#screen && !this.#sharing()) this.#endScreen();
+    });
+  }
+
+  /**
+   * Redraw for `where`: 'preview' (pickers and the meter) or 'stage' (everything). The pickers
+   * are filled once the devices are open (labels need the permission).
+   */
+  update(where: 'preview' | 'stage'): void {
+    const m = this.#meeting;
+    if (!m) return;
+    this.#updateMeter();
+    void this.#fillPickers();
+    const stage = where === 'stage' && m.stage.status === 'ON_STAGE';
+    this.el.dataset.where = stage ? 'stage' : 'preview';
+    const off = this.#busy || m.connectionState !== 'connected';
+    const buttons: HTMLElement[] = [];
+    const heldNotes: HTMLElement[] = [];
+    if (stage) {
+      for (const source of ['audio', 'video'] as const) {
+        if (!m.producers || ![...m.producers.values()].some((p) => p.source === source)) continue;
+        const held = m.stage.held.includes(source);
+        const paused = held || !!m.stage.isPaused(source);
+        const [on, offText, testid] =
+          source === 'audio' ? ['Mute', 'Unmute', 'mic-button'] : ['Stop video', 'Start video', 'camera-button'];
+        buttons.push(
+          h(
+            'button',
+            {
+              class: `media-toggle ${paused ? 'secondary is-off' : 'secondary'}`,
+              'data-testid': testid,
+              'data-state': held ? 'held' : paused ? 'off' : 'on',
+              'aria-pressed': paused ? 'true' : 'false',
+              disabled: off || held,
+              title: held ? HELD_TEXT[source] : undefined,
+              onclick: () =>
+                void this.#act(paused ? `Could not ${offText.toLowerCase()}` : `Could not ${on.toLowerCase()}`, () =>
+                  paused ? m.stage.resumeSource(source) : m.stage.pauseSource(source),
+                ),
+            },
+            paused ? offText : on,
+          ),
+        );
+        if (held) heldNotes.push(this.#heldNote(source, off));
+        else if (this.#allowed.has(source) && paused) {
+          heldNotes.push(
+            h(
+              'p',
+              { class: 'notice ok', role: 'status', 'data-testid': 'unmute-allowed', 'data-source': source },
+              source === 'audio'
+                ? 'The host allowed you to unmute. Press Unmute when you are ready.'
+                : 'The host allowed your camera again. Press Start video when you are ready.',
+            ),
+          );
+        }
+      }
+      if (m.self.preset.media.screenshare === 'ALLOWED') {
+        const sharing = this.#sharing();
+        buttons.push(
+          h(
+            'button',
+            {
+              class: `media-toggle ${sharing ? 'danger' : 'secondary'}`,
+              'data-testid': 'share-button',
+              'data-state': sharing ? 'on' : 'off',
+              'aria-pressed': sharing ? 'true' : 'false',
+              disabled: off || m.stage.held.includes('screenshare'),
+              onclick: () =>
+                void (sharing ? this.#act('Could not stop sharing', () => this.stopShare()) : this.#share()),
+            },
+            sharing ? 'Stop sharing' : 'Share screen',
+          ),
+        );
+        if (m.stage.held.includes('screenshare')) heldNotes.push(this.#heldNote('screenshare', off));
+      }
+    }
+    this.#buttons.hidden = !buttons.length;
+    this.#buttons.replaceChildren(...buttons);
+    this.#held.hidden = !heldNotes.length;
+    this.#held.replaceChildren(...heldNotes);
+    const { local } = this.#o;
+    this.#pickers.hidden = !local.live;
+  }
+
+  #heldNote(source: MediaSource, off: boolean): HTMLElement {
+    const m = this.#meeting!;
+    const asked = this.#asked.has(source);
+    return h(
+      'div',
+      { class: 'notice warn held', role: 'status', 'data-testid': 'held-note', 'data-source': source },
+      h(
+        'span',
+        { class: 'grow' },
+        h('strong', {}, HELD_TEXT[source]),
+        asked ? '. Waiting for the host to allow it…' : '.',
+      ),
+      asked
+        ? h('span', { class: 'badge', 'data-testid': 'unmute-pending' }, 'Asked')
+        : h(
+            'button',
+            {
+              class: 'small',
+              'data-testid': 'ask-unmute-button',
+              'data-source': source,
+              disabled: off,
+              onclick: () =>
+                void this.#act('Could not ask to unmute', async () => {
+                  await m.stage.requestUnmute(source);
+                  this.#asked.add(source);
+                }),
+            },
+            source === 'audio' ? 'Ask to unmute' : 'Ask to turn it on',
+          ),
+    );
+  }
+
+  /** Whether our screen is being published. */
+  #sharing(): boolean {
+    return [...(this.#meeting?.producers.values() ?? [])].some((p) => p.source === 'screenshare');
+  }
+
+  async #share(): Promise<void> {
+    const m = this.#meeting;
+    if (!m) return;
+    let stream: MediaStream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (err) {
+      if (err instanceof Error && err.name === 'NotAllowedError') return; // the person cancelled
+      return this.#o.onError('Could not share your screen', err);
+    }
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    this.#screen = track;
+    // "Stop sharing" in the browser's own bar
+    track.addEventListener('ended', () => void this.stopShare());
+    await this.#act('Could not share your screen', () => m.stage.shareScreen(track));
+    if (!this.#sharing()) this.#endScreen();
+  }
+
+  /** Stops the screen share (also when the browser's "Stop sharing" ended the track). */
+  async stopShare(): Promise<void> {
+    const m = this.#meeting;
+    this.#endScreen();
+    await m?.stage.stopScreenShare();
+    this.#o.onChange();
+  }
+
+  #endScreen(): void {
+    this.#screen?.stop();
+    this.#screen = undefined;
+  }
+
+  async #act(what: string, action: () => Promise<unknown>): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    this.#o.onChange();
+    try {
+      await action();
+    } catch (err) {
+      this.#o.onError(what, err);
+    } finally {
+      this.#busy = false;
+      this.#o.onChange();
+    }
+  }
+
+  /** Switches the microphone or camera; on stage the producer sends the new track at once. */
+  async #switch(kind: 'audio' | 'video', select: HTMLSelectElement): Promise<void> {
+    const id = select.value;
+    const { local } = this.#o;
+    if (!id || id === local.deviceId(kind)) return;
+    await this.#act(kind === 'audio' ? 'Could not switch the microphone' : 'Could not switch the camera', async () => {
+      const { track, old } = await local.switchDevice(kind, id);
+      const m = this.#meeting;
+      if (m && [...m.producers.values()].some((p) => p.source === kind)) await m.stage.replaceTrack(kind, track);
+      old?.stop();
+    });
+  }
+
+  async #fillPickers(): Promise<void> {
+    const { local } = this.#o;
+    if (!local.live) return;
+    for (const [kind, select] of [
+      ['audio', this.#mic],
+      ['video', this.#cam],
+    ] as const) {
+      const devices = await listDevices(kind === 'audio' ? 'audioinput' : 'videoinput');
+      const current = local.deviceId(kind);
+      const key = devices.map((d) => `${d.deviceId}:${d.label}`).join('|') + `#${current ?? ''}`;
+      if (select.dataset.key === key) continue;
+      select.dataset.key = key;
+      select.replaceChildren(
+        ...devices.map((d, i) =>
+          h(
+            'option',
+            { value: d.deviceId, selected: d.deviceId === current },
+            d.label || `${kind === 'audio' ? 'Microphone' : 'Camera'} ${i + 1}`,
+          ),
+        ),
+      );
+      if (current) select.value = current;
+      (select.closest('label') as HTMLElement).hidden = !local.track(kind) || !devices.length;
+    }
+  }
+
+  /** The meter follows the open microphone track (the preview's, which is also the live one). */
+  #updateMeter(): void {
+    const track = this.#o.local.track('audio');
+    if (this.#meter?.track === track) return;
+    this.#meter?.stop();
+    this.#meter = track ? AudioMeter.attach(track, this.#meterBar, this.#meterEl) : undefined;
+    (this.#meterEl.parentElement as HTMLElement).hidden = !track;
   }
 }
 

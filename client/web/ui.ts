@@ -337,7 +337,11 @@ export function toast(message: string, kind: 'info' | 'error' = 'info'): void {
   let box = document.querySelector<HTMLDivElement>('.toasts');
   if (!box) {
     box = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
-    document.body.append(box);
+    // Under the top bar: fixed at the bottom left on a wide screen; on a phone part of the page
+    // (style.css), so it pushes the content down instead of covering its buttons.
+    const bar = document.querySelector('header.topbar');
+    if (bar) bar.after(box);
+    else document.body.append(box);
   }
   const el = h('div', { class: `toast${kind === 'error' ? ' error' : ''}`, 'data-testid': 'toast' }, message);
   box.append(el);
@@ -433,15 +437,19 @@ export function wireConnectionNotices(
         : reason === 'replaced'
           ? texts.replaced
           : reason === 'removed-from-room'
-            ? 'You were removed from the webinar.'
+            ? 'The host removed you from this webinar.'
             : reason === 'room-closed' || reason === 'server-shutdown'
               ? 'The webinar has ended.'
               : 'The connection to the webinar was lost.';
     const el = notice(notices, 'error', text, 'disconnected');
-    el.insertBefore(
-      h('button', { class: 'small secondary', onclick: () => location.reload() }, texts.again),
-      el.lastChild,
-    );
+    el.dataset.reason = reason;
+    // removed: final (no way back from this page; a ban refuses it anyway)
+    if (reason !== 'removed-from-room') {
+      el.insertBefore(
+        h('button', { class: 'small secondary', onclick: () => location.reload() }, texts.again),
+        el.lastChild,
+      );
+    }
     document.body.dataset.state = 'disconnected';
     onChange();
   });
@@ -558,7 +566,8 @@ export function runLobby(o: LobbyOptions): void {
         meeting = await o.join(name, stored);
       } catch (err) {
         // An expired or foreign stored token: forget it and enter as a new user.
-        if (!stored || codeOf(err) === 'NOT_FOUND') throw err;
+        // (a banned user stays out: no fresh identity either)
+        if (!stored || codeOf(err) === 'NOT_FOUND' || codeOf(err) === 'BANNED') throw err;
         identities.forget(o.identityKey, name);
         meeting = await o.join(name, undefined);
       }

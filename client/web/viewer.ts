@@ -29,7 +29,7 @@ import {
   watchingText,
   isolate,
 } from './ui.js';
-import { DeviceProblem, LocalMedia, StageView, type TileSpec } from './media.js';
+import { DeviceProblem, LocalMedia, MediaControls, StageView, type TileSpec } from './media.js';
 
 const roomId = params().get('room')?.trim() ?? '';
 const notices = byId('notices');
@@ -57,6 +57,15 @@ let previousStatus: StageStatus = 'OFF_STAGE';
 let busy = false;
 /** Why the camera/microphone did not open (a DeviceProblem gets the blocked panel with Retry). */
 let previewError: DeviceProblem | string = '';
+/** COOLING_DOWN: epoch ms when asking again is allowed. */
+let cooldownUntil = 0;
+/** The server said our slot ends soon (`stageSlotEnding`), for the slot currently running. */
+let slotEnding = false;
+const controls = new MediaControls({
+  local,
+  onError: (what, err) => toast(`${what}: ${refusalText(err)}`, 'error'),
+  onChange: () => renderAll(),
+});
 const previewVideo = h('video', { autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview-video' });
 previewVideo.muted = true;
 
@@ -84,14 +93,61 @@ runLobby({
     }));
   },
   failure: (err) =>
-    codeOf(err) === 'NOT_FOUND' ? 'This webinar does not exist or has ended.' : `Could not join: ${errorText(err)}`,
+    codeOf(err) === 'NOT_FOUND'
+      ? 'This webinar does not exist or has ended.'
+      : codeOf(err) === 'BANNED'
+        ? BANNED_TEXT
+        : `Could not join: ${errorText(err)}`,
   joined(m) {
     stage.attach(m);
+    controls.attach(m);
     document.title = `Webinar ${roomId} · Stagegate`;
     wire(m);
     renderAll();
   },
 });
+
+const BANNED_TEXT = 'The host removed you from this webinar. You cannot join it again.';
+
+/** m:ss */
+function mmss(ms: number): string {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** Seconds, rounded up (a countdown never shows 0 while it still runs). */
+function seconds(ms: number): number {
+  return Math.max(0, Math.ceil(ms / 1000));
+}
+
+/** Why the server refused, in words a viewer understands. */
+function refusalText(err: unknown): string {
+  switch (codeOf(err)) {
+    case 'STAGE_FULL':
+      return 'The stage is full. Wait until a speaker leaves, then press Join stage again.';
+    case 'COOLING_DOWN':
+      return `You can ask again in ${seconds(retryAfter(err))} s.`;
+    case 'BANNED':
+      return BANNED_TEXT;
+    case 'FORBIDDEN':
+      return /muted/.test(err instanceof Error ? err.message : '')
+        ? 'The host muted you: ask to unmute first.'
+        : errorText(err);
+    default:
+      return errorText(err);
+  }
+}
+
+function retryAfter(err: unknown): number {
+  const e = err as { retryAfterMs?: unknown; details?: { retryAfterMs?: unknown } };
+  const ms = Number(e.retryAfterMs ?? e.details?.retryAfterMs);
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/** "the host …" at the start of a sentence. */
+function capitalize(text: string): string {
+  return text.charAt(0).toLocaleUpperCase() + text.slice(1);
+}
 
 function nameOf(userId: string | undefined): string {
   if (!userId || !meeting) return 'the host';
@@ -117,6 +173,7 @@ function wire(m: Meeting): void {
     }
     previousStatus = old;
     if (now === 'ON_STAGE') clearNotice(notices, 'stage');
+    if (now !== 'ON_STAGE') slotEnding = false;
     renderAll();
   });
   s.on('stageModeUpdate', ({ mode }) => {
@@ -144,7 +201,7 @@ function wire(m: Meeting): void {
       'warn',
       reason === 'mode'
         ? 'The host made the stage invite only, so your request was withdrawn.'
-        : `${nameOf(by)} declined your request to join the stage. You can ask again later.`,
+        : `${capitalize(nameOf(by))} declined your request to join the stage. You can ask again later.`,
       'stage',
     );
     el.dataset.reason = reason;
@@ -153,13 +210,30 @@ function wire(m: Meeting): void {
   s.on('removedFromStage', ({ by }) => {
     // before or after the status update: what they were when it happened
     const was = m.stage.status === 'OFF_STAGE' ? previousStatus : m.stage.status;
-    if (was === 'ACCEPTED_TO_JOIN_STAGE') {
+    if (by === '@auto' && was === 'ACCEPTED_TO_JOIN_STAGE') {
+      notice(notices, 'warn', 'Your place on stage lapsed because you did not join in time.', 'stage').dataset.reason =
+        'lapsed';
+    } else if (by === '@auto') {
+      // the slot ended (STAGE.md Part 2: the kick transition by @auto)
+      notice(notices, 'info', 'Your turn on stage is over. Thank you for speaking!', 'stage').dataset.reason =
+        'slot-ended';
+    } else if (was === 'ACCEPTED_TO_JOIN_STAGE') {
       notice(notices, 'warn', `${nameOf(by)} withdrew your invitation to the stage.`, 'stage').dataset.reason =
         'withdrawn';
     } else notice(notices, 'error', `Removed from stage by ${nameOf(by)}`, 'stage').dataset.reason = 'removed';
     renderAll();
   });
   s.on('peerStageStatusUpdate', () => renderAll());
+  s.on('stageRequestPosition', () => renderAll());
+  s.on('stageSlotUpdate', ({ userId }) => {
+    if (userId === m.self.id) slotEnding = false; // a new or extended turn
+    renderAll();
+  });
+  s.on('stageSlotEnding', ({ userId }) => {
+    if (userId !== m.self.id) return;
+    slotEnding = true;
+    renderAll();
+  });
   m.on('participantJoined', () => renderAll());
   m.on('audienceCount', () => renderAll());
   m.on('roomSettingsUpdate', () => renderAll());
@@ -191,10 +265,36 @@ function wire(m: Meeting): void {
       stage.clear();
     },
   );
-  setInterval(() => {
-    const el = selfPanel.querySelector<HTMLElement>('[data-wait]');
-    if (el && requestedAt) el.textContent = formatWait(Date.now() - requestedAt);
-  }, 1000);
+  setInterval(tick, 1000);
+}
+
+/** Once a second: the waiting time, the cool-down and the slot countdowns. */
+function tick(): void {
+  const m = meeting;
+  if (!m) return;
+  const now = Date.now();
+  const wait = selfPanel.querySelector<HTMLElement>('[data-wait]');
+  if (wait && requestedAt) wait.textContent = formatWait(now - requestedAt);
+  const cool = selfPanel.querySelector<HTMLElement>('[data-cooldown]');
+  if (cool) {
+    if (now >= cooldownUntil)
+      renderAll(); // the Ask button comes back
+    else cool.textContent = cooldownText(now);
+  }
+  const slot = selfPanel.querySelector<HTMLElement>('[data-slot]');
+  const endsAt = m.stage.slotEndsAt;
+  if (slot && endsAt) {
+    const warn = slotEnding || endsAt - now <= SLOT_WARNING_MS;
+    if (warn !== (slot.dataset.warn === 'true')) renderAll();
+    else slot.querySelector('[data-slot-left]')!.textContent = mmss(endsAt - now);
+  }
+}
+
+/** When the page warns even without `stageSlotEnding` (as the server: at most 30 s before). */
+const SLOT_WARNING_MS = 30_000;
+
+function cooldownText(now = Date.now()): string {
+  return `You can ask again in ${seconds(cooldownUntil - now)} s.`;
 }
 
 function hostHere(m: Meeting): boolean {
@@ -249,7 +349,12 @@ async function act(what: string, action: () => Promise<unknown>): Promise<void> 
   try {
     await action();
   } catch (err) {
-    toast(`${what}: ${errorText(err)}`, 'error');
+    const code = codeOf(err);
+    if (code === 'COOLING_DOWN') {
+      cooldownUntil = Date.now() + retryAfter(err);
+    } else if (code === 'STAGE_FULL') {
+      notice(notices, 'warn', refusalText(err), 'stage').dataset.reason = 'full';
+    } else toast(`${what}: ${refusalText(err)}`, 'error');
   } finally {
     busy = false;
     renderAll();
@@ -305,18 +410,24 @@ function renderSelf(): void {
       parts.push(
         h('p', {}, 'Want to speak? Ask the host to bring you on stage. You can check your camera before you go live.'),
       );
-      parts.push(
-        h(
-          'div',
-          { class: 'btn-row' },
-          button(
-            'Ask to join stage',
-            'ask-button',
-            () => void act('Could not ask to join', () => m.stage.requestAccess()),
-            'big',
+      const cooling = cooldownUntil > Date.now();
+      if (cooling) {
+        parts.push(
+          h(
+            'p',
+            { class: 'notice info', role: 'status', 'data-testid': 'cooldown', 'data-cooldown': '' },
+            cooldownText(),
           ),
-        ),
+        );
+      }
+      const ask = button(
+        'Ask to join stage',
+        'ask-button',
+        () => void act('Could not ask to join', () => m.stage.requestAccess()),
+        'big',
       );
+      if (cooling) ask.disabled = true;
+      parts.push(h('div', { class: 'btn-row' }, ask));
     }
   } else if (status === 'REQUESTED_TO_JOIN_STAGE') {
     parts.push(
@@ -332,6 +443,17 @@ function renderSelf(): void {
         ),
       ),
     );
+    const { position, queueLength } = m.stage;
+    if (position !== undefined) {
+      parts.push(
+        h(
+          'p',
+          { class: 'queue-position', 'data-testid': 'queue-position', 'data-position': String(position) },
+          h('strong', {}, `You are #${position}`),
+          queueLength !== undefined ? ` of ${queueLength} in the queue.` : ' in the queue.',
+        ),
+      );
+    }
     parts.push(
       h(
         'div',
@@ -379,6 +501,8 @@ function renderSelf(): void {
       );
       if (previewError instanceof DeviceProblem) callout.append(devicesPanel(previewError));
       else if (previewError) callout.append(h('p', { class: 'faint' }, previewError));
+      controls.update('preview');
+      if (local.live) callout.append(controls.el);
     }
     const row = h('div', { class: 'btn-row' });
     const joinButton = button(
@@ -442,6 +566,28 @@ function renderSelf(): void {
     parts.push(callout);
   } else {
     parts.push(h('p', {}, h('strong', {}, 'You are live. '), 'Everyone in the webinar sees and hears you.'));
+    const endsAt = m.stage.slotEndsAt;
+    if (endsAt) {
+      const left = endsAt - Date.now();
+      const warn = slotEnding || left <= SLOT_WARNING_MS;
+      parts.push(
+        h(
+          'p',
+          {
+            class: `slot-countdown notice ${warn ? 'warn' : 'info'}`,
+            role: warn ? 'alert' : 'status',
+            'data-testid': 'slot-countdown',
+            'data-slot': '',
+            'data-warn': String(warn),
+          },
+          'Your turn on stage ends in ',
+          h('strong', { 'data-slot-left': '' }, mmss(left)),
+          warn ? '. Time to wrap up: the stage moves on when it runs out.' : '.',
+        ),
+      );
+    }
+    controls.update('stage');
+    parts.push(controls.el);
     parts.push(
       h(
         'div',
@@ -465,17 +611,27 @@ function renderStage(): void {
     for (const p of m.participants.values()) {
       if (p.stageStatus !== 'ON_STAGE') continue;
       specs.push({ id: p.id, name: p.name, video: p.tracks.video, audio: p.tracks.audio });
+      if (p.tracks.screenshare)
+        specs.push({ id: `${p.id}:screen`, name: `${p.name} (screen)`, video: p.tracks.screenshare });
     }
     if (m.stage.status === 'ON_STAGE') {
       const mine = m.localTracks;
-      specs.unshift({ id: m.self.id, name: m.self.name, self: true, video: mine.video, audio: mine.audio });
+      const cameraOff = !!m.stage.isPaused('video');
+      const screen = [...m.producers.values()].find((p) => p.source === 'screenshare')?.track;
+      if (screen) specs.unshift({ id: `${m.self.id}:screen`, name: `${m.self.name} (screen)`, video: screen });
+      specs.unshift({
+        id: m.self.id,
+        name: m.self.name,
+        self: true,
+        video: cameraOff ? undefined : mine.video,
+        audio: mine.audio,
+      });
     }
   }
   stage.render(specs);
-  byId('stage-count').textContent = String(specs.length);
-  byId('stage-hint').textContent = specs.length
-    ? `${specs.length === 1 ? '1 speaker' : `${specs.length} speakers`} live`
-    : '';
+  const speakers = specs.filter((t) => !t.id.endsWith(':screen')).length;
+  byId('stage-count').textContent = String(speakers);
+  byId('stage-hint').textContent = speakers ? `${speakers === 1 ? '1 speaker' : `${speakers} speakers`} live` : '';
 }
 
 function renderPeople(): void {
