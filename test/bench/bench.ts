@@ -15,7 +15,7 @@ import path from 'node:path';
 import { version as mediasoupVersion } from 'mediasoup';
 import { benchFanout, type FanoutOptions, type FanoutResult } from './fanout.js';
 import { benchSpread, type SpreadOptions, type SpreadResult } from './fanout-workers.js';
-import { benchJoin, rawSamples, type JoinOptions, type JoinResult } from './join.js';
+import { benchJoin, rawSamples, type JoinOptions, type JoinResult, type JoinVariantResult } from './join.js';
 import { benchSimulcast, type SimulcastOptions, type SimulcastResult } from './simulcast.js';
 import { benchKick, type KickOptions, type KickResult } from './kick.js';
 import { openBenchBrowser, type BenchBrowser } from './page/page.js';
@@ -728,5 +728,12 @@ export function joinBreakdownTable(j: JoinResult): string {
   ];
   for (const k of keys)
     lines.push(`| ${k} | ${variants.map((v) => ms(j.cold[v]!.breakdownMedian[k] ?? NaN)).join(' | ')} |`);
+  const late = (r: JoinVariantResult) => `${r.lateResumes} of ${r.samples.length}`;
+  const wait = (r: JoinVariantResult) =>
+    r.keyFrameWait.n ? `${ms(r.keyFrameWait.p50)} / ${ms(r.keyFrameWait.max)}` : '–';
+  lines.push(
+    `| viewer consumer resumed after the first key frame passed (samples) | ${variants.map((v) => late(j.cold[v]!)).join(' | ')} |`,
+  );
+  lines.push(`| those: resume → key frame sent, p50 / max | ${variants.map((v) => wait(j.cold[v]!)).join(' | ')} |`);
   return lines.join('\n');
 }

@@ -46,6 +46,19 @@ export interface JoinSample {
   firstAudio: number;
   joinResolved: number;
   breakdown: Record<string, number>;
+  /**
+   * The video's key frames (with their simulcast layer), PLIs / FIRs and the viewer consumer's
+   * layer changes in the worker, as `ms what [layer]` after t0: what a slow sample waited for.
+   */
+  events: string[];
+  /**
+   * The viewer's video consumer was resumed only after the speaker's first key frame (of the layer
+   * it starts on) had passed the worker: that frame was not forwarded, the first frame is the
+   * next key frame, which the resume asks for (PLI).
+   */
+  lateResume: boolean;
+  /** Late resume: ms from the resume to the consumer's first key frame out (NaN otherwise). */
+  keyFrameWait: number;
 }
 
 export interface JoinVariantResult {
@@ -56,6 +69,10 @@ export interface JoinVariantResult {
   joinResolved: Summary;
   /** Median of each milestone, ms after t0. */
   breakdownMedian: Record<string, number>;
+  /** Samples whose viewer consumer resumed after the first key frame passed (see JoinSample). */
+  lateResumes: number;
+  /** Those samples: resume → first key frame sent to the viewer. */
+  keyFrameWait: Summary;
 }
 
 export interface JoinResult {
@@ -107,8 +124,11 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
     { stagegate: false, recv: true, send: false },
   );
 
-  const cold = await runRounds(ctx, VARIANTS, opts.samples, 'cold', opts.log);
-  const warm = await runRounds(ctx, WARM_VARIANTS, opts.warmSamples, 'warm', opts.log);
+  // BENCH_JOIN_VARIANTS=stagegate/thin-client-720p,baseline/raw: a subset (a quick A/B look).
+  const pick = (process.env.BENCH_JOIN_VARIANTS ?? '').split(',').filter(Boolean);
+  const only = <T extends string>(vs: T[]) => (pick.length ? vs.filter((v) => pick.includes(v)) : vs);
+  const cold = await runRounds(ctx, only(VARIANTS), opts.samples, 'cold', opts.log);
+  const warm = await runRounds(ctx, only(WARM_VARIANTS), opts.warmSamples, 'warm', opts.log);
 
   await bb.call('tcLeave', 'viewer-tc');
   await bb.call('rawClose', 'viewer-sg');
@@ -169,6 +189,8 @@ async function runRounds(
       firstAudio: summarize(s.map((x) => x.firstAudio)),
       joinResolved: summarize(s.map((x) => x.joinResolved)),
       breakdownMedian: Object.fromEntries(keys.map((k) => [k, round(median(s.map((x) => x.breakdown[k] ?? NaN)))])),
+      lateResumes: s.filter((x) => x.lateResume).length,
+      keyFrameWait: summarize(s.map((x) => x.keyFrameWait)),
     };
   }
   return out;
@@ -244,6 +266,23 @@ async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number)
     'speaker: join() resolved': since(j.tResolved),
   };
 
+  // The first key frame of the layer the consumer starts on (the lowest; a plain stream has no layer).
+  const log = tl.logOf(pv, since0);
+  const firstKey = log.find((e) => e.what === 'producer-keyframe-in' && (e.layer ?? 0) === 0)?.t;
+  const resumed = tl.first('consumer-resume', pv, since0);
+  const keyOut = tl.first('consumer-keyframe', pv, since0);
+  const lateResume = firstKey !== undefined && resumed !== undefined && resumed > firstKey;
+  const keyFrameWait = lateResume && keyOut !== undefined ? round(keyOut - resumed) : NaN;
+  const pageEvents = (await bb.call('pcEvents', j.t0 - 1)) as { t: number; pc: number; what: string }[];
+  const events = [
+    ...log.map((e) => ({ t: e.t - t0, what: `${e.what}${e.layer === undefined ? '' : ` L${e.layer}`}` })),
+    ...pageEvents
+      .filter((e) => /^(create|set)/.test(e.what))
+      .map((e) => ({ t: bb.toWall(e.t) - t0, what: `page pc${e.pc} ${e.what}` })),
+  ]
+    .sort((a, b) => a.t - b.t)
+    .map((e) => `${round(e.t)} ${e.what}`);
+
   // Tear down: cold closes the connection, warm leaves the stage; the viewer must see the tracks go.
   if (mode === 'cold') await bb.call(thin ? 'tcLeave' : 'rawClose', 'spk');
   else await bb.call(thin ? 'tcStageLeave' : 'rawStageLeave', 'spk');
@@ -255,6 +294,9 @@ async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number)
     firstAudio: since(audio.tFirstStats),
     joinResolved: since(j.tResolved),
     breakdown,
+    events,
+    lateResume,
+    keyFrameWait,
   };
 }
 

@@ -64,6 +64,12 @@ export interface TimelineEvent {
   kind?: string;
 }
 
+export interface LogEntry extends TimelineEvent {
+  /** Simulcast layer (encoding index), when known. */
+  layer?: number | undefined;
+  ssrc?: number | undefined;
+}
+
 /**
  * Timestamps of what the worker does, from mediasoup's observer API and trace events:
  * `transport` (created) and `ice:<state>` / `dtls:<state>` keyed by `<userId>/<direction>`;
@@ -73,6 +79,8 @@ export interface TimelineEvent {
  */
 export class MediaTimeline {
   readonly events: TimelineEvent[] = [];
+  /** Every video key frame, PLI / FIR and layer change of the first seconds (not only the first). */
+  readonly log: LogEntry[] = [];
   #max = 20_000;
 
   attach(worker: ms.Worker): void {
@@ -89,8 +97,15 @@ export class MediaTimeline {
     return this.events.find((e) => e.what === what && e.key === key && e.t >= since)?.t;
   }
 
+  /** Log entries for `key` at or after `since`. */
+  logOf(key: string, since: number): LogEntry[] {
+    if (this.log.length > 20_000) this.log.splice(0, 10_000);
+    return this.log.filter((e) => e.key === key && e.t >= since);
+  }
+
   clear(): void {
     this.events.length = 0;
+    this.log.length = 0;
   }
 
   #transport(t: ms.Transport): void {
@@ -105,27 +120,58 @@ export class MediaTimeline {
       this.push('producer', p.id, p.kind);
       p.observer.once('close', () => this.push('producer-close', p.id, p.kind));
       const seen = new Set<string>();
+      // Video: every key frame (with its stream's layer) and every PLI / FIR sent to the browser
+      // during the first seconds (`log`, see JoinSample.events); the first of each type as before.
+      const rids = new Map<number, string>();
       p.on('trace', (tr) => {
+        const info = tr.info as { rtpPacket?: { ssrc?: number; rid?: string }; ssrc?: number } | undefined;
+        if (info?.rtpPacket?.rid && info.rtpPacket.ssrc !== undefined)
+          rids.set(info.rtpPacket.ssrc, info.rtpPacket.rid);
+        if (p.kind === 'video' && tr.type === 'rtp' && process.env.BENCH_JOIN_RTP) {
+          const pkt = info?.rtpPacket as { ssrc?: number; timestamp?: number; marker?: boolean } | undefined;
+          const rid = pkt?.ssrc === undefined ? undefined : rids.get(pkt.ssrc);
+          const layer = rid ? p.rtpParameters.encodings?.findIndex((e) => e.rid === rid) : undefined;
+          if (pkt?.marker) this.log.push({ t: wall(), what: 'producer-frame-end', key: p.id, layer });
+        }
+        if (p.kind === 'video' && tr.type !== 'rtp') {
+          const ssrc = info?.rtpPacket?.ssrc ?? info?.ssrc;
+          const rid = ssrc === undefined ? undefined : rids.get(ssrc);
+          const layer = rid ? p.rtpParameters.encodings?.findIndex((e) => e.rid === rid) : undefined;
+          this.log.push({ t: wall(), what: `producer-${tr.type}-${tr.direction}`, key: p.id, layer, ssrc });
+        }
         if (seen.has(tr.type)) return;
         seen.add(tr.type);
         this.push(`producer-${tr.type}`, p.id, p.kind);
-        if (seen.has('rtp') && (p.kind === 'audio' || seen.has('keyframe')))
-          void p.enableTraceEvent([]).catch(() => undefined);
+        if (seen.has('rtp') && p.kind === 'audio') void p.enableTraceEvent([]).catch(() => undefined);
+        if (seen.has('rtp') && p.kind === 'video' && !process.env.BENCH_JOIN_RTP) {
+          void p.enableTraceEvent(['keyframe', 'pli', 'fir']).catch(() => undefined);
+          setTimeout(() => void p.enableTraceEvent([]).catch(() => undefined), 3000).unref();
+        }
       });
-      void p.enableTraceEvent(p.kind === 'video' ? ['rtp', 'keyframe'] : ['rtp']).catch(() => undefined);
+      void p.enableTraceEvent(p.kind === 'video' ? ['rtp', 'keyframe', 'pli', 'fir'] : ['rtp']).catch(() => undefined);
+      if (p.kind === 'video' && process.env.BENCH_JOIN_RTP)
+        setTimeout(() => void p.enableTraceEvent([]).catch(() => undefined), 600).unref();
     });
     t.observer.on('newconsumer', (c) => {
       this.push('consumer', c.producerId, c.kind);
       c.observer.on('resume', () => this.push('consumer-resume', c.producerId, c.kind));
       const seen = new Set<string>();
       c.on('trace', (tr) => {
+        if (c.kind === 'video' && tr.type !== 'rtp')
+          this.log.push({ t: wall(), what: `consumer-${tr.type}-${tr.direction}`, key: c.producerId });
         if (tr.direction !== 'out' || seen.has(tr.type)) return;
         seen.add(tr.type);
         this.push(`consumer-${tr.type}`, c.producerId, c.kind);
-        if (seen.has('rtp') && (c.kind === 'audio' || seen.has('keyframe')))
-          void c.enableTraceEvent([]).catch(() => undefined);
+        if (seen.has('rtp') && c.kind === 'audio') void c.enableTraceEvent([]).catch(() => undefined);
+        if (seen.has('rtp') && c.kind === 'video') {
+          void c.enableTraceEvent(['keyframe', 'pli', 'fir']).catch(() => undefined);
+          setTimeout(() => void c.enableTraceEvent([]).catch(() => undefined), 3000).unref();
+        }
       });
-      void c.enableTraceEvent(c.kind === 'video' ? ['rtp', 'keyframe'] : ['rtp']).catch(() => undefined);
+      c.on('layerschange', (l) =>
+        this.log.push({ t: wall(), what: 'consumer-layerschange', key: c.producerId, layer: l?.spatialLayer }),
+      );
+      void c.enableTraceEvent(c.kind === 'video' ? ['rtp', 'keyframe', 'pli', 'fir'] : ['rtp']).catch(() => undefined);
     });
   }
 }

@@ -261,3 +261,50 @@ it('the active speaker follows who speaks', async () => {
   await alice.evaluate('window.toneGain.gain.value = 1');
   await expect.poll(() => speakerSeenBy(viewer), { timeout: 20_000 }).toBe('alice');
 });
+
+it('a viewer who arrives while the speaker is live gets a key frame at once, not at the next periodic one', async () => {
+  // Chromium's VP8 encoder sends key frames only when asked (or when it reconfigures): none in
+  // 15 s of a live camera with no viewer (measured), so a late viewer's first frame depends on
+  // the key frame request that its consumer's resume makes (mediasoup's and Room's).
+  const room = await server.sg.rooms.create('simulcast-late-viewer');
+  rooms.push(room);
+  await openMeeting('spk', 'speaker', room);
+  await expect.poll(() => room.participants.get('spk')?.producers.size, { timeout: 20_000 }).toBe(2);
+  const producer = [...room.participants.get('spk')!.producers.values()].find((s) => s.source === 'video')!.producer;
+  const trace: { t: number; what: string }[] = [];
+  producer.on('trace', (tr) => trace.push({ t: performance.now(), what: `${tr.type}-${tr.direction}` }));
+  await producer.enableTraceEvent(['keyframe', 'pli', 'fir']);
+  // live for a while: the start-up key frames (first frame, layers switched on) are long past
+  await new Promise((r) => setTimeout(r, 1000));
+  const idleFrom = performance.now();
+  await new Promise((r) => setTimeout(r, 4000));
+  // nobody asked the speaker for a key frame meanwhile (no viewer): the request below is the late viewer's
+  const idle = trace.filter((e) => e.t >= idleFrom).map((e) => e.what);
+  expect(idle.filter((w) => w === 'pli-out' || w === 'fir-out')).toEqual([]);
+
+  // when the late viewer's video consumer (created paused) is resumed
+  let resumedAt = NaN;
+  room.media.router.observer.on('newtransport', (t) =>
+    t.observer.on('newconsumer', (c) => {
+      if (c.kind === 'video') c.observer.once('resume', () => (resumedAt = performance.now()));
+    }),
+  );
+  const viewer = await openMeeting('late', 'viewer', room, { tile: { width: 320, height: 180 } });
+  await expect.poll(() => resumedAt, { timeout: 20_000 }).toBeGreaterThan(0);
+  await expect
+    .poll(async () => (await video(viewer)).framesDecoded, { timeout: 20_000, interval: 20 })
+    .toBeGreaterThan(0);
+  const firstFrameMs = performance.now() - resumedAt;
+  const after = trace.filter((e) => e.t >= resumedAt).map((e) => `${Math.round(e.t - resumedAt)} ${e.what}`);
+  // the resume asked the speaker's browser for a key frame, which came and was decoded at once
+  expect(
+    after.some((e) => e.endsWith('pli-out')),
+    after.join(', '),
+  ).toBe(true);
+  expect(
+    after.some((e) => e.endsWith('keyframe-in')),
+    after.join(', '),
+  ).toBe(true);
+  expect(firstFrameMs, after.join(', ')).toBeLessThan(2500);
+  expect(await viewer.evaluate('window.log')).toEqual([]);
+});

@@ -28,11 +28,13 @@ interface PcEvent {
 const pcEvents: PcEvent[] = [];
 let pcCount = 0;
 {
+  const numbers = new WeakMap<RTCPeerConnection, number>();
   const Native = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends Native {
     constructor(config?: RTCConfiguration) {
       super(config);
       const pc = ++pcCount;
+      numbers.set(this, pc);
       pcEvents.push({ t: now(), pc, what: 'created' });
       this.addEventListener('iceconnectionstatechange', () =>
         pcEvents.push({ t: now(), pc, what: `ice:${this.iceConnectionState}` }),
@@ -42,6 +44,23 @@ let pcCount = 0;
       );
     }
   } as typeof RTCPeerConnection;
+  // When each SDP step starts and how long it takes, per peer connection (the join sample's
+  // `events`: the speaker's send pc makes offers, a viewer's recv pc answers).
+  for (const method of ['createOffer', 'createAnswer', 'setLocalDescription', 'setRemoteDescription'] as const) {
+    const original = Native.prototype[method] as (...args: unknown[]) => Promise<unknown>;
+    (Native.prototype as unknown as Record<string, unknown>)[method] = async function (
+      this: RTCPeerConnection,
+      ...args: unknown[]
+    ) {
+      const pc = numbers.get(this) ?? 0;
+      const t = now();
+      try {
+        return await original.apply(this, args);
+      } finally {
+        pcEvents.push({ t, pc, what: `${method}:${Math.round((now() - t) * 10) / 10}ms` });
+      }
+    };
+  }
 }
 
 // ------------------------------------------------------------------ received tracks
