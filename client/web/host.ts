@@ -924,7 +924,10 @@ function wireModeration(m: Meeting): void {
   });
   s.on('peerStageStatusUpdate', ({ userId, new: now }) => {
     // an unmute request ends when its owner leaves the stage; the hold stays
-    if (now !== 'ON_STAGE') holds.get(userId)?.asked.clear();
+    if (now !== 'ON_STAGE' && holds.get(userId)?.asked.size) {
+      holds.get(userId)!.asked.clear();
+      renderSoon();
+    }
   });
 
   byId('mute-everyone').addEventListener('click', () => {

@@ -107,6 +107,8 @@ const row = (page: Page, testid: string, userId: string) =>
   page.locator(`[data-testid="${testid}"][data-user-id="${userId}"]`);
 const settingsOf = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).__meeting.settings);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Room for a loaded machine (the default poll gives up after 1 s). */
+const T = { timeout: 10_000 };
 /** Text without the isolation marks (FSI/PDI) the pages put around names. */
 const plain = async (l: Locator) => ((await l.textContent()) ?? '').replace(/[\u2068\u2069]/g, '');
 
@@ -138,15 +140,15 @@ describe('host console: moderation', () => {
       requestCooldownSeconds: 30,
       audience: 'hidden',
     };
-    await expect.poll(() => server.stage.settings).toEqual(want);
+    await expect.poll(() => server.stage.settings, T).toEqual(want);
     // the co-host's console and the viewer's meeting follow
     await expect
       .poll(() => b.getByTestId('settings-summary').textContent())
       .toBe('Now: 2 seats, auto-fill on, acceptance time-out 45 s, slots of 5 min, request cool-down 30 s.');
     expect(await b.getByTestId('setting-stageCap').inputValue()).toBe('2');
     expect(await b.getByTestId('setting-autoFill').isChecked()).toBe(true);
-    await expect.poll(() => settingsOf(viewer)).toEqual(want);
-    await expect.poll(() => plain(b.getByTestId('activity'))).toContain('Grace Host changed the room settings');
+    await expect.poll(() => settingsOf(viewer), T).toEqual(want);
+    await expect.poll(() => plain(b.getByTestId('activity')), T).toContain('Grace Host changed the room settings');
 
     // refusals: a value out of range (the server's word, the field named as on the page), and a blank
     await a.getByTestId('setting-stageCap').fill('20000');
@@ -158,7 +160,7 @@ describe('host console: moderation', () => {
     await a.getByTestId('setting-stageCap').fill('2');
     await a.getByTestId('setting-requestCooldownSeconds').fill('');
     await click(a.getByTestId('apply-settings'));
-    await expect.poll(() => error.textContent()).toContain('Not applied: Request cool-down needs a whole number.');
+    await expect.poll(() => error.textContent(), T).toContain('Not applied: Request cool-down needs a whole number.');
     expect(server.stage.settings).toEqual(want);
     expect(await a11yViolations(a)).toEqual([]);
     await a.screenshot({ path: path.join(SHOTS, 'host-console-settings.png'), fullPage: true });
@@ -206,7 +208,7 @@ describe('host console: moderation', () => {
     expect(server.stage.holdsOf('sam').held).toEqual(['audio']);
     await row(b, 'speaker-row', 'sam').getByTestId('held-audio').waitFor();
     expect(await row(b, 'speaker-row', 'sam').getByTestId('allow-audio').count()).toBe(1);
-    await expect.poll(() => plain(b.getByTestId('activity'))).toContain("Grace Host muted Sam Speaker's mic.");
+    await expect.poll(() => plain(b.getByTestId('activity')), T).toContain("Grace Host muted Sam Speaker's mic.");
 
     // Sam asks to unmute: both consoles show the ask; B allows; A's row is back to "Mute mic"
     await sam.request('stage.requestUnmute', { source: 'audio' });
@@ -221,19 +223,19 @@ describe('host console: moderation', () => {
 
     // stop Tia's camera, then mute everyone: every speaker's mic held
     await click(row(b, 'speaker-row', 'tia').getByTestId('mute-video'));
-    await expect.poll(() => server.stage.holdsOf('tia').held).toEqual(['video']);
+    await expect.poll(() => server.stage.holdsOf('tia').held, T).toEqual(['video']);
     await click(a.getByTestId('mute-everyone'));
-    await expect.poll(() => server.stage.holdsOf('sam').held).toEqual(['audio']);
-    await expect.poll(() => server.stage.holdsOf('tia').held).toEqual(['audio', 'video']);
+    await expect.poll(() => server.stage.holdsOf('sam').held, T).toEqual(['audio']);
+    await expect.poll(() => server.stage.holdsOf('tia').held, T).toEqual(['audio', 'video']);
     for (const page of [a, b]) {
-      await expect.poll(() => row(page, 'speaker-row', 'tia').getAttribute('data-held')).toBe('audio video');
-      await expect.poll(() => row(page, 'speaker-row', 'sam').getAttribute('data-held')).toBe('audio');
-      await expect.poll(() => page.getByTestId('mute-everyone').isDisabled()).toBe(true);
+      await expect.poll(() => row(page, 'speaker-row', 'tia').getAttribute('data-held'), T).toBe('audio video');
+      await expect.poll(() => row(page, 'speaker-row', 'sam').getAttribute('data-held'), T).toBe('audio');
+      await expect.poll(() => page.getByTestId('mute-everyone').isDisabled(), T).toBe(true);
     }
 
     // a console opened now reads the holds from the server
     const late = await enter(room.hostPath, 'Lin Latecomer');
-    await expect.poll(() => row(late, 'speaker-row', 'tia').getAttribute('data-held')).toBe('audio video');
+    await expect.poll(() => row(late, 'speaker-row', 'tia').getAttribute('data-held'), T).toBe('audio video');
     expect(await a11yViolations(a)).toEqual([]);
     await a.screenshot({ path: path.join(SHOTS, 'host-console-muted.png') });
   });
@@ -245,26 +247,26 @@ describe('host console: moderation', () => {
     const server = sg.rooms.get(room.roomId)!;
     await a.getByTestId('setting-slotSeconds').fill('120');
     await click(a.getByTestId('apply-settings'));
-    await expect.poll(() => server.stage.settings.slotSeconds).toBe(120);
+    await expect.poll(() => server.stage.settings.slotSeconds, T).toBe(120);
     await raw(room, 'sam', 'Sam Speaker', 'speaker');
     const countdown = row(a, 'speaker-row', 'sam').getByTestId('slot-countdown');
-    await expect.poll(() => countdown.textContent()).toMatch(/^(2:00|1:5\d) left$/);
+    await expect.poll(() => countdown.textContent(), T).toMatch(/^(2:00|1:5\d) left$/);
     const tile = a.locator('[data-testid="stage-tile"][data-user-id="sam"]').getByTestId('tile-slot');
-    await expect.poll(() => tile.textContent()).toMatch(/^(2:00|1:5\d) left$/);
+    await expect.poll(() => tile.textContent(), T).toMatch(/^(2:00|1:5\d) left$/);
     const before = server.stage.slotEndsAt('sam')!;
     expect(Number(await countdown.getAttribute('data-ends-at'))).toBe(before);
 
     await click(row(a, 'speaker-row', 'sam').getByTestId('extend-slot'));
-    await expect.poll(() => server.stage.slotEndsAt('sam')).toBe(before + 60_000);
+    await expect.poll(() => server.stage.slotEndsAt('sam'), T).toBe(before + 60_000);
     const other = row(b, 'speaker-row', 'sam').getByTestId('slot-countdown');
-    await expect.poll(() => other.getAttribute('data-ends-at')).toBe(String(before + 60_000));
-    await expect.poll(() => other.textContent()).toMatch(/^(3:00|2:5\d) left$/);
+    await expect.poll(() => other.getAttribute('data-ends-at'), T).toBe(String(before + 60_000));
+    await expect.poll(() => other.textContent(), T).toMatch(/^(3:00|2:5\d) left$/);
     await a.screenshot({ path: path.join(SHOTS, 'host-console-slot.png') });
 
     // no slot: no countdown, no "+1 min"
     await a.getByTestId('setting-slotSeconds').fill('');
     await click(a.getByTestId('apply-settings'));
-    await expect.poll(() => row(b, 'speaker-row', 'sam').getByTestId('slot-countdown').count()).toBe(0);
+    await expect.poll(() => row(b, 'speaker-row', 'sam').getByTestId('slot-countdown').count(), T).toBe(0);
     expect(await row(b, 'speaker-row', 'sam').getByTestId('extend-slot').count()).toBe(0);
     expect(server.stage.slotEndsAt('sam')).toBeUndefined();
   });
@@ -300,15 +302,15 @@ describe('host console: moderation', () => {
     expect(await dialog.getByTestId('confirm-ok').textContent()).toBe('Remove and ban Rex Rowdy');
     await click(dialog.getByTestId('confirm-ok'));
     expect(await bye).toMatchObject({ reason: 'removed-from-room' });
-    await expect.poll(() => server.stage.isBanned('rex')).toBe(true);
+    await expect.poll(() => server.stage.isBanned('rex'), T).toBe(true);
     expect(server.participants.has('rex')).toBe(false);
     // both consoles list the ban, by name; the log says removed and banned (not "left")
     for (const [page, who] of [
       [a, 'You'],
       [b, 'Grace Host'],
     ] as const) {
-      await expect.poll(() => row(page, 'ban-item', 'rex').textContent()).toContain('Rex Rowdy');
-      await expect.poll(() => plain(page.getByTestId('activity'))).toContain(`${who} removed and banned Rex Rowdy.`);
+      await expect.poll(() => row(page, 'ban-item', 'rex').textContent(), T).toContain('Rex Rowdy');
+      await expect.poll(() => plain(page.getByTestId('activity')), T).toContain(`${who} removed and banned Rex Rowdy.`);
     }
     await sleep(400);
     expect(await plain(b.getByTestId('activity'))).not.toContain('Rex Rowdy left');
@@ -320,14 +322,14 @@ describe('host console: moderation', () => {
     await click(row(a, 'participant-item', 'amy').getByTestId('remove-from-room'));
     expect(await dialog.getByTestId('confirm-title').textContent()).toBe('Remove Amy Audience from the webinar?');
     await click(dialog.getByTestId('confirm-ok'));
-    await expect.poll(() => server.participants.has('amy')).toBe(false);
+    await expect.poll(() => server.participants.has('amy'), T).toBe(false);
     expect(server.stage.isBanned('amy')).toBe(false);
     expect(await b.getByTestId('ban-item').count()).toBe(1);
 
     // Unban in console B: the server lets Rex in again, console A's list empties
     await b.screenshot({ path: path.join(SHOTS, 'host-console-bans.png'), fullPage: true });
     await click(row(b, 'ban-item', 'rex').getByTestId('unban-button'));
-    await expect.poll(() => server.stage.isBanned('rex')).toBe(false);
+    await expect.poll(() => server.stage.isBanned('rex'), T).toBe(false);
     // (console A learns it within 3 s: an unban is the backend's, read again while a ban is listed)
     await expect.poll(() => a.getByTestId('ban-item').count(), { timeout: 8000 }).toBe(0);
     const back = await connectRaw(url, { token });
@@ -348,12 +350,12 @@ describe('host console: moderation', () => {
     await raw(room, 'sam', 'Sam Speaker', 'speaker');
     await row(a, 'speaker-row', 'sam').waitFor();
     await click(row(a, 'speaker-row', 'sam').getByTestId('mute-audio'));
-    await expect.poll(() => sg.rooms.get(room.roomId)!.stage.holdsOf('sam').held).toEqual(['audio']);
+    await expect.poll(() => sg.rooms.get(room.roomId)!.stage.holdsOf('sam').held, T).toEqual(['audio']);
 
     await click(a.getByTestId('audit-toggle'));
     expect(await a.getByTestId('audit-toggle').getAttribute('aria-expanded')).toBe('true');
     const items = a.getByTestId('audit-item');
-    await expect.poll(() => a.locator('[data-testid="audit-item"][data-action="media.held"]').count()).toBe(1);
+    await expect.poll(() => a.locator('[data-testid="audit-item"][data-action="media.held"]').count(), T).toBe(1);
     const all = (await items.allTextContents()).map((t) => t.replace(/[\u2068\u2069]/g, ''));
     expect(all.at(-1)).toContain('The room was created');
     expect(all.join('\n')).toContain("You muted Sam Speaker's mic");
@@ -386,7 +388,7 @@ describe('host console: moderation', () => {
 
     const hostUrl = await landing.getByTestId('host-link').inputValue();
     const a = await enter(new URL(hostUrl).pathname + new URL(hostUrl).search, 'Grace Host');
-    await expect.poll(() => a.getByTestId('copy-speaker-link').isDisabled()).toBe(false);
+    await expect.poll(() => a.getByTestId('copy-speaker-link').isDisabled(), T).toBe(false);
     const speaker = await enter(new URL(speakerUrl).pathname + new URL(speakerUrl).search, 'Sam Speaker');
     expect(await speaker.evaluate(() => (window as unknown as TestWindow).__meeting.self.preset.name)).toBe('speaker');
     // a speaker may go on stage without a request
@@ -444,12 +446,12 @@ describe('host console: moderation', () => {
     expect(renderMs).toBeLessThan(1000);
 
     await a.getByTestId('people-search').fill('watcher 377');
-    await expect.poll(() => rows.count()).toBe(2);
+    await expect.poll(() => rows.count(), T).toBe(2);
     await click(row(a, 'participant-item', 'watcher-377').getByTestId('ban-button'));
     expect(await a.getByTestId('confirm-title').textContent()).toBe('Remove and ban Watcher 377?');
     await click(a.getByTestId('confirm-ok'));
-    await expect.poll(() => sg.rooms.get(room.roomId)!.stage.isBanned('watcher-377')).toBe(true);
-    await expect.poll(() => a.getByTestId('people-count').textContent()).toBe(String(AUDIENCE + 1));
+    await expect.poll(() => sg.rooms.get(room.roomId)!.stage.isBanned('watcher-377'), T).toBe(true);
+    await expect.poll(() => a.getByTestId('people-count').textContent(), T).toBe(String(AUDIENCE + 1));
     await row(a, 'ban-item', 'watcher-377').waitFor();
     await a.getByTestId('people-search').fill('');
     await a.screenshot({ path: path.join(SHOTS, 'host-console-large-audience.png') });
