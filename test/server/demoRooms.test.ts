@@ -4,18 +4,18 @@
  * themselves after STAGEGATE_EMPTY_ROOM_CLOSE_SECONDS (here a fraction of a second).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Room } from '../../server/room/Room.js';
 import { connectRaw, joinRaw, startServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
 beforeAll(async () => {
   t = await startServer({
     demo: true,
-    config: { demoRoomsPerMinute: 3, emptyRoomCloseSeconds: 0.4, reconnectGraceMs: 0 },
+    config: { demoRoomsPerMinute: 3, reconnectGraceMs: 0 },
   });
 });
 afterAll(() => t?.close());
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function post(path: string, body: unknown) {
   const res = await fetch(`${t.url}${path}`, {
     method: 'POST',
@@ -39,31 +39,41 @@ describe('demo rooms', () => {
   });
 
   it('GET /demo/rooms/ID: 200 for a live demo room, typed 404 otherwise; empty rooms close by themselves', async () => {
-    const rooms = [...t.sg.rooms.list()];
-    const occupied = rooms[0]!;
-    const { token } = (await post('/demo/tokens', { roomId: occupied.id, name: 'Ada', role: 'viewer' })).body as {
-      token: string;
-    };
-    const ada = await connectRaw(t.url, { token });
-    await joinRaw(ada);
+    // its own server: the close period must outlast creating the rooms and joining one, even on a
+    // loaded machine, and the polls below wait only as long as the closing takes
+    const s = await startServer({ demo: true, config: { emptyRoomCloseSeconds: 3, reconnectGraceMs: 0 } });
+    try {
+      const rooms: Room[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${s.url}/demo/rooms`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        });
+        rooms.push(s.sg.rooms.get(((await res.json()) as { roomId: string }).roomId)!);
+      }
+      const occupied = rooms[0]!;
+      const ada = await connectRaw(s.url, { token: await s.token('ada', 'viewer', occupied.id) });
+      await joinRaw(ada);
 
-    const ok = await fetch(`${t.url}/demo/rooms/${occupied.id}`);
-    expect(ok.status).toBe(200);
-    expect(await ok.json()).toMatchObject({ roomId: occupied.id, mode: 'REQUEST' });
-    const missing = await fetch(`${t.url}/demo/rooms/nope1234`);
-    expect(missing.status).toBe(404);
-    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+      const ok = await fetch(`${s.url}/demo/rooms/${occupied.id}`);
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toMatchObject({ roomId: occupied.id, mode: 'REQUEST' });
+      const missing = await fetch(`${s.url}/demo/rooms/nope1234`);
+      expect(missing.status).toBe(404);
+      expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
 
-    // the empty ones close within the period (+ a sweep); the occupied one stays
-    await sleep(1_500);
-    for (const r of rooms.slice(1)) expect(r.closed).toBe(true);
-    expect(occupied.closed).toBe(false);
-    expect((await fetch(`${t.url}/demo/rooms/${rooms[1]!.id}`)).status).toBe(404);
-    // once its last participant leaves, it closes too
-    ada.close();
-    await sleep(1_500);
-    expect(occupied.closed).toBe(true);
-    expect(t.sg.rooms.list()).toEqual([]);
+      // the empty ones close within the period (+ a sweep); the occupied one stays
+      await expect.poll(() => rooms.slice(1).every((r) => r.closed)).toBe(true);
+      expect(occupied.closed).toBe(false);
+      expect((await fetch(`${s.url}/demo/rooms/${rooms[1]!.id}`)).status).toBe(404);
+      // once its last participant leaves, it closes too
+      ada.close();
+      await expect.poll(() => occupied.closed).toBe(true);
+      expect(s.sg.rooms.list()).toEqual([]);
+    } finally {
+      await s.close();
+    }
   });
 });
 
