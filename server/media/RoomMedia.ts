@@ -35,7 +35,24 @@ export interface RtcOptions {
 export interface TransportAppData {
   userId: string;
   direction: 'send' | 'recv';
+  /** Cluster mode: the node the participant's socket is on, when not this one (see `remote`). */
+  node?: string | undefined;
   [key: string]: unknown;
+}
+
+/**
+ * Cluster mode (server/cluster/RemoteMedia.ts): transports on another node, consumed through a
+ * cross-node pipe from this room's origin. Without it every transport is local.
+ */
+export interface RemoteMediaPort {
+  /** A receive transport on `node`: a proxy with the `ms.Transport` members the room uses. */
+  createTransport(node: string, appData: TransportAppData): Promise<ms.Transport>;
+  /** Whether `transport` is one of this port's proxies. */
+  owns(transport: ms.Transport): boolean;
+  /** Makes `producer` (on the origin) consumable on the proxy's node: pipes it there once. */
+  prepareConsume(transport: ms.Transport, producer: ms.Producer): Promise<void>;
+  /** The room's media closed: every node drops its part. */
+  close(): void;
 }
 
 /**
@@ -72,6 +89,8 @@ export class RoomMedia {
   readonly #lostListeners: ((transportIds: Set<string>, worker: ms.Worker) => void)[] = [];
   readonly #speakerListeners: ((producer: ms.Producer) => void)[] = [];
   #closed = false;
+  /** Cluster mode: receive transports of participants connected to other nodes go there. */
+  remote: RemoteMediaPort | undefined;
 
   private constructor(
     origin: MediaRouter,
@@ -141,6 +160,9 @@ export class RoomMedia {
   /** A send transport on the origin, or a receive transport where placement says. */
   async createTransport(appData: TransportAppData, make: TransportFactory = this.#webRtc): Promise<ms.Transport> {
     this.#assertOpen();
+    if (this.remote && appData.node && appData.direction === 'recv') {
+      return this.remote.createTransport(appData.node, appData);
+    }
     const recv = appData.direction === 'recv';
     const target = recv ? this.#place() : this.#origin;
     if (recv) target.pending++;
@@ -182,13 +204,16 @@ export class RoomMedia {
     producer: ms.Producer,
     rtpCapabilities: ms.RtpCapabilities,
   ): Promise<void> {
+    const remote = this.remote?.owns(transport) === true;
     const at = this.#routerOf.get(transport);
-    if (!at || at.closed || transport.closed) {
+    if ((!remote && (!at || at.closed)) || transport.closed) {
       throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
     }
     if (!this.#origin.router.canConsume({ producerId: producer.id, rtpCapabilities })) {
       throw new StagegateError('UNSUPPORTED', 'your RTP capabilities cannot receive this producer');
     }
+    if (remote) return this.remote!.prepareConsume(transport, producer);
+    if (!at) return;
     if (at !== this.#origin) await this.#pipe(producer, at);
   }
 
@@ -335,6 +360,7 @@ export class RoomMedia {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.remote?.close();
     for (const r of this.routers()) r.close();
     this.#edges.clear();
     this.#pipes.clear();

@@ -34,9 +34,29 @@ afterAll(async () => {
   if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
 });
 
+/**
+ * Every node knows the others' public URLs (heartbeats): its pages may then reach them (CSP
+ * connect-src) and its socket.io accepts pages of the others (origins), as a cluster that has
+ * been running a while does.
+ */
+async function peersKnown(): Promise<void> {
+  for (const n of nodes) {
+    await expect
+      .poll(async () => (await fetch(`${n.url}/index.html`)).headers.get('content-security-policy') ?? '', {
+        timeout: 20_000,
+      })
+      .toSatisfy((csp: string) => nodes.every((o) => csp.includes(o.url)));
+  }
+}
+
 /** A page on `urls[0]` in the room with the thin client (URL list `urls`), playing what it receives. */
-async function openMeeting(userId: string, preset: 'speaker' | 'viewer', urls: string[]): Promise<Page> {
-  const token = await mint(urls[0]!, 'media', userId, preset);
+async function openMeeting(
+  userId: string,
+  preset: 'speaker' | 'viewer',
+  urls: string[],
+  roomId = 'media',
+): Promise<Page> {
+  const token = await mint(urls[0]!, roomId, userId, preset);
   const page = await browser.newPage(`${urls[0]}/index.html`);
   await page.evaluate(`(async () => {
     const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
@@ -61,19 +81,129 @@ async function openMeeting(userId: string, preset: 'speaker' | 'viewer', urls: s
 }
 
 const framesDecoded = async (page: Page) => (await inboundStats(page)).video.framesDecoded;
+const bytesReceived = async (page: Page) => {
+  const { video, audio } = await inboundStats(page);
+  return video.bytesReceived + audio.bytesReceived;
+};
+
+interface RouterPart {
+  role: string;
+  transports: number;
+  consumers: number;
+  producers: number;
+  pipeProducers: number;
+  pipeTransports: number;
+  transportIds: string[];
+  producerIds: string[];
+  consumerIds: string[];
+}
+interface MediaPart {
+  roomId: string;
+  role: 'owner' | 'media';
+  owner?: string;
+  participants: Record<string, { send?: string; recv?: string }>;
+  pipes: { producerId: string; node: string; paused?: boolean }[];
+  routers: RouterPart[];
+}
+
+/** The media of room `roomId` on the node at `url`, as that node's own routers hold it. */
+async function mediaOn(url: string, roomId: string): Promise<MediaPart | undefined> {
+  const r = await api<{ rooms: MediaPart[] }>(url, 'GET', '/api/node/media');
+  expect(r.status).toBe(200);
+  return r.json.rooms.find((p) => p.roomId === roomId);
+}
+
+const sum = (part: MediaPart | undefined, key: 'pipeTransports' | 'pipeProducers' | 'transports' | 'producers') =>
+  (part?.routers ?? []).reduce((n, r) => n + r[key], 0);
+
+it('node media: a viewer on node C receives through a pipe from node A, paused while held, gone after a kick', async () => {
+  const [a, , c] = nodes as [TestNode, TestNode, TestNode];
+  await peersKnown();
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'pipes', mode: 'REQUEST' })).status).toBe(201);
+  expect((await api(a.url, 'GET', '/api/node/media', undefined, 'wrong-secret')).status).toBe(401);
+  const speaker = await openMeeting('spk2', 'speaker', [a.url], 'pipes');
+  const viewer = await openMeeting('v2', 'viewer', [c.url], 'pipes');
+  try {
+    await expect.poll(() => framesDecoded(viewer), { timeout: 20_000, interval: 250 }).toBeGreaterThan(10);
+
+    // the viewer's transport is on C (its socket's node), not on A (the room's node)
+    const onA = await mediaOn(a.url, 'pipes');
+    const onC = await mediaOn(c.url, 'pipes');
+    expect(onA?.role).toBe('owner');
+    expect(onA?.participants.spk2?.send).toBeDefined();
+    expect(onA?.participants.v2).toBeUndefined();
+    expect(onC).toMatchObject({ role: 'media', owner: 'a' });
+    expect(onC?.participants.v2?.recv).toBeDefined();
+    expect(onC?.participants.spk2).toBeUndefined();
+    // one pipe per producer, on both nodes; nothing of the room on B
+    const producers = sum(onA, 'producers');
+    expect(producers).toBeGreaterThanOrEqual(2); // audio and video
+    expect(sum(onA, 'pipeTransports')).toBe(producers);
+    expect(onA?.pipes.map((p) => p.node)).toEqual(Array(producers).fill('c'));
+    expect(sum(onC, 'pipeTransports')).toBe(producers);
+    expect(sum(onC, 'pipeProducers')).toBe(producers);
+    expect(sum(onC, 'producers')).toBe(0);
+    expect(onC?.pipes.every((p) => p.paused === false)).toBe(true);
+    expect(await mediaOn(nodes[1]!.url, 'pipes')).toBeUndefined();
+
+    // a host's hold: the piped producers are paused on C too, and no bytes reach the viewer
+    const flowing = await bytesReceived(viewer);
+    await expect.poll(() => bytesReceived(viewer), { timeout: 5000 }).toBeGreaterThan(flowing + 5000);
+    const muted = await api(a.url, 'POST', '/api/rooms/pipes/stage/mute', {
+      userIds: ['spk2'],
+      sources: ['audio', 'video'],
+    });
+    expect(muted.status).toBe(200);
+    await expect
+      .poll(async () => (await mediaOn(c.url, 'pipes'))?.pipes.map((p) => p.paused), { timeout: 5000 })
+      .toEqual(Array(producers).fill(true));
+    await new Promise((r) => setTimeout(r, 1000)); // what was in flight arrives
+    const held = await bytesReceived(viewer);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await bytesReceived(viewer)) - held).toBeLessThan(1000);
+
+    // the speaker is kicked off the stage: the producers close, and with them every pipe on both nodes
+    expect((await api(a.url, 'POST', '/api/rooms/pipes/stage/kick', { userIds: ['spk2'] })).status).toBe(200);
+    await expect
+      .poll(
+        async () => {
+          const [ownerSide, mediaSide] = [await mediaOn(a.url, 'pipes'), await mediaOn(c.url, 'pipes')];
+          return {
+            ownerPipes: ownerSide?.pipes.length,
+            ownerPipeTransports: sum(ownerSide, 'pipeTransports'),
+            ownerProducers: ownerSide?.routers.flatMap((r) => r.producerIds).length,
+            // transports the worker holds beyond the participants' (pipe transports)
+            ownerExtraTransports:
+              (ownerSide?.routers.flatMap((r) => r.transportIds).length ?? 0) - sum(ownerSide, 'transports'),
+            mediaPipes: mediaSide?.pipes.length,
+            mediaPipeTransports: sum(mediaSide, 'pipeTransports'),
+            mediaProducers: mediaSide?.routers.flatMap((r) => r.producerIds).length,
+            mediaConsumers: mediaSide?.routers.flatMap((r) => r.consumerIds).length,
+            mediaTransports: mediaSide?.routers.flatMap((r) => r.transportIds).length,
+          };
+        },
+        { timeout: 10_000 },
+      )
+      .toEqual({
+        ownerPipes: 0,
+        ownerPipeTransports: 0,
+        ownerProducers: 0,
+        ownerExtraTransports: 0,
+        mediaPipes: 0,
+        mediaPipeTransports: 0,
+        mediaProducers: 0,
+        mediaConsumers: 0,
+        mediaTransports: 1, // the viewer's receive transport
+      });
+  } finally {
+    await speaker.close();
+    await viewer.close();
+  }
+});
 
 it('a viewer on node C decodes a speaker on node A, and again after A dies', async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
-  // every node knows the others' public URLs (heartbeats): its pages may then reach them (CSP
-  // connect-src) and its socket.io accepts pages of the others (origins), as a cluster that has
-  // been running a while does
-  for (const n of nodes) {
-    await expect
-      .poll(async () => (await fetch(`${n.url}/index.html`)).headers.get('content-security-policy') ?? '', {
-        timeout: 20_000,
-      })
-      .toSatisfy((csp: string) => nodes.every((o) => csp.includes(o.url)));
-  }
+  await peersKnown();
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'media', mode: 'REQUEST' })).status).toBe(201);
   const speaker = await openMeeting('spk', 'speaker', [a.url, b.url]);
   const viewer = await openMeeting('viewer', 'viewer', [c.url, b.url]);
