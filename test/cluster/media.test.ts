@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
 import { buildClientWebRoot } from '../helpers/clientBundle.js';
+import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
 import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 const LEASE_MS = 1500;
@@ -115,6 +116,106 @@ async function mediaOn(url: string, roomId: string): Promise<MediaPart | undefin
 
 const sum = (part: MediaPart | undefined, key: 'pipeTransports' | 'pipeProducers' | 'transports' | 'producers') =>
   (part?.routers ?? []).reduce((n, r) => n + r[key], 0);
+
+it('node media (signaling only): one pipe per producer and node, shared by its viewers there, closed with the producer', async () => {
+  const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'raw', mode: 'OPEN' })).status).toBe(201);
+  const clients: RawClient[] = [];
+  const join = async (url: string, userId: string, preset: string) => {
+    const client = await connectRaw(url, { token: await mint(url, 'raw', userId, preset) });
+    clients.push(client);
+    await joinRaw(client);
+    return client;
+  };
+  try {
+    const spk = await join(b.url, 'spk', 'speaker');
+    await spk.request('stage.join');
+    const send = await spk.request('createTransport', { direction: 'send' });
+    const produced = await Promise.all(
+      (['audio', 'video'] as const).map((kind, i) =>
+        spk.request('produce', { transportId: send.id, kind, rtpParameters: rtpParameters(kind, 1000 + i) }),
+      ),
+    );
+    const ids = produced.map((p) => p.id).sort();
+    // two viewers on C consume at once, one on A (the room's node), one on B (the speaker's node)
+    const viewers = await Promise.all([
+      join(c.url, 'c1', 'viewer'),
+      join(c.url, 'c2', 'viewer'),
+      join(a.url, 'a1', 'viewer'),
+      join(b.url, 'b1', 'viewer'),
+    ]);
+    const consumers = await Promise.all(
+      viewers.map(async (v) => {
+        const recv = await v.request('createTransport', { direction: 'recv' });
+        await v.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
+        return Promise.all(ids.map((producerId) => v.request('consume', { producerId })));
+      }),
+    );
+    // the calls a client makes on its consumers run on its node
+    const [c1] = consumers as [Awaited<(typeof consumers)[0]>];
+    for (const consumer of c1)
+      expect((await viewers[0]!.ack('resumeConsumer', { consumerId: consumer.id })).ok).toBe(true);
+    const video = c1.find((x) => x.kind === 'video')!;
+    expect(await viewers[0]!.request('setConsumerPreferences', { consumerId: video.id, visible: false })).toEqual({
+      spatialLayer: 0,
+      paused: true,
+    });
+
+    const [onA, onB, onC] = [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')];
+    // the speaker's producers on the room's node; each viewer's transport on its own node
+    expect(onA?.participants).toEqual({ spk: { send: expect.any(String) }, a1: { recv: expect.any(String) } });
+    expect(Object.keys(onB?.participants ?? {})).toEqual(['b1']);
+    expect(Object.keys(onC?.participants ?? {}).sort()).toEqual(['c1', 'c2']);
+    // one pipe per (producer, node): two viewers on C share it; none for A's own viewer
+    const pipes = (part: MediaPart | undefined) => part?.pipes.map((p) => `${p.producerId}>${p.node}`).sort();
+    expect(pipes(onA)).toEqual(ids.flatMap((id) => [`${id}>b`, `${id}>c`]).sort());
+    expect(pipes(onB)).toEqual(ids.map((id) => `${id}>a`));
+    expect(pipes(onC)).toEqual(ids.map((id) => `${id}>a`));
+    expect([sum(onA, 'pipeTransports'), sum(onB, 'pipeTransports'), sum(onC, 'pipeTransports')]).toEqual([4, 2, 2]);
+    expect(onC?.routers.flatMap((r) => r.consumerIds)).toHaveLength(4);
+
+    // the speaker's mute pauses the piped producer on C, and C's viewers are told
+    const audio = produced.find((p) => p.source === 'audio')!;
+    const paused = viewers[1]!.next('producerPaused');
+    await spk.request('pauseProducer', { producerId: audio.id });
+    expect(await paused).toEqual({ producerId: audio.id, userId: 'spk' });
+    await expect
+      .poll(async () => (await mediaOn(c.url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
+      .toBe(true);
+    await spk.request('resumeProducer', { producerId: audio.id });
+    await expect
+      .poll(async () => (await mediaOn(c.url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
+      .toBe(false);
+
+    // the producer closes: its pipes close on every node, and C's viewers hear of their consumers
+    const closed = viewers[1]!.next('consumerClosed');
+    await spk.request('closeProducer', { producerId: audio.id });
+    expect((await closed).producerId).toBe(audio.id);
+    await expect
+      .poll(async () => [
+        pipes(await mediaOn(a.url, 'raw')),
+        pipes(await mediaOn(b.url, 'raw')),
+        pipes(await mediaOn(c.url, 'raw')),
+      ])
+      .toEqual([
+        [`${video.producerId}>b`, `${video.producerId}>c`],
+        [`${video.producerId}>a`],
+        [`${video.producerId}>a`],
+      ]);
+    expect(sum(await mediaOn(c.url, 'raw'), 'pipeTransports')).toBe(1);
+
+    // a viewer on C leaves: its transport goes from C, the other's stays
+    viewers[0]!.close();
+    await expect.poll(async () => Object.keys((await mediaOn(c.url, 'raw'))?.participants ?? {})).toEqual(['c2']);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  // the room closes: each node drops its part
+  expect((await api(a.url, 'DELETE', '/api/rooms/raw')).status).toBe(204);
+  await expect
+    .poll(async () => [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')])
+    .toEqual([undefined, undefined, undefined]);
+});
 
 it('node media: a viewer on node C receives through a pipe from node A, paused while held, gone after a kick', async () => {
   const [a, , c] = nodes as [TestNode, TestNode, TestNode];
