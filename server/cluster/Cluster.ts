@@ -170,6 +170,7 @@ export class Cluster implements SignalingRouter {
     this.#deps = deps;
     const { pool, rtc, maxConsumersPerRouter } = deps.rooms.opts;
     this.#media = new RemoteMedia({
+      nodeId: this.nodeId,
       bus: { request: (node, body) => this.#request(node, body), send: (node, body) => this.#send(node, body) },
       pool,
       rtc,
@@ -362,7 +363,7 @@ export class Cluster implements SignalingRouter {
       }
       if (path === '/api/node/media') {
         if (!this.#authorized(req.headers.authorization) || req.method !== 'GET') return false;
-        const rooms = await this.#media?.describe(this.#deps.rooms.list());
+        const rooms = await this.#media?.describe();
         sendJson(res, 200, { nodeId: this.nodeId, rooms });
         return true;
       }

@@ -1,27 +1,30 @@
 /**
- * Media across cluster nodes: a viewer's receive transport on the node its socket is connected to
- * (its media node), fed from the room's node through a PipeTransport pair between the two nodes'
- * routers. The room's node (the owner) keeps the stage, every producer and every decision
- * (gating, holds, one consumer per producer); the media node only executes.
+ * Media across cluster nodes. A participant's transports are on the node its socket is connected
+ * to (its media node): a producer lives on the node of its speaker, a viewer's consumers on the
+ * viewer's node, and a producer reaches another node through a PipeTransport pair between the two
+ * nodes' routers. The room's node (the owner) keeps the stage and every decision (gating, holds,
+ * one consumer per producer); the media nodes execute, and the owner orchestrates the pipes.
  *
- * - **Owner side** (`forRoom`, a `RemoteMediaPort` of the room's RoomMedia): a receive transport
- *   of a participant whose socket is on node N is created on N by a media RPC over the cluster's
- *   Redis channels, and the room gets a proxy (`RemoteTransport`, then `RemoteConsumer`s) with the
- *   members of mediasoup's objects it uses: calls become RPCs, N's events come back to it.
- * - **Pipes**: one per (producer, node), created by the first consume on that node (one promise):
- *   a PipeTransport on each side (`listenInfo` = the node's RTC address), each connected to the
- *   other, `consume` on the owner's origin and `produce` with the same id on N's router. It closes
- *   with the producer (stage exit, kick, leave, slot end, its transport), both sides. A paused
- *   producer (a host's hold, the speaker's mute) forwards nothing through its pipe consumer, and
- *   the piped producer on N is paused as well (N's consumers see `producerPaused`).
- * - **Media node side** (`handle`): per room, a RoomMedia of its own on this node's workers
- *   (placement and in-node pipes as on one node), the transports, consumers and pipes the owner
- *   asked for. Dropped when the owner closes the room or dies, or another node takes it.
- * - A node that dies takes its part: the owner drops its pipes there (its sockets' participants
- *   are dropped by the cluster, grace period as usual).
- *
- * Producers stay on the owner (a speaker connected to another node sends to the owner's RTC
- * address); a send transport on the speaker's node is not built.
+ * - **Owner side** (`forRoom`: the `RemoteMediaPort` of a room's RoomMedia): a transport of a
+ *   participant whose socket is on node N is created on N by a media RPC over the cluster's Redis
+ *   channels, and the room gets proxies (`RemoteTransport`, `RemoteProducer`, `RemoteConsumer`)
+ *   with the members of mediasoup's objects it uses: calls become RPCs, N's events come back.
+ * - **Pipes**: one per (producer, destination node), made by the first consume there (one
+ *   promise), orchestrated by the owner: a PipeTransport on the destination (`pipeIn`), one on
+ *   the producer's node connected to it, consuming the producer (`pipeOut`), then the
+ *   destination's connected and producing with the same id (`pipeConnect`). `listenInfo` is each
+ *   node's RTC address. A pipe closes with its producer (stage exit, kick, leave, slot end, its
+ *   transport), on both nodes. A paused producer (a host's hold, the speaker's mute) forwards
+ *   nothing into its pipes, and the producer's node pauses the piped copies too (ordered by a
+ *   sequence number, as its messages and the owner's travel on different channels).
+ * - The owner itself is one of these nodes: a producer on another node that a viewer on the
+ *   owner consumes (or the active speaker observer needs: audio is piped to the owner) is piped
+ *   into the owner's origin router; a producer on the owner reaches other nodes the same way.
+ * - **Media node side** (`handle`): per room a site, a RoomMedia of its own on this node's
+ *   workers (placement and in-node pipes as on one node); dropped when the owner closes the room,
+ *   dies, or another node takes it. A node that dies takes its part: the owner drops its
+ *   producers and transports there (the cluster drops its sockets' participants) and the pipes
+ *   from and to it.
  */
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
@@ -30,23 +33,25 @@ import type { Logger } from '../logger.js';
 import { RoomMedia, type RemoteMediaPort, type RtcOptions, type TransportAppData } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 
-/** Media RPC bodies (owner → media node), and events (media node → owner). */
+/** Media RPC bodies (owner → media node, producer's node → destination), and events (media node → owner). */
 export type MediaRpc =
   | { t: 'media.transport'; roomId: string; appData: TransportAppData }
   | { t: 'media.connect'; transportId: string; dtlsParameters: ms.DtlsParameters }
   | { t: 'media.closeTransport'; transportId: string }
-  | { t: 'media.pipe'; roomId: string; producerId: string }
   | {
-      t: 'media.pipeConnect';
-      producerId: string;
-      ip: string;
-      port: number;
+      t: 'media.produce';
+      transportId: string;
       kind: ms.MediaKind;
       rtpParameters: ms.RtpParameters;
-      paused: boolean;
+      appData: Record<string, unknown>;
     }
-  | { t: 'media.pipePause'; producerId: string; paused: boolean }
+  | { t: 'media.producer'; producerId: string; call: 'pause' | 'resume' | 'close' }
+  | { t: 'media.pipeIn'; roomId: string; producerId: string; from: string }
+  | { t: 'media.pipeOut'; roomId: string; producerId: string; to: string; ip: string; port: number }
+  | ({ t: 'media.pipeConnect'; producerId: string } & PipeOut)
+  | { t: 'media.pipePause'; producerId: string; paused: boolean; seq: number }
   | { t: 'media.pipeClose'; producerId: string }
+  | { t: 'media.pipeOutClose'; producerId: string; to: string }
   | {
       t: 'media.consume';
       transportId: string;
@@ -56,17 +61,28 @@ export type MediaRpc =
     }
   | { t: 'media.consumer'; consumerId: string; call: ConsumerCall; arg?: unknown }
   | { t: 'media.closeRoom'; roomId: string }
-  | { t: 'media.event'; target: 'transport' | 'consumer'; id: string; event: string; data?: unknown };
+  | { t: 'media.event'; target: 'transport' | 'producer' | 'consumer'; id: string; event: string; data?: unknown };
 
 type ConsumerCall = 'pause' | 'resume' | 'requestKeyFrame' | 'setPreferredLayers' | 'setPriority' | 'close';
 
-/** The cluster's RPC (Cluster.ts): requests answered by the node, and one-way messages (in order). */
+/** What the producer's node answers to `pipeOut`: its pipe's address and the stream. */
+interface PipeOut {
+  ip: string;
+  port: number;
+  kind: ms.MediaKind;
+  rtpParameters: ms.RtpParameters;
+  paused: boolean;
+  seq: number;
+}
+
+/** The cluster's RPC (Cluster.ts): requests answered by the node, and one-way messages (in order per sender). */
 export interface MediaBus {
   request(node: string, body: MediaRpc): Promise<unknown>;
   send(node: string, body: MediaRpc): void;
 }
 
 export interface RemoteMediaOptions {
+  nodeId: string;
   bus: MediaBus;
   pool: WorkerPool;
   rtc: RtcOptions;
@@ -79,6 +95,14 @@ interface TransportInfo {
   iceParameters: ms.IceParameters;
   iceCandidates: ms.IceCandidate[];
   dtlsParameters: ms.DtlsParameters;
+}
+
+interface ProducerInfo {
+  id: string;
+  kind: ms.MediaKind;
+  type: ms.ProducerType;
+  rtpParameters: ms.RtpParameters;
+  paused: boolean;
 }
 
 interface ConsumerInfo {
@@ -94,51 +118,69 @@ interface ConsumerInfo {
   currentLayers: ms.ConsumerLayers | undefined;
 }
 
-/** Owner side: one producer piped to one node. */
+/** Owner side: one producer piped from its node to another. */
 interface OwnerPipe {
   roomId: string;
+  from: string;
   creating: Promise<void>;
-  transport?: ms.PipeTransport;
   closed: boolean;
 }
 
-/** Media node side: the part of a room this node serves for its owner. */
-interface Hosted {
+/** A node's part of a room: the owner's own RoomMedia, or one made here for another owner. */
+interface Site {
   roomId: string;
   owner: string;
   media: Promise<RoomMedia>;
-  worker: ms.Worker;
+  /** Made here for another owner (this node acquired its worker). */
+  hosted?: { worker: ms.Worker };
 }
+
+type Side = ms.Producer | RemoteProducer;
 
 export class RemoteMedia {
   readonly #opts: RemoteMediaOptions;
+  readonly #self: string;
   readonly #log: Logger;
   // owner side
   readonly #transports = new Map<string, RemoteTransport>();
+  readonly #producers = new Map<string, RemoteProducer>();
   readonly #consumers = new Map<string, RemoteConsumer>();
-  /** Producer id → node → pipe. */
+  /** Producer id → destination node → pipe. */
   readonly #pipes = new Map<string, Map<string, OwnerPipe>>();
-  /** Room id → the nodes that have a part of it (told when it closes). */
+  /** Room id → the other nodes that have a part of it (told when it closes). */
   readonly #nodesOf = new Map<string, Set<string>>();
-  // media node side
-  readonly #hosted = new Map<string, Hosted>();
-  readonly #hostTransports = new Map<string, { transport: ms.Transport; hosted: Hosted }>();
-  readonly #hostConsumers = new Map<string, { consumer: ms.Consumer; hosted: Hosted }>();
-  readonly #hostPipes = new Map<string, { transport: ms.PipeTransport; producer?: ms.Producer; hosted: Hosted }>();
+  // every node: its parts of rooms, and what it made in them for the owner
+  readonly #sites = new Map<string, Site>();
+  readonly #hostTransports = new Map<string, { transport: ms.Transport; site: Site }>();
+  readonly #hostProducers = new Map<string, { producer: ms.Producer; site: Site }>();
+  readonly #hostConsumers = new Map<string, { consumer: ms.Consumer; site: Site }>();
+  /** Producer id → its pipe into this node. */
+  readonly #inPipes = new Map<
+    string,
+    { transport: ms.PipeTransport; producer?: ms.Producer; site: Site; from: string; seq: number; paused?: boolean }
+  >();
+  /** `producerId>node` → its pipe out of this node. */
+  readonly #outPipes = new Map<string, { transport: ms.PipeTransport; site: Site; producerId: string; to: string }>();
 
   constructor(opts: RemoteMediaOptions) {
     this.#opts = opts;
+    this.#self = opts.nodeId;
     this.#log = opts.log;
   }
 
   // ================================================================== owner side
   /** The port of one room this node owns (set as `room.media.remote`). */
   forRoom(roomId: string, media: RoomMedia): RemoteMediaPort {
+    this.#sites.set(roomId, { roomId, owner: this.#self, media: Promise.resolve(media) });
     return {
       createTransport: (node, appData) => this.#createTransport(roomId, node, appData),
       owns: (t) => t instanceof RemoteTransport && this.#transports.get(t.id) === t,
-      prepareConsume: (t, producer) =>
-        this.#ensurePipe(roomId, media, producer, (t as unknown as RemoteTransport).node),
+      ownsProducer: (p) => p instanceof RemoteProducer,
+      prepareConsume: (t, producer) => this.#prepareConsume(roomId, t, producer as Side),
+      pipeHome: async (producer) => {
+        await this.#ensurePipe(roomId, producer as Side, this.#self);
+        return this.#localCopy(producer.id);
+      },
       close: () => this.#roomClosed(roomId),
     };
   }
@@ -152,85 +194,63 @@ export class RemoteMedia {
     return transport as unknown as ms.Transport;
   }
 
-  /** The producer on `node`: its pipe there, made by the first consumer (one promise per producer and node). */
-  #ensurePipe(roomId: string, media: RoomMedia, producer: ms.Producer, node: string): Promise<void> {
+  /**
+   * `producer` consumable on `transport`'s node: piped there once. The piped copy when the
+   * transport is on this node (the room's in-node placement goes on with it), else undefined.
+   */
+  async #prepareConsume(roomId: string, t: ms.Transport, producer: Side): Promise<ms.Producer | undefined> {
+    const to = t instanceof RemoteTransport ? t.node : this.#self;
+    const from = producer instanceof RemoteProducer ? producer.node : this.#self;
+    if (from !== to) await this.#ensurePipe(roomId, producer, to);
+    if (to !== this.#self) return undefined;
+    return from === this.#self ? (producer as ms.Producer) : this.#localCopy(producer.id);
+  }
+
+  #localCopy(producerId: string): ms.Producer {
+    const copy = this.#inPipes.get(producerId)?.producer;
+    if (!copy || copy.closed) throw closedMeanwhile(producerId);
+    return copy;
+  }
+
+  /** The producer on node `to`: its pipe there, made by the first consumer (one promise per producer and node). */
+  #ensurePipe(roomId: string, producer: Side, to: string): Promise<void> {
     if (producer.closed) return Promise.reject(closedMeanwhile(producer.id));
     let perNode = this.#pipes.get(producer.id);
     if (!perNode) {
       const created = new Map<string, OwnerPipe>();
       this.#pipes.set(producer.id, created);
-      producer.observer.once('close', () => this.#unpipe(producer.id));
+      (producer.observer as EventEmitter).once('close', () => this.#unpipe(producer.id));
       perNode = created;
     }
-    const existing = perNode.get(node);
+    const existing = perNode.get(to);
     if (existing) return existing.creating;
-    const pipe: OwnerPipe = { roomId, creating: Promise.resolve(), closed: false };
-    pipe.creating = this.#openPipe(roomId, media, producer, node, pipe);
-    perNode.set(node, pipe);
+    const from = producer instanceof RemoteProducer ? producer.node : this.#self;
+    const pipe: OwnerPipe = { roomId, from, creating: Promise.resolve(), closed: false };
+    pipe.creating = this.#openPipe(roomId, producer, from, to, pipe);
+    perNode.set(to, pipe);
     const map = perNode;
     pipe.creating.catch(() => {
-      if (map.get(node) === pipe) map.delete(node);
+      if (map.get(to) === pipe) map.delete(to);
     });
     return pipe.creating;
   }
 
-  async #openPipe(
-    roomId: string,
-    media: RoomMedia,
-    producer: ms.Producer,
-    node: string,
-    pipe: OwnerPipe,
-  ): Promise<void> {
-    const { bus } = this.#opts;
+  async #openPipe(roomId: string, producer: Side, from: string, to: string, pipe: OwnerPipe): Promise<void> {
+    const producerId = producer.id;
     const gone = () => pipe.closed || producer.closed;
-    // the media node's side first: its address for ours to send to
-    const remote = (await bus.request(node, { t: 'media.pipe', roomId, producerId: producer.id })) as {
-      ip: string;
-      port: number;
-    };
-    if (gone()) throw this.#abandon(node, producer, undefined);
-    let transport: ms.PipeTransport | undefined;
     try {
-      transport = await media.router.createPipeTransport({
-        listenInfo: this.#listenInfo(),
-        appData: { pipeTo: node, producerId: producer.id },
-      });
-      pipe.transport = transport;
-      if (gone()) throw closedMeanwhile(producer.id);
-      await transport.connect({ ip: remote.ip, port: remote.port });
-      const consumer = await transport.consume({ producerId: producer.id });
-      const paused = consumer.producerPaused;
-      await bus.request(node, {
-        t: 'media.pipeConnect',
-        producerId: producer.id,
-        ip: transport.tuple.localAddress,
-        port: transport.tuple.localPort,
-        kind: consumer.kind,
-        rtpParameters: consumer.rtpParameters,
-        paused,
-      });
-      if (gone() || consumer.closed) throw closedMeanwhile(producer.id);
-      // a hold (or the speaker's mute) pauses the piped producer there too
-      consumer.observer.on('pause', () =>
-        bus.send(node, { t: 'media.pipePause', producerId: producer.id, paused: true }),
-      );
-      consumer.observer.on('resume', () =>
-        bus.send(node, { t: 'media.pipePause', producerId: producer.id, paused: false }),
-      );
-      if (consumer.producerPaused !== paused) {
-        bus.send(node, { t: 'media.pipePause', producerId: producer.id, paused: consumer.producerPaused });
-      }
-      this.#log.debug({ producerId: producer.id, node }, 'producer piped to another node');
+      const at = (await this.#at(to, { t: 'media.pipeIn', roomId, producerId, from })) as { ip: string; port: number };
+      if (gone()) throw closedMeanwhile(producerId);
+      const out = (await this.#at(from, { t: 'media.pipeOut', roomId, producerId, to, ...at })) as PipeOut;
+      if (gone()) throw closedMeanwhile(producerId);
+      await this.#at(to, { t: 'media.pipeConnect', producerId, ...out });
+      if (gone()) throw closedMeanwhile(producerId);
+      this.#log.debug({ producerId, from, to }, 'producer piped to another node');
     } catch (err) {
-      throw this.#abandon(node, producer, transport, err);
+      this.#tellAt(to, { t: 'media.pipeClose', producerId });
+      this.#tellAt(from, { t: 'media.pipeOutClose', producerId, to });
+      throw producer.closed ? closedMeanwhile(producerId) : err;
     }
-  }
-
-  /** A pipe that could not be made, or whose producer closed meanwhile: both sides closed. */
-  #abandon(node: string, producer: ms.Producer, transport: ms.PipeTransport | undefined, err?: unknown): unknown {
-    transport?.close();
-    this.#opts.bus.send(node, { t: 'media.pipeClose', producerId: producer.id });
-    return err === undefined || producer.closed ? closedMeanwhile(producer.id) : err;
   }
 
   /** The producer closed: every pipe of it closes, on both sides (the consumers there close with it). */
@@ -238,29 +258,36 @@ export class RemoteMedia {
     const perNode = this.#pipes.get(producerId);
     if (!perNode) return;
     this.#pipes.delete(producerId);
-    for (const [node, pipe] of perNode) {
-      pipe.closed = true;
-      pipe.transport?.close();
-      this.#opts.bus.send(node, { t: 'media.pipeClose', producerId });
-    }
+    for (const [to, pipe] of perNode) this.#closePipe(producerId, to, pipe);
+  }
+
+  #closePipe(producerId: string, to: string, pipe: OwnerPipe): void {
+    pipe.closed = true;
+    this.#tellAt(to, { t: 'media.pipeClose', producerId });
+    this.#tellAt(pipe.from, { t: 'media.pipeOutClose', producerId, to });
   }
 
   #roomClosed(roomId: string): void {
     for (const node of this.#nodesOf.get(roomId) ?? []) this.#opts.bus.send(node, { t: 'media.closeRoom', roomId });
     this.#nodesOf.delete(roomId);
+    if (this.#sites.get(roomId)?.owner === this.#self) this.#sites.delete(roomId);
     for (const t of [...this.#transports.values()]) if (t.roomId === roomId) t.gone();
+    for (const [producerId, perNode] of [...this.#pipes]) {
+      for (const [to, pipe] of perNode) if (pipe.roomId === roomId) perNode.delete(to);
+      if (perNode.size === 0) this.#pipes.delete(producerId);
+    }
   }
 
-  /** Owner side: `node` died. Its pipes close here; its transports are gone. */
+  /** Owner side: `node` died. Its transports and producers are gone, and the pipes from and to it. */
   nodeGone(node: string): void {
-    for (const perNode of this.#pipes.values()) {
-      const pipe = perNode.get(node);
-      if (!pipe) continue;
-      perNode.delete(node);
-      pipe.closed = true;
-      pipe.transport?.close();
-    }
     for (const t of [...this.#transports.values()]) if (t.node === node) t.gone();
+    for (const [producerId, perNode] of this.#pipes) {
+      for (const [to, pipe] of [...perNode]) {
+        if (to !== node && pipe.from !== node) continue;
+        perNode.delete(to);
+        this.#closePipe(producerId, to, pipe);
+      }
+    }
     for (const nodes of this.#nodesOf.values()) nodes.delete(node);
   }
 
@@ -269,9 +296,19 @@ export class RemoteMedia {
     return new Set([...this.#nodesOf.values()].flatMap((n) => [...n]));
   }
 
-  /** Media node side: the rooms this node has a part of, with their owner. */
+  /** Media node side: the rooms this node has a part of for another owner. */
   hostedRooms(): { roomId: string; owner: string }[] {
-    return [...this.#hosted.values()].map(({ roomId, owner }) => ({ roomId, owner }));
+    return [...this.#sites.values()].filter((s) => s.hosted).map(({ roomId, owner }) => ({ roomId, owner }));
+  }
+
+  /** A request to `node`: a local call when it is this node. */
+  #at(node: string, body: MediaRpc): Promise<unknown> {
+    return node === this.#self ? this.handle(this.#self, body) : this.#opts.bus.request(node, body);
+  }
+
+  #tellAt(node: string, body: MediaRpc): void {
+    if (node !== this.#self) return this.#opts.bus.send(node, body);
+    this.handle(this.#self, body).catch((err: unknown) => this.#log.debug({ err, t: body.t }, 'local media call'));
   }
 
   /** @internal (proxies) */
@@ -285,26 +322,30 @@ export class RemoteMedia {
   }
 
   /** @internal (proxies) */
-  forgetTransport(t: RemoteTransport): void {
-    if (this.#transports.get(t.id) === t) this.#transports.delete(t.id);
+  forget(proxy: RemoteTransport | RemoteProducer | RemoteConsumer): void {
+    const map: Map<string, unknown> =
+      proxy instanceof RemoteTransport
+        ? this.#transports
+        : proxy instanceof RemoteProducer
+          ? this.#producers
+          : this.#consumers;
+    if (map.get(proxy.id) === proxy) map.delete(proxy.id);
   }
 
   /** @internal (proxies) */
-  trackConsumer(c: RemoteConsumer): void {
-    this.#consumers.set(c.id, c);
-    c.observer.once('close', () => {
-      if (this.#consumers.get(c.id) === c) this.#consumers.delete(c.id);
-    });
+  track(proxy: RemoteProducer | RemoteConsumer): void {
+    if (proxy instanceof RemoteProducer) this.#producers.set(proxy.id, proxy);
+    else this.#consumers.set(proxy.id, proxy);
   }
 
   #event(from: string, body: Extract<MediaRpc, { t: 'media.event' }>): void {
-    if (body.target === 'transport') {
-      const t = this.#transports.get(body.id);
-      if (t && t.node === from && body.event === 'close') t.gone();
-      return;
-    }
-    const c = this.#consumers.get(body.id);
-    if (c && c.node === from) c.event(body.event, body.data);
+    const proxy =
+      body.target === 'transport'
+        ? this.#transports.get(body.id)
+        : body.target === 'producer'
+          ? this.#producers.get(body.id)
+          : this.#consumers.get(body.id);
+    if (proxy && proxy.node === from) proxy.event(body.event, body.data);
   }
 
   // ================================================================== media node side
@@ -314,20 +355,18 @@ export class RemoteMedia {
       case 'media.event':
         return this.#event(from, body);
       case 'media.transport': {
-        const hosted = this.#host(body.roomId, from);
-        const media = await hosted.media;
-        const transport = (await media.createTransport({
-          userId: body.appData.userId,
-          direction: 'recv',
-        })) as ms.WebRtcTransport;
-        if (this.#hosted.get(body.roomId) !== hosted) {
+        const site = this.#host(body.roomId, from);
+        const media = await site.media;
+        const { userId, direction } = body.appData;
+        const transport = (await media.createTransport({ userId, direction })) as ms.WebRtcTransport;
+        if (this.#sites.get(body.roomId) !== site) {
           transport.close();
           throw new StagegateError('INVALID_STATE', 'the room moved while the transport was created');
         }
-        this.#hostTransports.set(transport.id, { transport, hosted });
+        this.#hostTransports.set(transport.id, { transport, site });
         transport.observer.once('close', () => {
           this.#hostTransports.delete(transport.id);
-          this.#tellOwner(hosted, { t: 'media.event', target: 'transport', id: transport.id, event: 'close' });
+          this.#tellOwner(site, { t: 'media.event', target: 'transport', id: transport.id, event: 'close' });
         });
         return {
           id: transport.id,
@@ -344,52 +383,138 @@ export class RemoteMedia {
       case 'media.closeTransport':
         this.#hostTransports.get(body.transportId)?.transport.close();
         return {};
-      case 'media.pipe': {
-        const hosted = this.#host(body.roomId, from);
-        const media = await hosted.media;
-        this.#hostPipes.get(body.producerId)?.transport.close();
+      case 'media.produce': {
+        const { transport, site } = this.#hostTransport(body.transportId, from);
+        const producer = await transport.produce({
+          kind: body.kind,
+          rtpParameters: body.rtpParameters,
+          appData: body.appData,
+        });
+        this.#hostProducers.set(producer.id, { producer, site });
+        const tell = (event: string, data?: unknown) =>
+          this.#tellOwner(site, { t: 'media.event', target: 'producer', id: producer.id, event, data });
+        producer.on('transportclose', () => tell('transportclose'));
+        producer.on('score', (score) => tell('score', score));
+        producer.observer.once('close', () => {
+          this.#hostProducers.delete(producer.id);
+          tell('close');
+        });
+        return {
+          id: producer.id,
+          kind: producer.kind,
+          type: producer.type,
+          rtpParameters: producer.rtpParameters,
+          paused: producer.paused,
+        } satisfies ProducerInfo;
+      }
+      case 'media.producer': {
+        const entry = this.#hostProducers.get(body.producerId);
+        if (!entry || entry.site.owner !== from) {
+          if (body.call === 'close') return {};
+          throw new StagegateError('NOT_FOUND', `no producer ${body.producerId} on this node`);
+        }
+        if (body.call === 'close') entry.producer.close();
+        else await (body.call === 'pause' ? entry.producer.pause() : entry.producer.resume());
+        return { paused: entry.producer.paused };
+      }
+      case 'media.pipeIn': {
+        const site = this.#host(body.roomId, from);
+        const media = await site.media;
+        this.#inPipes.get(body.producerId)?.transport.close();
         const transport = await media.router.createPipeTransport({
           listenInfo: this.#listenInfo(),
-          appData: { pipeFrom: from, producerId: body.producerId },
+          appData: { pipeFrom: body.from, producerId: body.producerId },
         });
-        if (this.#hosted.get(body.roomId) !== hosted) {
+        if (this.#sites.get(body.roomId) !== site) {
           transport.close();
           throw new StagegateError('INVALID_STATE', 'the room moved while the pipe was created');
         }
-        const entry = { transport, hosted };
-        this.#hostPipes.set(body.producerId, entry);
+        const entry = { transport, site, from: body.from, seq: -1 };
+        this.#inPipes.set(body.producerId, entry);
         transport.observer.once('close', () => {
-          if (this.#hostPipes.get(body.producerId) === entry) this.#hostPipes.delete(body.producerId);
+          if (this.#inPipes.get(body.producerId) === entry) this.#inPipes.delete(body.producerId);
         });
         return { ip: transport.tuple.localAddress, port: transport.tuple.localPort };
       }
+      case 'media.pipeOut': {
+        const site = this.#sites.get(body.roomId);
+        if (!site || site.owner !== from) throw closedMeanwhile(body.producerId);
+        const media = await site.media;
+        const key = `${body.producerId}>${body.to}`;
+        this.#outPipes.get(key)?.transport.close();
+        const transport = await media.router.createPipeTransport({
+          listenInfo: this.#listenInfo(),
+          appData: { pipeTo: body.to, producerId: body.producerId },
+        });
+        const entry = { transport, site, producerId: body.producerId, to: body.to };
+        this.#outPipes.set(key, entry);
+        transport.observer.once('close', () => {
+          if (this.#outPipes.get(key) === entry) this.#outPipes.delete(key);
+        });
+        try {
+          await transport.connect({ ip: body.ip, port: body.port });
+          const consumer = await transport.consume({ producerId: body.producerId });
+          // the producer's pause and close reach its copy there (a sequence: the owner's calls travel apart)
+          let seq = 0;
+          const pause = (paused: boolean) =>
+            this.#tellAt(body.to, { t: 'media.pipePause', producerId: body.producerId, paused, seq: ++seq });
+          consumer.observer.on('pause', () => pause(true));
+          consumer.observer.on('resume', () => pause(false));
+          consumer.observer.once('close', () => {
+            transport.close();
+            this.#tellAt(body.to, { t: 'media.pipeClose', producerId: body.producerId });
+          });
+          return {
+            ip: transport.tuple.localAddress,
+            port: transport.tuple.localPort,
+            kind: consumer.kind,
+            rtpParameters: consumer.rtpParameters,
+            paused: consumer.producerPaused,
+            seq,
+          } satisfies PipeOut;
+        } catch (err) {
+          transport.close();
+          throw err;
+        }
+      }
       case 'media.pipeConnect': {
-        const entry = this.#hostPipes.get(body.producerId);
-        if (!entry || entry.hosted.owner !== from) throw closedMeanwhile(body.producerId);
+        const entry = this.#inPipes.get(body.producerId);
+        if (!entry || entry.site.owner !== from) throw closedMeanwhile(body.producerId);
         await entry.transport.connect({ ip: body.ip, port: body.port });
+        // a pause that came first (from the producer's node) is newer than this state
+        if (body.seq > entry.seq) [entry.seq, entry.paused] = [body.seq, body.paused];
         const producer = await entry.transport.produce({
           id: body.producerId,
           kind: body.kind,
           rtpParameters: body.rtpParameters,
-          paused: body.paused,
+          paused: entry.paused ?? body.paused,
         });
         entry.producer = producer;
         if (entry.transport.closed) throw closedMeanwhile(body.producerId);
+        if (entry.paused !== undefined && entry.paused !== producer.paused)
+          await (entry.paused ? producer.pause() : producer.resume());
         return {};
       }
       case 'media.pipePause': {
-        const producer = this.#hostPipes.get(body.producerId)?.producer;
+        const entry = this.#inPipes.get(body.producerId);
+        if (!entry || entry.from !== from || body.seq <= entry.seq) return {};
+        [entry.seq, entry.paused] = [body.seq, body.paused];
+        const producer = entry.producer;
         if (producer && !producer.closed) await (body.paused ? producer.pause() : producer.resume());
         return {};
       }
       case 'media.pipeClose':
-        this.#hostPipes.get(body.producerId)?.transport.close();
+        this.#inPipes.get(body.producerId)?.transport.close();
+        return {};
+      case 'media.pipeOutClose':
+        this.#outPipes.get(`${body.producerId}>${body.to}`)?.transport.close();
         return {};
       case 'media.consume': {
-        const { transport, hosted } = this.#hostTransport(body.transportId, from);
-        const producer = this.#hostPipes.get(body.producerId)?.producer;
+        const { transport, site } = this.#hostTransport(body.transportId, from);
+        const producer =
+          this.#hostProducers.get(body.producerId)?.producer ?? this.#inPipes.get(body.producerId)?.producer;
         if (!producer || producer.closed) throw closedMeanwhile(body.producerId);
-        const media = await hosted.media;
+        const media = await site.media;
         await media.prepareConsume(transport, producer, body.rtpCapabilities);
         const consumer = await transport.consume({
           producerId: body.producerId,
@@ -397,9 +522,9 @@ export class RemoteMedia {
           paused: body.paused,
           appData: { userId: transport.appData.userId },
         });
-        this.#hostConsumers.set(consumer.id, { consumer, hosted });
+        this.#hostConsumers.set(consumer.id, { consumer, site });
         const tell = (event: string, data?: unknown) =>
-          this.#tellOwner(hosted, { t: 'media.event', target: 'consumer', id: consumer.id, event, data });
+          this.#tellOwner(site, { t: 'media.event', target: 'consumer', id: consumer.id, event, data });
         consumer.on('producerclose', () => tell('producerclose'));
         consumer.on('transportclose', () => tell('transportclose'));
         consumer.on('producerpause', () => tell('producerpause'));
@@ -422,7 +547,7 @@ export class RemoteMedia {
       }
       case 'media.consumer': {
         const entry = this.#hostConsumers.get(body.consumerId);
-        if (!entry || entry.hosted.owner !== from) {
+        if (!entry || entry.site.owner !== from) {
           if (body.call === 'close') return {};
           throw new StagegateError('NOT_FOUND', `no consumer ${body.consumerId} on this node`);
         }
@@ -450,55 +575,55 @@ export class RemoteMedia {
         return { paused: consumer.paused, preferredLayers: consumer.preferredLayers ?? null };
       }
       case 'media.closeRoom': {
-        const hosted = this.#hosted.get(body.roomId);
-        if (hosted && hosted.owner === from) this.dropRoom(body.roomId);
+        if (this.#sites.get(body.roomId)?.owner === from) this.dropRoom(body.roomId);
         return {};
       }
     }
   }
 
-  /** Media node side: this node's part of the room closes (owner gone, room closed or taken here). */
+  /** Media node side: this node's part of a room made for another owner closes (owner gone, room closed or taken here). */
   dropRoom(roomId: string): void {
-    const hosted = this.#hosted.get(roomId);
-    if (!hosted) return;
-    this.#hosted.delete(roomId);
-    hosted.media.then(
+    const site = this.#sites.get(roomId);
+    if (!site?.hosted) return;
+    this.#sites.delete(roomId);
+    site.media.then(
       (media) => media.close(),
       () => undefined,
     );
-    this.#opts.pool.release(hosted.worker);
-    this.#log.info({ roomId, owner: hosted.owner }, "dropped this node's media of a room");
+    this.#opts.pool.release(site.hosted.worker);
+    this.#log.info({ roomId, owner: site.owner }, "dropped this node's media of a room");
   }
 
-  /** The room's part here, for `owner` (a new owner replaces what an older one left). */
-  #host(roomId: string, owner: string): Hosted {
-    const existing = this.#hosted.get(roomId);
+  /** The room's part here, for `owner` (this node's own room, or made here; a new owner replaces an older one's). */
+  #host(roomId: string, owner: string): Site {
+    const existing = this.#sites.get(roomId);
     if (existing?.owner === owner) return existing;
+    if (existing && !existing.hosted) throw new StagegateError('INVALID_STATE', `room ${roomId} is on this node`);
     if (existing) this.dropRoom(roomId);
     const { pool, rtc, maxConsumersPerRouter, log } = this.#opts;
     const worker = pool.acquire();
     const media = RoomMedia.create(worker, { pool, rtc, maxConsumersPerRouter, log: log.child({ roomId, owner }) });
-    const hosted: Hosted = { roomId, owner, media, worker };
-    this.#hosted.set(roomId, hosted);
+    const site: Site = { roomId, owner, media, hosted: { worker } };
+    this.#sites.set(roomId, site);
     media.then(
       (m) => {
-        if (this.#hosted.get(roomId) !== hosted) m.close();
+        if (this.#sites.get(roomId) !== site) m.close();
       },
-      () => this.#hosted.get(roomId) === hosted && this.dropRoom(roomId),
+      () => this.#sites.get(roomId) === site && this.dropRoom(roomId),
     );
-    return hosted;
+    return site;
   }
 
-  #hostTransport(transportId: string, from: string): { transport: ms.Transport; hosted: Hosted } {
+  #hostTransport(transportId: string, from: string): { transport: ms.Transport; site: Site } {
     const entry = this.#hostTransports.get(transportId);
-    if (!entry || entry.hosted.owner !== from || entry.transport.closed) {
-      throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
+    if (!entry || entry.site.owner !== from || entry.transport.closed) {
+      throw new StagegateError('INVALID_STATE', 'your transport is gone; create a new one');
     }
     return entry;
   }
 
-  #tellOwner(hosted: Hosted, body: MediaRpc): void {
-    if (this.#hosted.get(hosted.roomId) === hosted) this.#opts.bus.send(hosted.owner, body);
+  #tellOwner(site: Site, body: MediaRpc): void {
+    if (this.#sites.get(site.roomId) === site) this.#opts.bus.send(site.owner, body);
   }
 
   #listenInfo(): ms.TransportListenInfo {
@@ -507,58 +632,57 @@ export class RemoteMedia {
   }
 
   // ================================================================== inspection
-  /** Owner side: the live pipes of a room's producers, with their node. */
-  #ownerPipes(roomId: string): { producerId: string; node: string }[] {
-    return [...this.#pipes].flatMap(([producerId, perNode]) =>
-      [...perNode].flatMap(([node, p]) =>
-        p.roomId === roomId && p.transport && !p.transport.closed ? [{ producerId, node }] : [],
-      ),
-    );
-  }
-
-  /** This node's media, per room: owned rooms' routers and this node's parts of others' (`GET /api/node/media`). */
-  async describe(owned: { id: string; media: RoomMedia }[]): Promise<unknown[]> {
-    type Pipe = { producerId: string; node: string; paused?: boolean };
-    const parts: { roomId: string; role: 'owner' | 'media'; owner?: string; pipes: Pipe[]; media: RoomMedia }[] =
-      owned.map((r) => ({ roomId: r.id, role: 'owner', pipes: this.#ownerPipes(r.id), media: r.media }));
-    for (const h of this.#hosted.values()) {
-      const media = await h.media.catch(() => undefined);
-      const pipes = [...this.#hostPipes]
-        .filter(([, p]) => p.hosted === h)
-        .map(([producerId, p]) => ({ producerId, node: h.owner, ...(p.producer && { paused: p.producer.paused }) }));
-      if (media) parts.push({ roomId: h.roomId, role: 'media', owner: h.owner, pipes, media });
-    }
+  /** This node's media, per room: its own rooms' and its parts of others' (`GET /api/node/media`). */
+  async describe(): Promise<unknown[]> {
     return Promise.all(
-      parts.map(async ({ media, ...part }) => ({
-        ...part,
-        participants: media.placement().participants,
-        routers: await Promise.all(
-          media
-            .routers()
-            .filter((r) => !r.closed)
-            .map(async (r) => {
-              const dump = await r.router.dump();
-              return {
-                ...r.counts(),
-                transportIds: dump.transportIds,
-                producerIds: dump.mapProducerIdConsumerIds.map((e) => e.key),
-                consumerIds: dump.mapConsumerIdProducerId.map((e) => e.key),
-              };
-            }),
-        ),
-      })),
+      [...this.#sites.values()].map(async (site) => {
+        const media = await site.media.catch(() => undefined);
+        const pipes = [
+          ...[...this.#outPipes.values()]
+            .filter((p) => p.site === site)
+            .map((p) => ({ producerId: p.producerId, node: p.to, direction: 'out' })),
+          ...[...this.#inPipes]
+            .filter(([, p]) => p.site === site)
+            .map(([producerId, p]) => ({
+              producerId,
+              node: p.from,
+              direction: 'in',
+              ...(p.producer && { paused: p.producer.paused }),
+            })),
+        ];
+        return {
+          roomId: site.roomId,
+          role: site.hosted ? 'media' : 'owner',
+          owner: site.owner,
+          pipes,
+          participants: media?.placement().participants ?? {},
+          routers: await Promise.all(
+            (media?.routers() ?? [])
+              .filter((r) => !r.closed)
+              .map(async (r) => {
+                const dump = await r.router.dump();
+                return {
+                  ...r.counts(),
+                  transportIds: dump.transportIds,
+                  producerIds: dump.mapProducerIdConsumerIds.map((e) => e.key),
+                  consumerIds: dump.mapConsumerIdProducerId.map((e) => e.key),
+                };
+              }),
+          ),
+        };
+      }),
     );
   }
 }
 
-/** Owner side: a receive transport on another node, as the room uses a mediasoup transport. */
+/** Owner side: a transport on another node, as the room uses a mediasoup transport. */
 class RemoteTransport {
   readonly id: string;
   readonly iceParameters: ms.IceParameters;
   readonly iceCandidates: ms.IceCandidate[];
   readonly dtlsParameters: ms.DtlsParameters;
   readonly observer = new EventEmitter();
-  readonly #consumers = new Set<RemoteConsumer>();
+  readonly #children = new Set<RemoteProducer | RemoteConsumer>();
   #closed = false;
 
   constructor(
@@ -582,6 +706,23 @@ class RemoteTransport {
     await this.remote.call(this.node, { t: 'media.connect', transportId: this.id, dtlsParameters });
   }
 
+  async produce(opts: {
+    kind: ms.MediaKind;
+    rtpParameters: ms.RtpParameters;
+    appData?: Record<string, unknown>;
+  }): Promise<ms.Producer> {
+    if (this.#closed) throw new StagegateError('INVALID_STATE', 'the send transport closed');
+    const appData = opts.appData ?? {};
+    const info = (await this.remote.call(this.node, {
+      t: 'media.produce',
+      transportId: this.id,
+      kind: opts.kind,
+      rtpParameters: opts.rtpParameters,
+      appData,
+    })) as ProducerInfo;
+    return this.#adopt(new RemoteProducer(info, this.node, appData, this.remote)) as unknown as ms.Producer;
+  }
+
   async consume(opts: {
     producerId: string;
     rtpCapabilities: ms.RtpCapabilities;
@@ -596,14 +737,17 @@ class RemoteTransport {
       rtpCapabilities: opts.rtpCapabilities,
       paused: opts.paused ?? false,
     })) as ConsumerInfo;
-    const consumer = new RemoteConsumer(info, this.node, opts.appData ?? {}, this.remote);
-    this.remote.trackConsumer(consumer);
-    if (this.#closed) consumer.event('transportclose');
+    return this.#adopt(new RemoteConsumer(info, this.node, opts.appData ?? {}, this.remote)) as unknown as ms.Consumer;
+  }
+
+  #adopt<T extends RemoteProducer | RemoteConsumer>(child: T): T {
+    this.remote.track(child);
+    if (this.#closed) child.event('transportclose');
     else {
-      this.#consumers.add(consumer);
-      consumer.observer.once('close', () => this.#consumers.delete(consumer));
+      this.#children.add(child);
+      child.observer.once('close', () => this.#children.delete(child));
     }
-    return consumer as unknown as ms.Consumer;
+    return child;
   }
 
   close(): void {
@@ -612,13 +756,81 @@ class RemoteTransport {
     this.gone();
   }
 
-  /** Closed (here, or on its node): its consumers close with it. */
+  /** Closed (here, or on its node, or its node died): its producers and consumers close with it. */
   gone(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.remote.forgetTransport(this);
-    for (const c of [...this.#consumers]) c.event('transportclose');
+    this.remote.forget(this);
+    for (const c of [...this.#children]) c.event('transportclose');
     this.observer.emit('close');
+  }
+
+  event(event: string): void {
+    if (event === 'close') this.gone();
+  }
+}
+
+/** Owner side: a producer on another node (its speaker's), as the room uses a mediasoup producer. */
+class RemoteProducer extends EventEmitter {
+  readonly id: string;
+  readonly kind: ms.MediaKind;
+  readonly type: ms.ProducerType;
+  readonly rtpParameters: ms.RtpParameters;
+  readonly observer = new EventEmitter();
+  paused: boolean;
+  #closed = false;
+
+  constructor(
+    info: ProducerInfo,
+    readonly node: string,
+    readonly appData: Record<string, unknown>,
+    readonly remote: RemoteMedia,
+  ) {
+    super();
+    this.id = info.id;
+    this.kind = info.kind;
+    this.type = info.type;
+    this.rtpParameters = info.rtpParameters;
+    this.paused = info.paused;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  pause = () => this.#call('pause');
+  resume = () => this.#call('resume');
+
+  close(): void {
+    if (this.#closed) return;
+    this.remote.tell(this.node, { t: 'media.producer', producerId: this.id, call: 'close' });
+    this.#gone();
+  }
+
+  async #call(call: 'pause' | 'resume'): Promise<void> {
+    if (this.#closed) throw new StagegateError('INVALID_STATE', `producer ${this.id} closed`);
+    // the state the room reads at once (producerInfos), as mediasoup's own sets it
+    this.paused = call === 'pause';
+    const state = (await this.remote.call(this.node, { t: 'media.producer', producerId: this.id, call })) as {
+      paused: boolean;
+    };
+    this.paused = state.paused;
+  }
+
+  #gone(): void {
+    this.#closed = true;
+    this.remote.forget(this);
+    this.observer.emit('close');
+  }
+
+  /** An event of the producer on its node. */
+  event(event: string, data?: unknown): void {
+    if (this.#closed) return;
+    if (event === 'transportclose') {
+      this.#gone();
+      this.emit('transportclose');
+    } else if (event === 'close') this.#gone();
+    else if (event === 'score') this.emit('score', data);
   }
 }
 
@@ -669,8 +881,7 @@ class RemoteConsumer extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.remote.tell(this.node, { t: 'media.consumer', consumerId: this.id, call: 'close' });
-    this.#closed = true;
-    this.observer.emit('close');
+    this.#gone();
   }
 
   async #call(call: ConsumerCall, arg?: unknown): Promise<void> {
@@ -683,15 +894,20 @@ class RemoteConsumer extends EventEmitter {
     this.preferredLayers = state.preferredLayers ?? undefined;
   }
 
+  #gone(): void {
+    this.#closed = true;
+    this.remote.forget(this);
+    this.observer.emit('close');
+  }
+
   /** An event of the consumer on its node. */
   event(event: string, data?: unknown): void {
     if (this.#closed) return;
     switch (event) {
       case 'producerclose':
       case 'transportclose':
-        this.#closed = true;
+        this.#gone();
         this.emit(event);
-        this.observer.emit('close');
         return;
       case 'producerpause':
       case 'producerresume':

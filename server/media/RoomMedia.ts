@@ -41,16 +41,23 @@ export interface TransportAppData {
 }
 
 /**
- * Cluster mode (server/cluster/RemoteMedia.ts): transports on another node, consumed through a
- * cross-node pipe from this room's origin. Without it every transport is local.
+ * Cluster mode (server/cluster/RemoteMedia.ts): transports of participants connected to other
+ * nodes are there, and producers are piped between nodes. Without it everything is local.
  */
 export interface RemoteMediaPort {
-  /** A receive transport on `node`: a proxy with the `ms.Transport` members the room uses. */
+  /** A transport on `node`: a proxy with the members of `ms.Transport` the room uses. */
   createTransport(node: string, appData: TransportAppData): Promise<ms.Transport>;
   /** Whether `transport` is one of this port's proxies. */
   owns(transport: ms.Transport): boolean;
-  /** Makes `producer` (on the origin) consumable on the proxy's node: pipes it there once. */
-  prepareConsume(transport: ms.Transport, producer: ms.Producer): Promise<void>;
+  /** Whether `producer` is one of this port's proxies (a producer on another node). */
+  ownsProducer(producer: ms.Producer): boolean;
+  /**
+   * Makes `producer` consumable on `transport`'s node (pipes it there once). Resolves to the
+   * producer as it is on this node's origin when the transport is here, else undefined.
+   */
+  prepareConsume(transport: ms.Transport, producer: ms.Producer): Promise<ms.Producer | undefined>;
+  /** A producer on another node, piped into this node's origin (for the active speaker observer). */
+  pipeHome(producer: ms.Producer): Promise<ms.Producer>;
   /** The room's media closed: every node drops its part. */
   close(): void;
 }
@@ -138,6 +145,8 @@ export class RoomMedia {
 
   /** Adds an audio producer (on the origin) to the active speaker observer. */
   async observeSpeaker(producer: ms.Producer): Promise<void> {
+    // cluster mode: a producer on another node is observed as piped here
+    if (this.remote?.ownsProducer(producer)) producer = await this.remote.pipeHome(producer);
     const observer = await this.#origin.speakers;
     if (!observer || observer.closed || producer.closed) return;
     await observer.addProducer({ producerId: producer.id }).catch((err: unknown) => {
@@ -160,7 +169,7 @@ export class RoomMedia {
   /** A send transport on the origin, or a receive transport where placement says. */
   async createTransport(appData: TransportAppData, make: TransportFactory = this.#webRtc): Promise<ms.Transport> {
     this.#assertOpen();
-    if (this.remote && appData.node && appData.direction === 'recv') {
+    if (this.remote && appData.node) {
       return this.remote.createTransport(appData.node, appData);
     }
     const recv = appData.direction === 'recv';
@@ -204,16 +213,20 @@ export class RoomMedia {
     producer: ms.Producer,
     rtpCapabilities: ms.RtpCapabilities,
   ): Promise<void> {
-    const remote = this.remote?.owns(transport) === true;
+    if (this.remote && (this.remote.owns(transport) || this.remote.ownsProducer(producer))) {
+      if (transport.closed) throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
+      // on another node: piped there, consumed there; here: consumed as piped into the origin
+      const here = await this.remote.prepareConsume(transport, producer);
+      if (!here) return;
+      producer = here;
+    }
     const at = this.#routerOf.get(transport);
-    if ((!remote && (!at || at.closed)) || transport.closed) {
+    if (!at || at.closed || transport.closed) {
       throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
     }
     if (!this.#origin.router.canConsume({ producerId: producer.id, rtpCapabilities })) {
       throw new StagegateError('UNSUPPORTED', 'your RTP capabilities cannot receive this producer');
     }
-    if (remote) return this.remote!.prepareConsume(transport, producer);
-    if (!at) return;
     if (at !== this.#origin) await this.#pipe(producer, at);
   }
 

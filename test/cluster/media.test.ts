@@ -103,7 +103,7 @@ interface MediaPart {
   role: 'owner' | 'media';
   owner?: string;
   participants: Record<string, { send?: string; recv?: string }>;
-  pipes: { producerId: string; node: string; paused?: boolean }[];
+  pipes: { producerId: string; node: string; direction: 'in' | 'out'; paused?: boolean }[];
   routers: RouterPart[];
 }
 
@@ -117,7 +117,7 @@ async function mediaOn(url: string, roomId: string): Promise<MediaPart | undefin
 const sum = (part: MediaPart | undefined, key: 'pipeTransports' | 'pipeProducers' | 'transports' | 'producers') =>
   (part?.routers ?? []).reduce((n, r) => n + r[key], 0);
 
-it('node media (signaling only): one pipe per producer and node, shared by its viewers there, closed with the producer', async () => {
+it("node media (signaling only): producers on the speaker's node, one pipe per producer and node shared by its viewers there, closed with the producer", async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'raw', mode: 'OPEN' })).status).toBe(201);
   const clients: RawClient[] = [];
@@ -137,7 +137,7 @@ it('node media (signaling only): one pipe per producer and node, shared by its v
       ),
     );
     const ids = produced.map((p) => p.id).sort();
-    // two viewers on C consume at once, one on A (the room's node), one on B (the speaker's node)
+    // the room is A's, the speaker on B: two viewers on C consume at once, one on A, one on B
     const viewers = await Promise.all([
       join(c.url, 'c1', 'viewer'),
       join(c.url, 'c2', 'viewer'),
@@ -162,26 +162,36 @@ it('node media (signaling only): one pipe per producer and node, shared by its v
     });
 
     const [onA, onB, onC] = [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')];
-    // the speaker's producers on the room's node; each viewer's transport on its own node
-    expect(onA?.participants).toEqual({ spk: { send: expect.any(String) }, a1: { recv: expect.any(String) } });
-    expect(Object.keys(onB?.participants ?? {})).toEqual(['b1']);
+    // every transport on the node of its participant's socket: the producers on B
+    expect(onA).toMatchObject({ role: 'owner', owner: 'a' });
+    expect(onA?.participants).toEqual({ a1: { recv: expect.any(String) } });
+    expect(onB).toMatchObject({ role: 'media', owner: 'a' });
+    expect(onB?.participants).toEqual({ spk: { send: expect.any(String) }, b1: { recv: expect.any(String) } });
+    expect(sum(onB, 'producers')).toBe(2);
+    expect(sum(onA, 'producers') + sum(onC, 'producers')).toBe(0);
     expect(Object.keys(onC?.participants ?? {}).sort()).toEqual(['c1', 'c2']);
-    // one pipe per (producer, node): two viewers on C share it; none for A's own viewer
-    const pipes = (part: MediaPart | undefined) => part?.pipes.map((p) => `${p.producerId}>${p.node}`).sort();
-    expect(pipes(onA)).toEqual(ids.flatMap((id) => [`${id}>b`, `${id}>c`]).sort());
-    expect(pipes(onB)).toEqual(ids.map((id) => `${id}>a`));
-    expect(pipes(onC)).toEqual(ids.map((id) => `${id}>a`));
-    expect([sum(onA, 'pipeTransports'), sum(onB, 'pipeTransports'), sum(onC, 'pipeTransports')]).toEqual([4, 2, 2]);
+    // one pipe per (producer, node): out of B to A and C; two viewers on C share theirs; none for B's own viewer
+    const pipes = (part: MediaPart | undefined) =>
+      part?.pipes.map((p) => `${p.producerId}${p.direction === 'in' ? '<' : '>'}${p.node}`).sort();
+    expect(pipes(onA)).toEqual(ids.map((id) => `${id}<b`));
+    expect(pipes(onB)).toEqual(ids.flatMap((id) => [`${id}>a`, `${id}>c`]).sort());
+    expect(pipes(onC)).toEqual(ids.map((id) => `${id}<b`));
+    expect([sum(onA, 'pipeTransports'), sum(onB, 'pipeTransports'), sum(onC, 'pipeTransports')]).toEqual([2, 4, 2]);
+    expect([sum(onA, 'pipeProducers'), sum(onB, 'pipeProducers'), sum(onC, 'pipeProducers')]).toEqual([2, 0, 2]);
     expect(onC?.routers.flatMap((r) => r.consumerIds)).toHaveLength(4);
+    // B: its viewer's 2 consumers and 4 pipe consumers
+    expect(onB?.routers.flatMap((r) => r.consumerIds)).toHaveLength(6);
 
-    // the speaker's mute pauses the piped producer on C, and C's viewers are told
+    // the speaker's mute pauses the producer on B and its piped copies on A and C; C's viewers are told
     const audio = produced.find((p) => p.source === 'audio')!;
     const paused = viewers[1]!.next('producerPaused');
     await spk.request('pauseProducer', { producerId: audio.id });
     expect(await paused).toEqual({ producerId: audio.id, userId: 'spk' });
-    await expect
-      .poll(async () => (await mediaOn(c.url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
-      .toBe(true);
+    for (const url of [a.url, c.url]) {
+      await expect
+        .poll(async () => (await mediaOn(url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
+        .toBe(true);
+    }
     await spk.request('resumeProducer', { producerId: audio.id });
     await expect
       .poll(async () => (await mediaOn(c.url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
@@ -198,9 +208,9 @@ it('node media (signaling only): one pipe per producer and node, shared by its v
         pipes(await mediaOn(c.url, 'raw')),
       ])
       .toEqual([
-        [`${video.producerId}>b`, `${video.producerId}>c`],
-        [`${video.producerId}>a`],
-        [`${video.producerId}>a`],
+        [`${video.producerId}<b`],
+        [`${video.producerId}>a`, `${video.producerId}>c`],
+        [`${video.producerId}<b`],
       ]);
     // the pipe transports as the workers hold them: the video's pair per node only
     const transportsOf = async (url: string) => {
@@ -210,8 +220,8 @@ it('node media (signaling only): one pipe per producer and node, shared by its v
         part!.routers.flatMap((r) => r.transportIds).length - sum(part, 'transports'),
       ];
     };
-    expect(await transportsOf(a.url)).toEqual([2, 2]);
-    expect(await transportsOf(b.url)).toEqual([1, 1]);
+    expect(await transportsOf(a.url)).toEqual([1, 1]);
+    expect(await transportsOf(b.url)).toEqual([2, 2]);
     expect(await transportsOf(c.url)).toEqual([1, 1]);
 
     // a viewer on C leaves: its transport goes from C, the other's stays
@@ -227,40 +237,43 @@ it('node media (signaling only): one pipe per producer and node, shared by its v
     .toEqual([undefined, undefined, undefined]);
 });
 
-it('node media: a viewer on node C receives through a pipe from node A, paused while held, gone after a kick', async () => {
-  const [a, , c] = nodes as [TestNode, TestNode, TestNode];
+it('node media: a viewer on node C decodes a speaker on node A (the room on B) through a pipe, held: no bytes; kicked: no pipe left', async () => {
+  const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   await peersKnown();
-  expect((await api(a.url, 'POST', '/api/rooms', { id: 'pipes', mode: 'REQUEST' })).status).toBe(201);
+  expect((await api(b.url, 'POST', '/api/rooms', { id: 'pipes', mode: 'REQUEST' })).status).toBe(201);
   expect((await api(a.url, 'GET', '/api/node/media', undefined, 'wrong-secret')).status).toBe(401);
   const speaker = await openMeeting('spk2', 'speaker', [a.url], 'pipes');
   const viewer = await openMeeting('v2', 'viewer', [c.url], 'pipes');
   try {
     await expect.poll(() => framesDecoded(viewer), { timeout: 20_000, interval: 250 }).toBeGreaterThan(10);
 
-    // the viewer's transport is on C (its socket's node), not on A (the room's node)
-    const onA = await mediaOn(a.url, 'pipes');
-    const onC = await mediaOn(c.url, 'pipes');
-    expect(onA?.role).toBe('owner');
+    // the speaker's producers on A, the viewer's transport on C: the nodes of their sockets
+    const [onA, onB, onC] = [
+      await mediaOn(a.url, 'pipes'),
+      await mediaOn(b.url, 'pipes'),
+      await mediaOn(c.url, 'pipes'),
+    ];
+    expect(onB).toMatchObject({ role: 'owner', owner: 'b', participants: {} });
+    expect(onA).toMatchObject({ role: 'media', owner: 'b' });
+    expect(Object.keys(onA!.participants)).toEqual(['spk2']);
     expect(onA?.participants.spk2?.send).toBeDefined();
-    expect(onA?.participants.v2).toBeUndefined();
-    expect(onC).toMatchObject({ role: 'media', owner: 'a' });
+    expect(onC).toMatchObject({ role: 'media', owner: 'b' });
+    expect(Object.keys(onC!.participants)).toEqual(['v2']);
     expect(onC?.participants.v2?.recv).toBeDefined();
-    expect(onC?.participants.spk2).toBeUndefined();
-    // one pipe per producer, on both nodes; nothing of the room on B
+    // one pipe per producer from A to C, on both nodes (and the audio to B, for the active speaker)
     const producers = sum(onA, 'producers');
     expect(producers).toBeGreaterThanOrEqual(2); // audio and video
-    expect(sum(onA, 'pipeTransports')).toBe(producers);
-    expect(onA?.pipes.map((p) => p.node)).toEqual(Array(producers).fill('c'));
+    expect(onA?.pipes.filter((p) => p.node === 'c').map((p) => p.direction)).toEqual(Array(producers).fill('out'));
+    expect(onC?.pipes.map((p) => [p.direction, p.node, p.paused])).toEqual(Array(producers).fill(['in', 'a', false]));
     expect(sum(onC, 'pipeTransports')).toBe(producers);
     expect(sum(onC, 'pipeProducers')).toBe(producers);
     expect(sum(onC, 'producers')).toBe(0);
-    expect(onC?.pipes.every((p) => p.paused === false)).toBe(true);
-    expect(await mediaOn(nodes[1]!.url, 'pipes')).toBeUndefined();
+    expect(onB?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:a']);
 
-    // a host's hold: the piped producers are paused on C too, and no bytes reach the viewer
+    // a host's hold (through B): the producers are paused on A, their copies on C, no bytes reach the viewer
     const flowing = await bytesReceived(viewer);
     await expect.poll(() => bytesReceived(viewer), { timeout: 5000 }).toBeGreaterThan(flowing + 5000);
-    const muted = await api(a.url, 'POST', '/api/rooms/pipes/stage/mute', {
+    const muted = await api(b.url, 'POST', '/api/rooms/pipes/stage/mute', {
       userIds: ['spk2'],
       sources: ['audio', 'video'],
     });
@@ -273,39 +286,28 @@ it('node media: a viewer on node C receives through a pipe from node A, paused w
     await new Promise((r) => setTimeout(r, 2000));
     expect((await bytesReceived(viewer)) - held).toBeLessThan(1000);
 
-    // the speaker is kicked off the stage: the producers close, and with them every pipe on both nodes
-    expect((await api(a.url, 'POST', '/api/rooms/pipes/stage/kick', { userIds: ['spk2'] })).status).toBe(200);
+    // the speaker is kicked off the stage: the producers close on A, and with them every pipe on every node
+    expect((await api(b.url, 'POST', '/api/rooms/pipes/stage/kick', { userIds: ['spk2'] })).status).toBe(200);
+    const clean = async (url: string) => {
+      const part = await mediaOn(url, 'pipes');
+      return {
+        pipes: part?.pipes.length,
+        pipeTransports: sum(part, 'pipeTransports'),
+        producers: part?.routers.flatMap((r) => r.producerIds).length,
+        consumers: part?.routers.flatMap((r) => r.consumerIds).length,
+        // what the worker holds beyond the participants' transports (pipe transports)
+        extraTransports: (part?.routers.flatMap((r) => r.transportIds).length ?? 0) - sum(part, 'transports'),
+        transports: sum(part, 'transports'),
+      };
+    };
+    const none = { pipes: 0, pipeTransports: 0, producers: 0, consumers: 0, extraTransports: 0 };
     await expect
-      .poll(
-        async () => {
-          const [ownerSide, mediaSide] = [await mediaOn(a.url, 'pipes'), await mediaOn(c.url, 'pipes')];
-          return {
-            ownerPipes: ownerSide?.pipes.length,
-            ownerPipeTransports: sum(ownerSide, 'pipeTransports'),
-            ownerProducers: ownerSide?.routers.flatMap((r) => r.producerIds).length,
-            // transports the worker holds beyond the participants' (pipe transports)
-            ownerExtraTransports:
-              (ownerSide?.routers.flatMap((r) => r.transportIds).length ?? 0) - sum(ownerSide, 'transports'),
-            mediaPipes: mediaSide?.pipes.length,
-            mediaPipeTransports: sum(mediaSide, 'pipeTransports'),
-            mediaProducers: mediaSide?.routers.flatMap((r) => r.producerIds).length,
-            mediaConsumers: mediaSide?.routers.flatMap((r) => r.consumerIds).length,
-            mediaTransports: mediaSide?.routers.flatMap((r) => r.transportIds).length,
-          };
-        },
-        { timeout: 10_000 },
-      )
-      .toEqual({
-        ownerPipes: 0,
-        ownerPipeTransports: 0,
-        ownerProducers: 0,
-        ownerExtraTransports: 0,
-        mediaPipes: 0,
-        mediaPipeTransports: 0,
-        mediaProducers: 0,
-        mediaConsumers: 0,
-        mediaTransports: 1, // the viewer's receive transport
-      });
+      .poll(async () => [await clean(a.url), await clean(b.url), await clean(c.url)], { timeout: 10_000 })
+      .toEqual([
+        { ...none, transports: expect.any(Number) }, // the speaker's send transport closes as well (OFF_STAGE)
+        { ...none, transports: 0 },
+        { ...none, transports: 1 }, // the viewer's receive transport
+      ]);
   } finally {
     await speaker.close();
     await viewer.close();
