@@ -253,12 +253,16 @@ export class RemoteMedia {
     }
   }
 
-  /** The producer closed: every pipe of it closes, on both sides (the consumers there close with it). */
+  /**
+   * The producer closed: its pipes are forgotten here. They close on their nodes by themselves:
+   * the producer's node closes its side with the pipe consumer and tells the destination
+   * (`pipeOut`), whose copy closes with the consumers fed by it.
+   */
   #unpipe(producerId: string): void {
     const perNode = this.#pipes.get(producerId);
     if (!perNode) return;
     this.#pipes.delete(producerId);
-    for (const [to, pipe] of perNode) this.#closePipe(producerId, to, pipe);
+    for (const pipe of perNode.values()) pipe.closed = true;
   }
 
   #closePipe(producerId: string, to: string, pipe: OwnerPipe): void {
