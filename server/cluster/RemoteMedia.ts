@@ -813,8 +813,6 @@ class RemoteProducer extends EventEmitter {
 
   async #call(call: 'pause' | 'resume'): Promise<void> {
     if (this.#closed) throw new StagegateError('INVALID_STATE', `producer ${this.id} closed`);
-    // the state the room reads at once (producerInfos), as mediasoup's own sets it
-    this.paused = call === 'pause';
     const state = (await this.remote.call(this.node, { t: 'media.producer', producerId: this.id, call })) as {
       paused: boolean;
     };
