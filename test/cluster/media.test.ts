@@ -269,6 +269,10 @@ it('node media: a viewer on node C decodes a speaker on node A (the room on B) t
     expect(sum(onC, 'pipeProducers')).toBe(producers);
     expect(sum(onC, 'producers')).toBe(0);
     expect(onB?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:a']);
+    // ... where the room's active speaker observer hears it
+    await expect
+      .poll(() => viewer.evaluate('window.meeting.activeSpeaker'), { timeout: 10_000, interval: 250 })
+      .toBe('spk2');
 
     // a host's hold (through B): the producers are paused on A, their copies on C, no bytes reach the viewer
     const flowing = await bytesReceived(viewer);
