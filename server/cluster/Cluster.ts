@@ -19,6 +19,9 @@
  *   edge node dies, the owner drops its relayed connections (grace period as well).
  * - **HTTP API.** `/api/rooms/:id...` is relayed to the owner the same way; `/api/rooms` lists
  *   from Redis; `/api/nodes` lists the live nodes with their load.
+ * - **Media** (RemoteMedia.ts): a participant's transports are on the node of its socket, driven
+ *   by the owner over media RPCs on the same channels; producers are piped between nodes.
+ *   `/api/node/media` shows this node's part.
  */
 import os from 'node:os';
 import { Readable } from 'node:stream';
