@@ -87,7 +87,7 @@ export class Cluster implements SignalingRouter {
   readonly #opts: ClusterOptions;
   readonly #log: Logger;
   #deps!: ClusterDeps;
-  /** Viewers' media on the node of their socket, piped from the room's node (RemoteMedia.ts). */
+  /** Participants' media on the node of their socket, producers piped between nodes (RemoteMedia.ts). */
   #media: RemoteMedia | undefined;
   #seq = 0;
   readonly #pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
