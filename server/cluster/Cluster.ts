@@ -19,6 +19,9 @@
  *   edge node dies, the owner drops its relayed connections (grace period as well).
  * - **HTTP API.** `/api/rooms/:id...` is relayed to the owner the same way; `/api/rooms` lists
  *   from Redis; `/api/nodes` lists the live nodes with their load.
+ * - **Media** (RemoteMedia.ts): a participant's transports are on the node of its socket, driven
+ *   by the owner over media RPCs on the same channels; producers are piped between nodes.
+ *   `/api/node/media` shows this node's part.
  */
 import os from 'node:os';
 import { Readable } from 'node:stream';
@@ -43,6 +46,7 @@ import {
 import { sendError, sendJson, readJson } from '../http/api.js';
 import { roomKey } from '../signaling/outbox.js';
 import { connectRedis, keys, type Connections } from './redis.js';
+import { RemoteMedia, type MediaRpc } from './RemoteMedia.js';
 
 export interface ClusterOptions {
   redisUrl: string;
@@ -61,7 +65,8 @@ type Rpc =
   | { t: 'open'; sid: string; token: unknown; roomId: string }
   | { t: 'req'; sid: string; event: string; args: unknown[]; ack: boolean }
   | { t: 'close'; sid: string }
-  | { t: 'http'; method: string; url: string; auth: string | undefined; body: unknown };
+  | { t: 'http'; method: string; url: string; auth: string | undefined; body: unknown }
+  | MediaRpc;
 type Envelope =
   { id: string; from: string; body: Rpc } | { re: string; ok: boolean; data?: unknown; error?: WireError };
 
@@ -82,6 +87,8 @@ export class Cluster implements SignalingRouter {
   readonly #opts: ClusterOptions;
   readonly #log: Logger;
   #deps!: ClusterDeps;
+  /** Participants' media on the node of their socket, producers piped between nodes (RemoteMedia.ts). */
+  #media: RemoteMedia | undefined;
   #seq = 0;
   readonly #pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   /** Owner side: connections relayed from other nodes, by socket id. */
@@ -138,6 +145,9 @@ export class Cluster implements SignalingRouter {
     },
     created: (room: Room): void => {
       this.#owned.set(room.id, { scheduled: false });
+      // this node's media part of the room, made for an owner before, goes: the room is here now
+      this.#media?.dropRoom(room.id);
+      if (this.#media) room.media.remote = this.#media.forRoom(room.id, room.media);
       void this.#command(() => this.#redis.cmd.sadd(keys.rooms, room.id)).catch(() => {});
       this.changed(room.id);
       room.onClose(() => {
@@ -161,6 +171,15 @@ export class Cluster implements SignalingRouter {
   /** Wires the cluster to this node's socket.io server and rooms (after both exist). */
   bind(deps: ClusterDeps): void {
     this.#deps = deps;
+    const { pool, rtc, maxConsumersPerRouter } = deps.rooms.opts;
+    this.#media = new RemoteMedia({
+      nodeId: this.nodeId,
+      bus: { request: (node, body) => this.#request(node, body), send: (node, body) => this.#send(node, body) },
+      pool,
+      rtc,
+      maxConsumersPerRouter,
+      log: this.#log,
+    });
     deps.io.adapter(createAdapter(this.#redis.pub, this.#redis.sub, { requestsTimeout: 3000 }));
   }
 
@@ -327,6 +346,9 @@ export class Cluster implements SignalingRouter {
         return KEEP;
       case 'http':
         return this.#serveHttpLocally(body);
+      default:
+        if (!this.#media) throw new StagegateError('INTERNAL', 'node not ready');
+        return this.#media.handle(from, body);
     }
   }
 
@@ -340,6 +362,12 @@ export class Cluster implements SignalingRouter {
         if (!this.#authorized(req.headers.authorization)) return false; // the API answers UNAUTHORIZED
         if (req.method !== 'GET') return false;
         sendJson(res, 200, path === '/api/nodes' ? { nodes: await this.nodes() } : { rooms: await this.#rooms() });
+        return true;
+      }
+      if (path === '/api/node/media') {
+        if (!this.#authorized(req.headers.authorization) || req.method !== 'GET') return false;
+        const rooms = await this.#media?.describe();
+        sendJson(res, 200, { nodeId: this.nodeId, rooms });
         return true;
       }
       const m = /^\/api\/rooms\/([^/]+)(\/.*)?$/.exec(path);
@@ -499,16 +527,25 @@ export class Cluster implements SignalingRouter {
       this.#relayed.delete(roomId);
       // a transport close (not a deliberate disconnect): the client reconnects by itself
       for (const socket of entry.sockets) socket.conn.close();
+      this.#media?.dropRoom(roomId);
+    }
+    // this node's media parts of rooms whose owner died or changed
+    for (const { roomId, owner } of this.#media?.hostedRooms() ?? []) {
+      const now = await this.#redis.cmd.get(keys.owner(roomId));
+      if (now === owner && (await this.#alive(owner))) continue;
+      this.#media?.dropRoom(roomId);
     }
   }
 
   /** Owner side: connections relayed by a node that died are dropped (the grace period starts). */
   async #checkEdges(): Promise<void> {
     const edges = new Set([...this.#remote.values()].map((c) => c.node));
+    for (const node of this.#media?.nodes() ?? []) edges.add(node);
     for (const edge of edges) {
       if (await this.#alive(edge)) continue;
       this.#log.warn({ edge }, 'node gone: dropping the connections it relayed');
       for (const conn of [...this.#remote.values()]) if (conn.node === edge) conn.gone('node gone');
+      this.#media?.nodeGone(edge);
     }
   }
 

@@ -35,7 +35,31 @@ export interface RtcOptions {
 export interface TransportAppData {
   userId: string;
   direction: 'send' | 'recv';
+  /** Cluster mode: the node the participant's socket is on, when not this one (see `remote`). */
+  node?: string | undefined;
   [key: string]: unknown;
+}
+
+/**
+ * Cluster mode (server/cluster/RemoteMedia.ts): transports of participants connected to other
+ * nodes are there, and producers are piped between nodes. Without it everything is local.
+ */
+export interface RemoteMediaPort {
+  /** A transport on `node`: a proxy with the members of `ms.Transport` the room uses. */
+  createTransport(node: string, appData: TransportAppData): Promise<ms.Transport>;
+  /** Whether `transport` is one of this port's proxies. */
+  owns(transport: ms.Transport): boolean;
+  /** Whether `producer` is one of this port's proxies (a producer on another node). */
+  ownsProducer(producer: ms.Producer): boolean;
+  /**
+   * Makes `producer` consumable on `transport`'s node (pipes it there once). Resolves to the
+   * producer as it is on this node's origin when the transport is here, else undefined.
+   */
+  prepareConsume(transport: ms.Transport, producer: ms.Producer): Promise<ms.Producer | undefined>;
+  /** A producer on another node, piped into this node's origin (for the active speaker observer). */
+  pipeHome(producer: ms.Producer): Promise<ms.Producer>;
+  /** The room's media closed: every node drops its part. */
+  close(): void;
 }
 
 /**
@@ -72,6 +96,8 @@ export class RoomMedia {
   readonly #lostListeners: ((transportIds: Set<string>, worker: ms.Worker) => void)[] = [];
   readonly #speakerListeners: ((producer: ms.Producer) => void)[] = [];
   #closed = false;
+  /** Cluster mode: receive transports of participants connected to other nodes go there. */
+  remote: RemoteMediaPort | undefined;
 
   private constructor(
     origin: MediaRouter,
@@ -119,6 +145,8 @@ export class RoomMedia {
 
   /** Adds an audio producer (on the origin) to the active speaker observer. */
   async observeSpeaker(producer: ms.Producer): Promise<void> {
+    // cluster mode: a producer on another node is observed as piped here
+    if (this.remote?.ownsProducer(producer)) producer = await this.remote.pipeHome(producer);
     const observer = await this.#origin.speakers;
     if (!observer || observer.closed || producer.closed) return;
     await observer.addProducer({ producerId: producer.id }).catch((err: unknown) => {
@@ -141,6 +169,9 @@ export class RoomMedia {
   /** A send transport on the origin, or a receive transport where placement says. */
   async createTransport(appData: TransportAppData, make: TransportFactory = this.#webRtc): Promise<ms.Transport> {
     this.#assertOpen();
+    if (this.remote && appData.node) {
+      return this.remote.createTransport(appData.node, appData);
+    }
     const recv = appData.direction === 'recv';
     const target = recv ? this.#place() : this.#origin;
     if (recv) target.pending++;
@@ -182,6 +213,13 @@ export class RoomMedia {
     producer: ms.Producer,
     rtpCapabilities: ms.RtpCapabilities,
   ): Promise<void> {
+    if (this.remote && (this.remote.owns(transport) || this.remote.ownsProducer(producer))) {
+      if (transport.closed) throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
+      // on another node: piped there, consumed there; here: consumed as piped into the origin
+      const here = await this.remote.prepareConsume(transport, producer);
+      if (!here) return;
+      producer = here;
+    }
     const at = this.#routerOf.get(transport);
     if (!at || at.closed || transport.closed) {
       throw new StagegateError('INVALID_STATE', 'your recv transport is gone; create a new one');
@@ -335,6 +373,7 @@ export class RoomMedia {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.remote?.close();
     for (const r of this.routers()) r.close();
     this.#edges.clear();
     this.#pipes.clear();

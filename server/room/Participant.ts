@@ -19,6 +19,8 @@ export interface StagedProducer {
 /** The socket-facing side of a participant: how the room talks to them. */
 export interface ParticipantSession {
   readonly id: string;
+  /** Cluster mode: the node the connection is on, when another than the room's (its media node). */
+  readonly node?: string | undefined;
   notify(name: string, data: unknown): void;
   /**
    * Start receiving the room's broadcasts (called once the participant is in the room); `host`:

@@ -432,7 +432,9 @@ export class Room {
     this.#assertOpen();
     if (direction === 'send')
       this.#assertMayPublish(p, ['ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'], 'create a send transport');
-    const transport = await this.media.createTransport({ userId: p.id, direction }, make);
+    // cluster mode: a transport goes on the node the participant's socket is on
+    const node = p.session.node;
+    const transport = await this.media.createTransport({ userId: p.id, direction, ...(node && { node }) }, make);
     // The participant may have left, or left the stage, while the worker created it.
     const stillAllowed =
       this.participants.get(p.id) === p &&

@@ -46,6 +46,8 @@ export interface SignalingDeps {
  */
 export interface Connection {
   readonly id: string;
+  /** Cluster mode: the node the socket is on, when another than this one. */
+  readonly node?: string | undefined;
   readonly connected: boolean;
   emit(name: string, data: unknown): void;
   /** Joins socket.io rooms (roomKey/userKey), which reach the client from any node. */
@@ -115,6 +117,7 @@ export function serveConnection(
   const clog = log.child({ roomId: room.id, userId: token.userId, socketId: socket.id });
   const session: ParticipantSession = {
     id: socket.id,
+    node: socket.node,
     notify: (name, data) => socket.emit(name, data),
     subscribe: ({ host }) =>
       socket.join([roomKey(room.id), userKey(room.id, token.userId), ...(host ? [hostsKey(room.id)] : [])]),

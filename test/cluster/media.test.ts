@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
 import { buildClientWebRoot } from '../helpers/clientBundle.js';
+import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
 import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 const LEASE_MS = 1500;
@@ -34,9 +35,29 @@ afterAll(async () => {
   if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
 });
 
+/**
+ * Every node knows the others' public URLs (heartbeats): its pages may then reach them (CSP
+ * connect-src) and its socket.io accepts pages of the others (origins), as a cluster that has
+ * been running a while does.
+ */
+async function peersKnown(): Promise<void> {
+  for (const n of nodes) {
+    await expect
+      .poll(async () => (await fetch(`${n.url}/index.html`)).headers.get('content-security-policy') ?? '', {
+        timeout: 20_000,
+      })
+      .toSatisfy((csp: string) => nodes.every((o) => csp.includes(o.url)));
+  }
+}
+
 /** A page on `urls[0]` in the room with the thin client (URL list `urls`), playing what it receives. */
-async function openMeeting(userId: string, preset: 'speaker' | 'viewer', urls: string[]): Promise<Page> {
-  const token = await mint(urls[0]!, 'media', userId, preset);
+async function openMeeting(
+  userId: string,
+  preset: 'speaker' | 'viewer',
+  urls: string[],
+  roomId = 'media',
+): Promise<Page> {
+  const token = await mint(urls[0]!, roomId, userId, preset);
   const page = await browser.newPage(`${urls[0]}/index.html`);
   await page.evaluate(`(async () => {
     const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
@@ -61,19 +82,245 @@ async function openMeeting(userId: string, preset: 'speaker' | 'viewer', urls: s
 }
 
 const framesDecoded = async (page: Page) => (await inboundStats(page)).video.framesDecoded;
+const bytesReceived = async (page: Page) => {
+  const { video, audio } = await inboundStats(page);
+  return video.bytesReceived + audio.bytesReceived;
+};
+
+interface RouterPart {
+  role: string;
+  transports: number;
+  consumers: number;
+  producers: number;
+  pipeProducers: number;
+  pipeTransports: number;
+  transportIds: string[];
+  producerIds: string[];
+  consumerIds: string[];
+}
+interface MediaPart {
+  roomId: string;
+  role: 'owner' | 'media';
+  owner?: string;
+  participants: Record<string, { send?: string; recv?: string }>;
+  pipes: { producerId: string; node: string; direction: 'in' | 'out'; paused?: boolean }[];
+  routers: RouterPart[];
+}
+
+/** The media of room `roomId` on the node at `url`, as that node's own routers hold it. */
+async function mediaOn(url: string, roomId: string): Promise<MediaPart | undefined> {
+  const r = await api<{ rooms: MediaPart[] }>(url, 'GET', '/api/node/media');
+  expect(r.status).toBe(200);
+  return r.json.rooms.find((p) => p.roomId === roomId);
+}
+
+const sum = (part: MediaPart | undefined, key: 'pipeTransports' | 'pipeProducers' | 'transports' | 'producers') =>
+  (part?.routers ?? []).reduce((n, r) => n + r[key], 0);
+
+it("node media (signaling only): producers on the speaker's node, one pipe per producer and node shared by its viewers there, closed with the producer", async () => {
+  const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'raw', mode: 'OPEN' })).status).toBe(201);
+  const clients: RawClient[] = [];
+  const join = async (url: string, userId: string, preset: string) => {
+    const client = await connectRaw(url, { token: await mint(url, 'raw', userId, preset) });
+    clients.push(client);
+    await joinRaw(client);
+    return client;
+  };
+  try {
+    const spk = await join(b.url, 'spk', 'speaker');
+    await spk.request('stage.join');
+    const send = await spk.request('createTransport', { direction: 'send' });
+    const produced = await Promise.all(
+      (['audio', 'video'] as const).map((kind, i) =>
+        spk.request('produce', { transportId: send.id, kind, rtpParameters: rtpParameters(kind, 1000 + i) }),
+      ),
+    );
+    const ids = produced.map((p) => p.id).sort();
+    // the room is A's, the speaker on B: two viewers on C consume at once, one on A, one on B
+    const viewers = await Promise.all([
+      join(c.url, 'c1', 'viewer'),
+      join(c.url, 'c2', 'viewer'),
+      join(a.url, 'a1', 'viewer'),
+      join(b.url, 'b1', 'viewer'),
+    ]);
+    const consumers = await Promise.all(
+      viewers.map(async (v) => {
+        const recv = await v.request('createTransport', { direction: 'recv' });
+        await v.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
+        return Promise.all(ids.map((producerId) => v.request('consume', { producerId })));
+      }),
+    );
+    // the calls a client makes on its consumers run on its node
+    const [c1] = consumers as [Awaited<(typeof consumers)[0]>];
+    for (const consumer of c1)
+      expect((await viewers[0]!.ack('resumeConsumer', { consumerId: consumer.id })).ok).toBe(true);
+    const video = c1.find((x) => x.kind === 'video')!;
+    expect(await viewers[0]!.request('setConsumerPreferences', { consumerId: video.id, visible: false })).toEqual({
+      spatialLayer: 0,
+      paused: true,
+    });
+
+    const [onA, onB, onC] = [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')];
+    // every transport on the node of its participant's socket: the producers on B
+    expect(onA).toMatchObject({ role: 'owner', owner: 'a' });
+    expect(onA?.participants).toEqual({ a1: { recv: expect.any(String) } });
+    expect(onB).toMatchObject({ role: 'media', owner: 'a' });
+    expect(onB?.participants).toEqual({ spk: { send: expect.any(String) }, b1: { recv: expect.any(String) } });
+    expect(sum(onB, 'producers')).toBe(2);
+    expect(sum(onA, 'producers') + sum(onC, 'producers')).toBe(0);
+    expect(Object.keys(onC?.participants ?? {}).sort()).toEqual(['c1', 'c2']);
+    // one pipe per (producer, node): out of B to A and C; two viewers on C share theirs; none for B's own viewer
+    const pipes = (part: MediaPart | undefined) =>
+      part?.pipes.map((p) => `${p.producerId}${p.direction === 'in' ? '<' : '>'}${p.node}`).sort();
+    expect(pipes(onA)).toEqual(ids.map((id) => `${id}<b`));
+    expect(pipes(onB)).toEqual(ids.flatMap((id) => [`${id}>a`, `${id}>c`]).sort());
+    expect(pipes(onC)).toEqual(ids.map((id) => `${id}<b`));
+    expect([sum(onA, 'pipeTransports'), sum(onB, 'pipeTransports'), sum(onC, 'pipeTransports')]).toEqual([2, 4, 2]);
+    expect([sum(onA, 'pipeProducers'), sum(onB, 'pipeProducers'), sum(onC, 'pipeProducers')]).toEqual([2, 0, 2]);
+    expect(onC?.routers.flatMap((r) => r.consumerIds)).toHaveLength(4);
+    // B: its viewer's 2 consumers and 4 pipe consumers
+    expect(onB?.routers.flatMap((r) => r.consumerIds)).toHaveLength(6);
+
+    // the speaker's mute pauses the producer on B and its piped copies on A and C; C's viewers are told
+    const audio = produced.find((p) => p.source === 'audio')!;
+    const paused = viewers[1]!.next('producerPaused');
+    await spk.request('pauseProducer', { producerId: audio.id });
+    expect(await paused).toEqual({ producerId: audio.id, userId: 'spk' });
+    for (const url of [a.url, c.url]) {
+      await expect
+        .poll(async () => (await mediaOn(url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
+        .toBe(true);
+    }
+    await spk.request('resumeProducer', { producerId: audio.id });
+    await expect
+      .poll(async () => (await mediaOn(c.url, 'raw'))?.pipes.find((p) => p.producerId === audio.id)?.paused)
+      .toBe(false);
+
+    // the producer closes: its pipes close on every node, and C's viewers hear of their consumers
+    const closed = viewers[1]!.next('consumerClosed');
+    await spk.request('closeProducer', { producerId: audio.id });
+    expect((await closed).producerId).toBe(audio.id);
+    await expect
+      .poll(async () => [
+        pipes(await mediaOn(a.url, 'raw')),
+        pipes(await mediaOn(b.url, 'raw')),
+        pipes(await mediaOn(c.url, 'raw')),
+      ])
+      .toEqual([
+        [`${video.producerId}<b`],
+        [`${video.producerId}>a`, `${video.producerId}>c`],
+        [`${video.producerId}<b`],
+      ]);
+    // the pipe transports as the workers hold them: the video's pair per node only
+    const transportsOf = async (url: string) => {
+      const part = await mediaOn(url, 'raw');
+      return [
+        sum(part, 'pipeTransports'),
+        part!.routers.flatMap((r) => r.transportIds).length - sum(part, 'transports'),
+      ];
+    };
+    expect(await transportsOf(a.url)).toEqual([1, 1]);
+    expect(await transportsOf(b.url)).toEqual([2, 2]);
+    expect(await transportsOf(c.url)).toEqual([1, 1]);
+
+    // a viewer on C leaves: its transport goes from C, the other's stays
+    viewers[0]!.close();
+    await expect.poll(async () => Object.keys((await mediaOn(c.url, 'raw'))?.participants ?? {})).toEqual(['c2']);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  // the room closes: each node drops its part
+  expect((await api(a.url, 'DELETE', '/api/rooms/raw')).status).toBe(204);
+  await expect
+    .poll(async () => [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')])
+    .toEqual([undefined, undefined, undefined]);
+});
+
+it('node media: a viewer on node C decodes a speaker on node A (the room on B) through a pipe, held: no bytes; kicked: no pipe left', async () => {
+  const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+  await peersKnown();
+  expect((await api(b.url, 'POST', '/api/rooms', { id: 'pipes', mode: 'REQUEST' })).status).toBe(201);
+  expect((await api(a.url, 'GET', '/api/node/media', undefined, 'wrong-secret')).status).toBe(401);
+  const speaker = await openMeeting('spk2', 'speaker', [a.url], 'pipes');
+  const viewer = await openMeeting('v2', 'viewer', [c.url], 'pipes');
+  try {
+    await expect.poll(() => framesDecoded(viewer), { timeout: 20_000, interval: 250 }).toBeGreaterThan(10);
+
+    // the speaker's producers on A, the viewer's transport on C: the nodes of their sockets
+    const [onA, onB, onC] = [
+      await mediaOn(a.url, 'pipes'),
+      await mediaOn(b.url, 'pipes'),
+      await mediaOn(c.url, 'pipes'),
+    ];
+    expect(onB).toMatchObject({ role: 'owner', owner: 'b', participants: {} });
+    expect(onA).toMatchObject({ role: 'media', owner: 'b' });
+    expect(Object.keys(onA!.participants)).toEqual(['spk2']);
+    expect(onA?.participants.spk2?.send).toBeDefined();
+    expect(onC).toMatchObject({ role: 'media', owner: 'b' });
+    expect(Object.keys(onC!.participants)).toEqual(['v2']);
+    expect(onC?.participants.v2?.recv).toBeDefined();
+    // one pipe per producer from A to C, on both nodes (and the audio to B, for the active speaker)
+    const producers = sum(onA, 'producers');
+    expect(producers).toBeGreaterThanOrEqual(2); // audio and video
+    expect(onA?.pipes.filter((p) => p.node === 'c').map((p) => p.direction)).toEqual(Array(producers).fill('out'));
+    expect(onC?.pipes.map((p) => [p.direction, p.node, p.paused])).toEqual(Array(producers).fill(['in', 'a', false]));
+    expect(sum(onC, 'pipeTransports')).toBe(producers);
+    expect(sum(onC, 'pipeProducers')).toBe(producers);
+    expect(sum(onC, 'producers')).toBe(0);
+    expect(onB?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:a']);
+    // ... where the room's active speaker observer hears it
+    await expect
+      .poll(() => viewer.evaluate('window.meeting.activeSpeaker'), { timeout: 10_000, interval: 250 })
+      .toBe('spk2');
+
+    // a host's hold (through B): the producers are paused on A, their copies on C, no bytes reach the viewer
+    const flowing = await bytesReceived(viewer);
+    await expect.poll(() => bytesReceived(viewer), { timeout: 5000 }).toBeGreaterThan(flowing + 5000);
+    const muted = await api(b.url, 'POST', '/api/rooms/pipes/stage/mute', {
+      userIds: ['spk2'],
+      sources: ['audio', 'video'],
+    });
+    expect(muted.status).toBe(200);
+    await expect
+      .poll(async () => (await mediaOn(c.url, 'pipes'))?.pipes.map((p) => p.paused), { timeout: 5000 })
+      .toEqual(Array(producers).fill(true));
+    await new Promise((r) => setTimeout(r, 1000)); // what was in flight arrives
+    const held = await bytesReceived(viewer);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await bytesReceived(viewer)) - held).toBeLessThan(1000);
+
+    // the speaker is kicked off the stage: the producers close on A, and with them every pipe on every node
+    expect((await api(b.url, 'POST', '/api/rooms/pipes/stage/kick', { userIds: ['spk2'] })).status).toBe(200);
+    const clean = async (url: string) => {
+      const part = await mediaOn(url, 'pipes');
+      return {
+        pipes: part?.pipes.length,
+        pipeTransports: sum(part, 'pipeTransports'),
+        producers: part?.routers.flatMap((r) => r.producerIds).length,
+        consumers: part?.routers.flatMap((r) => r.consumerIds).length,
+        // what the worker holds beyond the participants' transports (pipe transports)
+        extraTransports: (part?.routers.flatMap((r) => r.transportIds).length ?? 0) - sum(part, 'transports'),
+        transports: sum(part, 'transports'),
+      };
+    };
+    const none = { pipes: 0, pipeTransports: 0, producers: 0, consumers: 0, extraTransports: 0 };
+    await expect
+      .poll(async () => [await clean(a.url), await clean(b.url), await clean(c.url)], { timeout: 10_000 })
+      .toEqual([
+        { ...none, transports: expect.any(Number) }, // the speaker's send transport closes as well (OFF_STAGE)
+        { ...none, transports: 0 },
+        { ...none, transports: 1 }, // the viewer's receive transport
+      ]);
+  } finally {
+    await speaker.close();
+    await viewer.close();
+  }
+});
 
 it('a viewer on node C decodes a speaker on node A, and again after A dies', async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
-  // every node knows the others' public URLs (heartbeats): its pages may then reach them (CSP
-  // connect-src) and its socket.io accepts pages of the others (origins), as a cluster that has
-  // been running a while does
-  for (const n of nodes) {
-    await expect
-      .poll(async () => (await fetch(`${n.url}/index.html`)).headers.get('content-security-policy') ?? '', {
-        timeout: 20_000,
-      })
-      .toSatisfy((csp: string) => nodes.every((o) => csp.includes(o.url)));
-  }
+  await peersKnown();
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'media', mode: 'REQUEST' })).status).toBe(201);
   const speaker = await openMeeting('spk', 'speaker', [a.url, b.url]);
   const viewer = await openMeeting('viewer', 'viewer', [c.url, b.url]);
