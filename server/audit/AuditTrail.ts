@@ -95,6 +95,22 @@ export class AuditTrail {
     return { records, next: more ? records.at(-1)!.id : null };
   }
 
+  /** The id the next record of `roomId` gets, or `undefined` when the room has no trail here. */
+  nextId(roomId: string): number | undefined {
+    return this.#rooms.get(roomId)?.next;
+  }
+
+  /**
+   * Numbers the next records of `roomId` from `next` on, when that is ahead of this trail (cluster
+   * mode: this node took the room over; the previous node's records stay with it).
+   */
+  continueFrom(roomId: string, next: number): void {
+    if (!Number.isInteger(next) || next < 1) return;
+    const room = this.#rooms.get(roomId);
+    if (!room) this.#rooms.set(roomId, { next, records: [] });
+    else if (room.next < next) room.next = next;
+  }
+
   /** Whether any record of `roomId` is kept (a closed room's trail stays readable until `forget`). */
   has(roomId: string): boolean {
     return this.#rooms.has(roomId);

@@ -4,8 +4,10 @@
  * - **One owner per room.** The node that owns a room holds its Room (stage state machine,
  *   participants, media) under a lease in Redis (SET NX PX, renewed every third of the lease,
  *   released by compare-and-delete). It writes the room's state (`Room.toState`: statuses, queue
- *   with timestamps and order, mode, every member's preset) to Redis after every change and
- *   before the ack of the request that made it, fenced by the lease.
+ *   with timestamps and order, mode, every member's preset; settings, holds and unmute asks,
+ *   bans, cool-downs, slot and `@auto` acceptance deadlines as absolute times; the audit id) to
+ *   Redis after every stage change and before the ack (or API answer) of the request that made
+ *   it, fenced by the lease.
  * - **Any node takes connections.** A socket whose room another node owns is relayed: its
  *   requests go to the owner over Redis pub/sub (this node's channel, request ids, timeouts), the
  *   owner runs them through the very same request loop (`serveConnection`) and answers; what the
@@ -34,6 +36,7 @@ import type { Ack, WireError } from '../../shared/protocol.js';
 import type { TokenService, VerifiedToken } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { Room, RoomState } from '../room/Room.js';
+import type { EventName } from '../stage/stageTypes.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 import {
   serveConnection,
@@ -148,6 +151,8 @@ export class Cluster implements SignalingRouter {
       // this node's media part of the room, made for an owner before, goes: the room is here now
       this.#media?.dropRoom(room.id);
       if (this.#media) room.media.remote = this.#media.forRoom(room.id, room.media);
+      // every stage change is written, also those nobody is told of at once (a ban ahead, an unban)
+      for (const event of STAGE_EVENTS) room.stage.on(event, () => this.changed(room.id));
       void this.#command(() => this.#redis.cmd.sadd(keys.rooms, room.id)).catch(() => {});
       this.changed(room.id);
       room.onClose(() => {
@@ -247,6 +252,8 @@ export class Cluster implements SignalingRouter {
     // read again under the lease: the previous owner's last write is the one that counts
     const state = JSON.parse((await this.#command(() => cmd.get(keys.state(roomId)))) ?? json) as RoomState;
     this.#log.warn({ roomId, members: state.stage.members.length }, 'took the room over from Redis state');
+    // the room's audit record ids go on from where the previous node was (no id is used twice)
+    if (state.auditNext !== undefined) this.#deps.rooms.opts.audit?.continueFrom(roomId, state.auditNext);
     return this.#deps.rooms.create(roomId, state.stage.mode, state.settings, state);
   }
 
@@ -329,6 +336,8 @@ export class Cluster implements SignalingRouter {
         if (!this.#owned.has(token.roomId))
           throw new StagegateError('INTERNAL', `not the node of room ${token.roomId}`);
         const room = await this.#deps.rooms.forToken(token.roomId, token.roomInstance);
+        if (room.stage.isBanned(token.userId))
+          throw new StagegateError('BANNED', `${token.userId} is banned from this room`);
         const conn = new RemoteConnection(body.sid, from, room.id, this.#deps.io);
         this.#remote.set(body.sid, conn);
         conn.on('disconnect', () => this.#remote.delete(body.sid));
@@ -375,7 +384,10 @@ export class Cluster implements SignalingRouter {
       const roomId = decodeURIComponent(m[1]!);
       for (let attempt = 0; attempt < 3; attempt++) {
         const owner = await this.#command(() => this.#redis.cmd.get(keys.owner(roomId)));
-        if (owner === this.nodeId || (owner === null && this.#deps.rooms.get(roomId))) return false;
+        if (owner === this.nodeId || (owner === null && this.#deps.rooms.get(roomId))) {
+          if (req.method !== 'GET') this.#settleBeforeEnd(res, roomId);
+          return false;
+        }
         if (owner === null) {
           if ((await this.#takeOver(roomId)) === 'absent') return false; // NOT_FOUND locally
           continue;
@@ -397,6 +409,19 @@ export class Cluster implements SignalingRouter {
       sendError(res, err, this.#log);
       return true;
     }
+  }
+
+  /**
+   * Owner side: the answer to an API call about `roomId` leaves once the state it left is in Redis
+   * (as a socket request's ack does), so a takeover right after it still has the change.
+   */
+  #settleBeforeEnd(res: ServerResponse, roomId: string): void {
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    res.end = ((...args: unknown[]) => {
+      this.changed(roomId);
+      void Promise.resolve(this.#owned.get(roomId)?.write).finally(() => end(...args));
+      return res;
+    }) as ServerResponse['end'];
   }
 
   async #serveHttpLocally(body: Extract<Rpc, { t: 'http' }>): Promise<unknown> {
@@ -572,7 +597,8 @@ export class Cluster implements SignalingRouter {
   async #writeState(roomId: string, owned: { written?: string }): Promise<void> {
     const room = this.#deps.rooms.get(roomId);
     if (!room || room.closed || !this.#owned.has(roomId)) return;
-    const json = JSON.stringify(room.toState());
+    const auditNext = this.#deps.rooms.opts.audit?.nextId(roomId);
+    const json = JSON.stringify({ ...room.toState(), ...(auditNext !== undefined && { auditNext }) });
     if (json === owned.written) return;
     try {
       const ok = await this.#redis.cmd.writeState(keys.owner(roomId), keys.state(roomId), this.nodeId, json);
@@ -646,6 +672,27 @@ export interface NodeInfo {
 }
 
 const KEEP = Symbol('keep');
+
+/** Every Stage event (a compile error when one is missing): each makes the owner write the room's state. */
+const STAGE_EVENTS = Object.keys({
+  statusChanged: 1,
+  requestsChanged: 1,
+  newRequest: 1,
+  requestApproved: 1,
+  requestRejected: 1,
+  removed: 1,
+  modeChanged: 1,
+  requestPositionsChanged: 1,
+  mutedByHost: 1,
+  unmuteRequested: 1,
+  unmuteAllowed: 1,
+  removedFromRoom: 1,
+  banned: 1,
+  unbanned: 1,
+  settingsChanged: 1,
+  slotChanged: 1,
+  stageSlotEnding: 1,
+} satisfies Record<EventName, 1>) as EventName[];
 
 /**
  * Owner side: a socket connected to another node. What the request loop sends it goes through the

@@ -86,6 +86,8 @@ export interface RoomState {
   stage: StageState;
   /** Room settings (who sees whom). */
   settings: RoomSettings;
+  /** Cluster mode: the id the room's next audit record gets (a takeover continues the numbering). */
+  auditNext?: number;
 }
 
 /** The session of a member restored from state, until they reconnect. */

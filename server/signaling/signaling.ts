@@ -183,11 +183,11 @@ async function authenticate(
   router: SignalingRouter | undefined,
 ): Promise<SocketData | { proxied: true }> {
   const token = await verifyAuth(socket.handshake.auth, tokens);
-  if (router) {
-    const room = await router.route(socket, token, (socket.handshake.auth as { token?: unknown }).token);
-    return room ? { token, room } : { proxied: true };
-  }
-  const room = await rooms.forToken(token.roomId, token.roomInstance);
+  // cluster mode: undefined when another node owns the room (it checks the ban in turn)
+  const room = router
+    ? await router.route(socket, token, (socket.handshake.auth as { token?: unknown }).token)
+    : await rooms.forToken(token.roomId, token.roomInstance);
+  if (!room) return { proxied: true };
   if (room.stage.isBanned(token.userId)) throw new StagegateError('BANNED', `${token.userId} is banned from this room`);
   return { token, room };
 }

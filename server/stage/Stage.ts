@@ -54,9 +54,9 @@ import {
   describeStatus,
 } from './stageRules.js';
 import { EventQueue } from './eventQueue.js';
-import { Holds, isMediaSource, parseSources } from './holds.js';
+import { Holds, isMediaSource, parseSources, type HoldsState } from './holds.js';
 import { AUTO_ACTOR, Cooldowns, Timetable, extendedSlot, isHost, newSlot } from './seats.js';
-import type { Due } from './seats.js';
+import type { Due, TimetableState } from './seats.js';
 import { SETTING_KEYS, validateSettings, wholeNumber } from './settings.js';
 import { Alarm } from './clock.js';
 import type { Now, StageScheduler } from './clock.js';
@@ -821,17 +821,31 @@ export class Stage {
     this.events.enqueue(event, payload);
   }
 
-  /** Everything the rules decide from, as plain JSON (cluster mode keeps it in Redis). */
+  /**
+   * Everything the rules decide from, as plain JSON (cluster mode keeps it in Redis): Part 1's
+   * members with their queue order, and Part 2's holds, bans, running cool-downs and deadlines
+   * (slot ends and warnings, `@auto` acceptances) as absolute epoch ms, so a stage continued
+   * elsewhere ends each turn when it would have ended here.
+   */
   toState(): StageState {
     return {
       mode: this.#mode,
       settings: { ...this.#settings },
       requestSeq: this.requestSeq,
       members: [...this.byId.values()].map((m) => ({ ...m })),
+      holds: this.holds.toJSON(),
+      bans: [...this.bans],
+      cooldowns: this.cooldowns.toJSON(this.now, this.#settings.requestCooldownSeconds),
+      ...this.timetable.toJSON(),
+      lastQueueLength: this.lastQueueLength,
     };
   }
 
-  /** A stage continuing from `toState()` (another node took the room over); emits nothing. */
+  /**
+   * A stage continuing from `toState()` (another node took the room over); emits nothing. A
+   * deadline that passed meanwhile is acted on at the first wake-up (with a scheduler: at once,
+   * after the caller registered its listeners), not here.
+   */
   static fromState(
     state: StageState,
     opts: Omit<NonNullable<ConstructorParameters<typeof Stage>[0]>, 'mode' | 'settings'> = {},
@@ -839,6 +853,12 @@ export class Stage {
     const stage = new Stage({ ...opts, mode: state.mode, settings: state.settings });
     stage.requestSeq = state.requestSeq;
     for (const m of state.members) stage.byId.set(m.id, { ...(m as unknown as MemberRecord) });
+    stage.holds.load(state.holds ?? []);
+    for (const userId of state.bans ?? []) stage.bans.add(userId);
+    stage.cooldowns.load(state.cooldowns ?? []);
+    stage.timetable.load({ slots: state.slots ?? [], autoAccepted: state.autoAccepted ?? [] });
+    stage.lastQueueLength = state.lastQueueLength ?? stage.queue().length;
+    stage.rearm();
     return stage;
   }
 
@@ -851,10 +871,22 @@ export class Stage {
   }
 }
 
-/** A stage's state as JSON (`Stage.toState`): member records with their queue order. */
-export interface StageState {
+/**
+ * A stage's state as JSON (`Stage.toState`): member records with their queue order, and the Part 2
+ * state. Times are epoch ms. The Part 2 fields are optional: a state written without them (an
+ * older node) restores with none.
+ */
+export interface StageState extends Partial<TimetableState> {
   mode: StageMode;
   settings: StageSettings;
   requestSeq: number;
   members: (StageMember & Record<string, unknown>)[];
+  /** Held sources per member, and the held sources they asked to unmute. */
+  holds?: HoldsState;
+  /** Banned user ids, in ban order. */
+  bans?: string[];
+  /** Running request cool-downs: `[userId, startedAt]` (their length is the current setting). */
+  cooldowns?: [string, number][];
+  /** The pending-list length last told (`requestPositionsChanged`). */
+  lastQueueLength?: number;
 }

@@ -22,6 +22,9 @@ export function parseSources(sources: unknown): MediaSource[] {
   return MEDIA_SOURCES.filter((s) => sources.includes(s));
 }
 
+/** Holds as JSON: per member, the held sources and those of them they asked to unmute. */
+export type HoldsState = { userId: string; held: MediaSource[]; asked: MediaSource[] }[];
+
 export class Holds {
   /** userId → held sources. An entry exists only while non-empty. */
   private readonly held = new Map<string, Set<MediaSource>>();
@@ -84,6 +87,23 @@ export class Holds {
   forget(userId: string): void {
     this.held.delete(userId);
     this.asked.delete(userId);
+  }
+
+  /** Every member's holds, as JSON (`Stage.toState`). */
+  toJSON(): HoldsState {
+    return [...this.held.keys()].map((userId) => ({
+      userId,
+      held: this.heldOf(userId),
+      asked: this.askedOf(userId),
+    }));
+  }
+
+  /** Adds the holds of `toJSON()` (a takeover); unknown sources are dropped, asks kept only on held sources. */
+  load(state: HoldsState): void {
+    for (const { userId, held, asked } of state) {
+      this.hold(userId, held.filter(isMediaSource));
+      for (const s of asked) if (this.isHeld(userId, s)) this.ask(userId, s);
+    }
   }
 
   private prune(userId: string): void {

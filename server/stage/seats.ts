@@ -63,6 +63,18 @@ export class Cooldowns {
     this.since.set(userId, now);
   }
 
+  /** The running cool-downs as `[userId, startedAt]` (`Stage.toState`); expired ones are left out. */
+  toJSON(clock: () => number, seconds: number): [string, number][] {
+    if (this.since.size === 0) return [];
+    const now = clock();
+    return [...this.since].filter(([, at]) => at + seconds * 1000 > now);
+  }
+
+  /** Adds the cool-downs of `toJSON()` (a takeover), in start order. */
+  load(entries: readonly (readonly [string, number])[]): void {
+    for (const [userId, at] of [...entries].sort((a, b) => a[1] - b[1])) this.since.set(userId, at);
+  }
+
   /** Milliseconds left before `userId` may request again; 0 when free (the clock is read only for a cooling user). */
   leftMs(userId: string, clock: () => number, seconds: number): number {
     const at = this.since.get(userId);
@@ -79,6 +91,13 @@ export interface Due {
   at: number;
   kind: 'slot-warning' | 'slot-end' | 'accept-timeout';
   userId: string;
+}
+
+/** The deadlines as JSON: absolute epoch ms, so another node continues the same turns. */
+export interface TimetableState {
+  slots: ({ userId: string } & Slot)[];
+  /** `[userId, when @auto accepted them]`. */
+  autoAccepted: [string, number][];
 }
 
 /**
@@ -120,6 +139,20 @@ export class Timetable {
   forget(userId: string): void {
     this.slots.delete(userId);
     this.autoAccepted.delete(userId);
+  }
+
+  /** The turns and `@auto` acceptances with their absolute times (`Stage.toState`). */
+  toJSON(): TimetableState {
+    return {
+      slots: [...this.slots].map(([userId, slot]) => ({ userId, ...slot })),
+      autoAccepted: [...this.autoAccepted],
+    };
+  }
+
+  /** Adds the deadlines of `toJSON()` (a takeover): the same epoch times, so turns go on where they were. */
+  load(state: TimetableState): void {
+    for (const { userId, endsAt, leadMs, warned } of state.slots) this.slots.set(userId, { endsAt, leadMs, warned });
+    for (const [userId, at] of state.autoAccepted) this.autoAccepted.set(userId, at);
   }
 
   /** The earliest deadline; an `@auto` acceptance lapses `acceptTimeoutMs` after it was made. */

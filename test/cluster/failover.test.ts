@@ -147,9 +147,14 @@ describe('cluster failures', () => {
       ).json.participants.map((p) => [p.id, p.stageStatus]),
     );
     const others = [...clients.keys()].filter((u) => !onEdge.includes(u));
+    const t0 = performance.now();
     await nodes.get(edge)!.kill();
     nodes.delete(edge);
     const back = await Promise.all(onEdge.map((u) => reconnect(u, 'd')));
+    console.log(
+      `[cluster] edge SIGKILL: its ${onEdge.length} participants back through another node with their status after ` +
+        `${(performance.now() - t0).toFixed(0)} ms`,
+    );
     for (const [i, u] of onEdge.entries()) expect(back[i]!.self.stageStatus).toBe(before[u]);
     // nobody saw them leave (within the grace period)
     await new Promise((r) => setTimeout(r, LEASE_MS));
@@ -162,6 +167,7 @@ describe('cluster failures', () => {
     let drops = 0;
     for (const [, c] of relayed) c.socket.on('disconnect', () => drops++);
     await redis.stop();
+    const t0 = performance.now();
     await until(
       async () => {
         const all = await Promise.all(live.map((n) => fetch(`${n.url}/healthz`).then((r) => r.status)));
@@ -172,8 +178,10 @@ describe('cluster failures', () => {
     );
     const body = (await (await fetch(`${live[0]!.url}/healthz`)).json()) as Record<string, unknown>;
     expect(body).toMatchObject({ status: 'degraded', redis: 'down' });
+    const tDegraded = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 500));
     await redis.start();
+    const t1 = performance.now();
     await until(
       async () => {
         const all = await Promise.all(live.map((n) => fetch(`${n.url}/healthz`).then((r) => r.status)));
@@ -182,9 +190,14 @@ describe('cluster failures', () => {
       15_000,
       'every node healthy again',
     );
+    const tHealthy = performance.now() - t1;
     for (const n of live) expect(n.child.proc.exitCode).toBeNull();
     // the owner wrote the room back: it is listed, and someone new joins through any node
     await until(async () => (await ownerOf(live[0]!.nodeId)) !== undefined, 10_000, 'room state back in Redis');
+    console.log(
+      `[cluster] Redis stopped: every node degraded after ${tDegraded.toFixed(0)} ms; restarted empty: every node ` +
+        `healthy after ${tHealthy.toFixed(0)} ms, the room back in Redis after ${(performance.now() - t1).toFixed(0)} ms`,
+    );
     tokens.set('late', await mint(live[0]!.url, ROOM, 'late', 'viewer'));
     for (const n of live) {
       const snap = await reconnect('late', n.nodeId);
