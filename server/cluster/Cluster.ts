@@ -554,10 +554,14 @@ export class Cluster implements SignalingRouter {
       for (const socket of entry.sockets) socket.conn.close();
       this.#media?.dropRoom(roomId);
     }
-    // this node's media parts of rooms whose owner died or changed
+    // this node's media parts of rooms whose owner died or changed; their sockets here reconnect
+    // too (to be routed again and set their media up anew), as above
     for (const { roomId, owner } of this.#media?.hostedRooms() ?? []) {
       const now = await this.#redis.cmd.get(keys.owner(roomId));
       if (now === owner && (await this.#alive(owner))) continue;
+      const relayed = this.#relayed.get(roomId);
+      this.#relayed.delete(roomId);
+      for (const socket of relayed?.sockets ?? []) socket.conn.close();
       this.#media?.dropRoom(roomId);
     }
   }

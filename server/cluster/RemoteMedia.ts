@@ -61,6 +61,7 @@ export type MediaRpc =
     }
   | { t: 'media.consumer'; consumerId: string; call: ConsumerCall; arg?: unknown }
   | { t: 'media.closeRoom'; roomId: string }
+  | { t: 'media.dropped'; roomId: string }
   | { t: 'media.event'; target: 'transport' | 'producer' | 'consumer'; id: string; event: string; data?: unknown };
 
 type ConsumerCall = 'pause' | 'resume' | 'requestKeyFrame' | 'setPreferredLayers' | 'setPriority' | 'close';
@@ -282,6 +283,25 @@ export class RemoteMedia {
     }
   }
 
+  /**
+   * Owner side: `node` dropped its part of `roomId` (it judged this owner gone: a heartbeat it
+   * missed while this node was starved of CPU, say). Its transports and producers there are
+   * gone, and the pipes from and to it: the next consumer there gets a new pipe, not the dead one.
+   */
+  #partDropped(roomId: string, node: string): void {
+    if (this.#sites.get(roomId)?.owner !== this.#self) return;
+    for (const t of [...this.#transports.values()]) if (t.roomId === roomId && t.node === node) t.gone();
+    for (const [producerId, perNode] of [...this.#pipes]) {
+      for (const [to, pipe] of [...perNode]) {
+        if (pipe.roomId !== roomId || (to !== node && pipe.from !== node)) continue;
+        perNode.delete(to);
+        this.#closePipe(producerId, to, pipe);
+      }
+    }
+    this.#nodesOf.get(roomId)?.delete(node);
+    this.#log.warn({ roomId, node }, 'a node dropped its part of a room of this node');
+  }
+
   /** Owner side: `node` died. Its transports and producers are gone, and the pipes from and to it. */
   nodeGone(node: string): void {
     for (const t of [...this.#transports.values()]) if (t.node === node) t.gone();
@@ -358,6 +378,8 @@ export class RemoteMedia {
     switch (body.t) {
       case 'media.event':
         return this.#event(from, body);
+      case 'media.dropped':
+        return this.#partDropped(body.roomId, from);
       case 'media.transport': {
         const site = this.#host(body.roomId, from);
         const media = await site.media;
@@ -595,6 +617,8 @@ export class RemoteMedia {
       () => undefined,
     );
     this.#opts.pool.release(site.hosted.worker);
+    // the owner may be alive after all (a missed heartbeat): it forgets what it had here
+    this.#opts.bus.send(site.owner, { t: 'media.dropped', roomId });
     this.#log.info({ roomId, owner: site.owner }, "dropped this node's media of a room");
   }
 

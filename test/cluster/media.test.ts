@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import type { Page } from 'playwright-core';
 import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
 import { buildClientWebRoot } from '../helpers/clientBundle.js';
@@ -235,6 +236,62 @@ it("node media (signaling only): producers on the speaker's node, one pipe per p
   await expect
     .poll(async () => [await mediaOn(a.url, 'raw'), await mediaOn(b.url, 'raw'), await mediaOn(c.url, 'raw')])
     .toEqual([undefined, undefined, undefined]);
+});
+
+it('a node that dropped its part of a room (it judged the owner gone) tells the owner: the next viewer there gets a new pipe', async () => {
+  const [a, , c] = nodes as [TestNode, TestNode, TestNode];
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'heal', mode: 'OPEN' })).status).toBe(201);
+  const clients: RawClient[] = [];
+  const join = async (url: string, userId: string, preset: string) => {
+    const client = await connectRaw(url, { token: await mint(a.url, 'heal', userId, preset) });
+    clients.push(client);
+    await joinRaw(client);
+    return client;
+  };
+  const consume = async (viewer: RawClient, producerId: string) => {
+    const recv = await viewer.request('createTransport', { direction: 'recv' });
+    await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
+    return viewer.ack('consume', { producerId });
+  };
+  const redisClient = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redisClient.connect();
+  try {
+    // the speaker on A (the room's node), a viewer on C: a pipe from A to C
+    const spk = await join(a.url, 'spk', 'speaker');
+    await spk.request('stage.join');
+    const send = await spk.request('createTransport', { direction: 'send' });
+    const { id: producerId } = await spk.request('produce', {
+      transportId: send.id,
+      kind: 'audio',
+      rtpParameters: rtpParameters('audio', 3000),
+    });
+    expect((await consume(await join(c.url, 'c1', 'viewer'), producerId)).ok).toBe(true);
+    expect((await mediaOn(c.url, 'heal'))?.pipes.map((p) => p.node)).toEqual(['a']);
+
+    // C misses A's heartbeat (deleted until C has acted on it; A writes it again every third of
+    // its lease): C drops its part of the room and closes the sockets it relayed there
+    await expect
+      .poll(
+        async () => {
+          await redisClient.del('sg:node:a');
+          return mediaOn(c.url, 'heal');
+        },
+        { timeout: 15_000, interval: 100 },
+      )
+      .toBe(undefined);
+
+    // A is alive and still owns the room: a new viewer on C gets a new pipe, and A holds one
+    // pipe transport for it (the dropped one is closed, not kept)
+    await expect.poll(() => redisClient.exists('sg:node:a')).toBe(1);
+    const again = await consume(await join(c.url, 'c2', 'viewer'), producerId);
+    expect(again.ok).toBe(true);
+    expect((await mediaOn(c.url, 'heal'))?.pipes.map((p) => p.node)).toEqual(['a']);
+    await expect.poll(async () => sum(await mediaOn(a.url, 'heal'), 'pipeTransports')).toBe(1);
+  } finally {
+    for (const client of clients) client.close();
+    redisClient.disconnect();
+  }
+  expect((await api(a.url, 'DELETE', '/api/rooms/heal')).status).toBe(204);
 });
 
 it('node media: a viewer on node C decodes a speaker on node A (the room on B) through a pipe, held: no bytes; kicked: no pipe left', async () => {
