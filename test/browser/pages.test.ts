@@ -353,6 +353,7 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
       await sleep(1500);
       const shot = async (page: Page, name: string, width: number, height: number) => {
         await page.setViewportSize({ width, height });
+        await page.evaluate(() => window.scrollTo(0, 0)); // (clicks scrolled their buttons into view)
         await sleep(400);
         await page.screenshot({ path: path.join(out, name), fullPage: width < 600, animations: 'disabled' });
       };
