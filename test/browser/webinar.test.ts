@@ -15,7 +15,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
 import { createStagegate, type Stagegate } from '../../server/index.js';
 import type { StageMode } from '../../shared/stage.js';
-import { inboundStats, launchBrowser, type BrowserHandle, type InboundStats } from '../helpers/browser.js';
+import {
+  a11yViolations,
+  inboundStats,
+  launchBrowser,
+  type BrowserHandle,
+  type InboundStats,
+} from '../helpers/browser.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = path.join(ROOT, 'test-results');
@@ -518,6 +524,7 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
     await expect(page.getByTestId('stat-res').innerText()).resolves.toMatch(/^\d+×\d+$/);
     const s = await inboundStats(page);
     expect(s.video.framesDecoded).toBeGreaterThan(20);
+    expect(await a11yViolations(page)).toEqual([]); // axe-core: no serious or critical violation (issue 12)
     await page.screenshot({ path: path.join(SHOTS, 'loopback.png'), fullPage: true, animations: 'disabled' });
   });
 });
