@@ -7,91 +7,38 @@
  * the server's state is what is checked); hosts and viewers are the real pages. Screenshots land
  * in test-results/.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Locator, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import type { StageMode } from '../../shared/stage.js';
-import { a11yViolations, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { a11yViolations } from '../helpers/browser.js';
+import {
+  click,
+  createRoom,
+  enter,
+  open,
+  SHOTS,
+  sg,
+  sleep,
+  url,
+  useDemoPages,
+  type DemoRoom,
+} from '../helpers/demoPages.js';
 import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'test-results');
 
 type TestWindow = Window & { __meeting: Meeting };
 
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
-let pages: Page[] = [];
+useDemoPages({ reconnectGraceMs: 2_000 });
+
 let raws: RawClient[] = [];
 
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/host.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({
-    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true, reconnectGraceMs: 2_000 },
-    useEnv: false,
-  });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  pages = [];
+afterEach(() => {
   for (const c of raws) c.close();
   raws = [];
 });
 
-afterAll(async () => {
-  await browser?.close();
-  await sg?.close();
-});
-
-interface DemoRoom {
-  roomId: string;
-  hostKey: string;
-  hostPath: string;
-  speakerPath: string;
-  viewerPath: string;
-}
-
-async function createRoom(mode: StageMode = 'REQUEST'): Promise<DemoRoom> {
-  const res = await fetch(`${url}/demo/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()) as DemoRoom;
-}
-
-async function open(pathAndQuery: string): Promise<Page> {
-  const page = await browser.newPage();
-  pages.push(page);
-  await page.goto(`${url}${pathAndQuery}`);
-  return page;
-}
-
-async function enter(pathAndQuery: string, name: string): Promise<Page> {
-  const page = await open(pathAndQuery);
-  await page.getByTestId('name-input').fill(name);
-  await click(page.getByTestId('join-button'));
-  await page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-  return page;
-}
-
-async function click(locator: Locator): Promise<void> {
-  await locator.page().bringToFront();
-  await locator.click();
-}
+/** Opens `pathAndQuery` and enters as `name`. */
+const enterAt = async (pathAndQuery: string, name: string) => (await enter(await open(pathAndQuery), name)).page;
 
 /** A raw participant of `room` (no media): `speaker` goes on stage at once. */
 async function raw(room: DemoRoom, userId: string, name: string, preset: 'speaker' | 'viewer'): Promise<RawClient> {
@@ -106,7 +53,6 @@ async function raw(room: DemoRoom, userId: string, name: string, preset: 'speake
 const row = (page: Page, testid: string, userId: string) =>
   page.locator(`[data-testid="${testid}"][data-user-id="${userId}"]`);
 const settingsOf = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).__meeting.settings);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Room for a loaded machine (the default poll gives up after 1 s). */
 const T = { timeout: 10_000 };
 /** Text without the isolation marks (FSI/PDI) the pages put around names. */
@@ -115,9 +61,9 @@ const plain = async (l: Locator) => ((await l.textContent()) ?? '').replace(/[\u
 describe('host console: moderation', () => {
   it('room settings: applied from the console, shown in a co-host console and a viewer page; a refusal is readable and changes nothing', async () => {
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
-    const b = await enter(room.hostPath, 'Hedy Cohost');
-    const viewer = await enter(room.viewerPath, 'Vera Viewer');
+    const a = await enterAt(room.hostPath, 'Grace Host');
+    const b = await enterAt(room.hostPath, 'Hedy Cohost');
+    const viewer = await enterAt(room.viewerPath, 'Vera Viewer');
     const server = sg.rooms.get(room.roomId)!;
 
     // the current values are shown
@@ -193,8 +139,8 @@ describe('host console: moderation', () => {
 
   it('mute, ask to unmute, allow, mute everyone: each reaches the server, and the co-host console shows it', async () => {
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
-    const b = await enter(room.hostPath, 'Hedy Cohost');
+    const a = await enterAt(room.hostPath, 'Grace Host');
+    const b = await enterAt(room.hostPath, 'Hedy Cohost');
     const sam = await raw(room, 'sam', 'Sam Speaker', 'speaker');
     await raw(room, 'tia', 'Tia Talker', 'speaker');
     const server = sg.rooms.get(room.roomId)!;
@@ -234,7 +180,7 @@ describe('host console: moderation', () => {
     }
 
     // a console opened now reads the holds from the server
-    const late = await enter(room.hostPath, 'Lin Latecomer');
+    const late = await enterAt(room.hostPath, 'Lin Latecomer');
     await expect.poll(() => row(late, 'speaker-row', 'tia').getAttribute('data-held'), T).toBe('audio video');
     expect(await a11yViolations(a)).toEqual([]);
     await a.screenshot({ path: path.join(SHOTS, 'host-console-muted.png') });
@@ -242,8 +188,8 @@ describe('host console: moderation', () => {
 
   it('slots: a countdown on the row and the tile; "+1 min" extends it on the server and in the other console', async () => {
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
-    const b = await enter(room.hostPath, 'Hedy Cohost');
+    const a = await enterAt(room.hostPath, 'Grace Host');
+    const b = await enterAt(room.hostPath, 'Hedy Cohost');
     const server = sg.rooms.get(room.roomId)!;
     await a.getByTestId('setting-slotSeconds').fill('120');
     await click(a.getByTestId('apply-settings'));
@@ -273,8 +219,8 @@ describe('host console: moderation', () => {
 
   it('remove and ban: the confirmation names the person; a banned user cannot rejoin; both consoles list the ban; Unban lets them back', async () => {
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
-    const b = await enter(room.hostPath, 'Hedy Cohost');
+    const a = await enterAt(room.hostPath, 'Grace Host');
+    const b = await enterAt(room.hostPath, 'Hedy Cohost');
     const server = sg.rooms.get(room.roomId)!;
     const token = await sg.tokens.mint({ userId: 'rex', name: 'Rex Rowdy', roomId: room.roomId, preset: 'viewer' });
     const rex = await connectRaw(url, { token });
@@ -346,7 +292,7 @@ describe('host console: moderation', () => {
 
   it('the audit view lists the room’s records in words, newest first, and follows new ones', async () => {
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
+    const a = await enterAt(room.hostPath, 'Grace Host');
     await raw(room, 'sam', 'Sam Speaker', 'speaker');
     await row(a, 'speaker-row', 'sam').waitFor();
     await click(row(a, 'speaker-row', 'sam').getByTestId('mute-audio'));
@@ -387,9 +333,9 @@ describe('host console: moderation', () => {
     await landing.screenshot({ path: path.join(SHOTS, 'landing-links.png'), fullPage: true });
 
     const hostUrl = await landing.getByTestId('host-link').inputValue();
-    const a = await enter(new URL(hostUrl).pathname + new URL(hostUrl).search, 'Grace Host');
+    const a = await enterAt(new URL(hostUrl).pathname + new URL(hostUrl).search, 'Grace Host');
     await expect.poll(() => a.getByTestId('copy-speaker-link').isDisabled(), T).toBe(false);
-    const speaker = await enter(new URL(speakerUrl).pathname + new URL(speakerUrl).search, 'Sam Speaker');
+    const speaker = await enterAt(new URL(speakerUrl).pathname + new URL(speakerUrl).search, 'Sam Speaker');
     expect(await speaker.evaluate(() => (window as unknown as TestWindow).__meeting.self.preset.name)).toBe('speaker');
     // a speaker may go on stage without a request
     const id = await speaker.evaluate(async () => {
@@ -398,7 +344,7 @@ describe('host console: moderation', () => {
     });
     expect(sg.rooms.get(roomId)!.statusOf(id)).toBe('ACCEPTED_TO_JOIN_STAGE');
     // the same name on the viewer link in this browser is another person (a viewer)
-    const viewer = await enter(`/viewer.html?room=${roomId}`, 'Sam Speaker');
+    const viewer = await enterAt(`/viewer.html?room=${roomId}`, 'Sam Speaker');
     const viewerSelf = await viewer.evaluate(() => {
       const m = (window as unknown as TestWindow).__meeting;
       return { id: m.self.id, preset: m.self.preset.name };
@@ -410,7 +356,7 @@ describe('host console: moderation', () => {
   it('a large audience (400 raw participants): the console renders the first rows, finds one by search and bans them', async () => {
     const AUDIENCE = 400;
     const room = await createRoom();
-    const a = await enter(room.hostPath, 'Grace Host');
+    const a = await enterAt(room.hostPath, 'Grace Host');
     const pad = (i: number) => String(i).padStart(3, '0');
     for (let i = 0; i < AUDIENCE; i += 20) {
       await Promise.all(
@@ -463,7 +409,7 @@ describe('host console: moderation', () => {
     await lobby.getByTestId('name-input').waitFor();
     expect(await a11yViolations(lobby)).toEqual([]);
     await lobby.close();
-    const a = await enter(room.hostPath, 'Grace Host');
+    const a = await enterAt(room.hostPath, 'Grace Host');
     await raw(room, 'sam', 'Sam Speaker', 'speaker');
     await row(a, 'speaker-row', 'sam').waitFor();
     await click(row(a, 'speaker-row', 'sam').getByTestId('mute-audio'));

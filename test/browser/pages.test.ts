@@ -3,94 +3,29 @@
  * and the rest of the product fixes, each in real Chromium against the real server.
  * Screenshots land in test-results/.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Meeting } from '../../client/index.js';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import type { StageMode } from '../../shared/stage.js';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterEach, describe, expect, it } from 'vitest';
 import os from 'node:os';
-import { CHROMIUM, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { CHROMIUM } from '../helpers/browser.js';
+import {
+  click,
+  createRoom,
+  enter,
+  expectStatus,
+  joined,
+  open,
+  ROOT,
+  selfId,
+  SHOTS,
+  sg,
+  sleep,
+  url,
+  useDemoPages,
+} from '../helpers/demoPages.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'test-results');
-
-type TestWindow = Window & { __meeting: Meeting };
-
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
-let pages: Page[] = [];
-
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({
-    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true, reconnectGraceMs: 6_000 },
-    useEnv: false,
-  });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  pages = [];
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await sg?.close();
-});
-
-interface DemoRoom {
-  roomId: string;
-  hostKey: string;
-  hostPath: string;
-  viewerPath: string;
-}
-
-async function createRoom(mode: StageMode): Promise<DemoRoom> {
-  const res = await fetch(`${url}/demo/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()) as DemoRoom;
-}
-
-async function open(pathAndQuery: string): Promise<Page> {
-  const page = await browser.newPage();
-  pages.push(page);
-  await page.goto(`${url}${pathAndQuery}`);
-  return page;
-}
-
-const joined = (page: Page) => page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-const selfId = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).__meeting.self.id);
-
-async function enter(page: Page, name: string): Promise<{ page: Page; id: string }> {
-  await page.getByTestId('name-input').fill(name);
-  await click(page.getByTestId('join-button'));
-  await joined(page);
-  return { page, id: await selfId(page) };
-}
-
-async function click(locator: Locator): Promise<void> {
-  await locator.page().bringToFront();
-  await locator.click();
-}
-
-const statusOf = (page: Page) => page.getByTestId('stage-status').getAttribute('data-status');
-async function expectStatus(page: Page, status: string): Promise<void> {
-  await expect.poll(() => statusOf(page), { timeout: 10_000 }).toBe(status);
-}
+useDemoPages({ reconnectGraceMs: 6_000 });
 
 async function bringOnStage(host: Page, speaker: { page: Page; id: string }): Promise<void> {
   await click(speaker.page.getByTestId('ask-button'));
@@ -427,8 +362,6 @@ describe('demo pages: a webinar a host can run (issue 12)', () => {
     await bob.page.screenshot({ path: path.join(SHOTS, 'pages-5-ended.png') });
   });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A separate Chromium whose permission prompts are not auto-accepted (no

@@ -4,66 +4,29 @@
  * through the HTTP API (the backend's routes), never through the host page. Effects are proven
  * on another viewer's inbound RTP counters, not only in the DOM. Screenshots land in test-results/.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Locator, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import type { StageMode } from '../../shared/stage.js';
-import { a11yViolations, inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'test-results');
+import { a11yViolations, inboundStats } from '../helpers/browser.js';
+import {
+  click,
+  createRoom,
+  enter,
+  expectStatus,
+  open,
+  SHOTS,
+  sg,
+  sleep,
+  statusOf,
+  url,
+  useDemoPages,
+  type DemoRoom,
+} from '../helpers/demoPages.js';
 
 type TestWindow = Window & { __meeting: Meeting };
 
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
-let pages: Page[] = [];
-
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({
-    config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true, reconnectGraceMs: 6_000 },
-    useEnv: false,
-  });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  pages = [];
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await sg?.close();
-});
-
-interface DemoRoom {
-  roomId: string;
-  hostKey: string;
-  hostPath: string;
-  viewerPath: string;
-}
-
-async function createRoom(mode: StageMode): Promise<DemoRoom> {
-  const res = await fetch(`${url}/demo/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()) as DemoRoom;
-}
+useDemoPages({ reconnectGraceMs: 6_000 });
 
 /** The backend's HTTP API (Authorization: Bearer <API secret>). */
 async function api(method: string, route: string, body?: unknown): Promise<unknown> {
@@ -74,33 +37,6 @@ async function api(method: string, route: string, body?: unknown): Promise<unkno
   });
   expect(res.status, `${method} ${route}`).toBe(200);
   return res.json();
-}
-
-async function open(pathAndQuery: string): Promise<Page> {
-  const page = await browser.newPage();
-  pages.push(page);
-  await page.goto(`${url}${pathAndQuery}`);
-  return page;
-}
-
-const joined = (page: Page) => page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-const selfId = (page: Page) => page.evaluate(() => (window as unknown as TestWindow).__meeting.self.id);
-
-async function enter(page: Page, name: string): Promise<{ page: Page; id: string }> {
-  await page.getByTestId('name-input').fill(name);
-  await click(page.getByTestId('join-button'));
-  await joined(page);
-  return { page, id: await selfId(page) };
-}
-
-async function click(locator: Locator): Promise<void> {
-  await locator.page().bringToFront();
-  await locator.click();
-}
-
-const statusOf = (page: Page) => page.getByTestId('stage-status').getAttribute('data-status');
-async function expectStatus(page: Page, status: string): Promise<void> {
-  await expect.poll(() => statusOf(page), { timeout: 10_000 }).toBe(status);
 }
 
 /** Asks, the backend grants, the preview opens, Join stage. */
@@ -114,7 +50,6 @@ async function bringOnStage(room: DemoRoom, viewer: { page: Page; id: string }):
   await expectStatus(viewer.page, 'ON_STAGE');
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const audioBytes = async (page: Page) => (await inboundStats(page)).audio.bytesReceived;
 const videoBytes = async (page: Page) => (await inboundStats(page)).video.bytesReceived;
 
