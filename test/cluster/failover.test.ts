@@ -5,57 +5,24 @@
  * restarted empty (nodes report degraded service meanwhile, never crash, and write everything
  * back).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Responses } from '../../shared/protocol.js';
-import { connectRaw, joinRaw, until, type RawClient } from '../helpers/server.js';
-import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { until } from '../helpers/server.js';
+import { api, mint, startNode } from './helpers.js';
+import { clients, connectVia, nodes, nodeUrl, reconnectVia, redis, tokens, useThreeNodes } from './fixture.js';
 
 const LEASE_MS = 1500;
-let redis: TestRedis;
-const nodes = new Map<string, TestNode>();
-const tokens = new Map<string, string>();
-const clients = new Map<string, RawClient>();
 const ROOM = 'fo';
+useThreeNodes(LEASE_MS);
 
-beforeAll(async () => {
-  redis = await startRedis();
-  for (const n of await Promise.all(
-    ['a', 'b', 'c'].map((id) => startNode(redis.url, id, { clusterLeaseMs: LEASE_MS })),
-  ))
-    nodes.set(n.nodeId, n);
-});
-
-afterAll(async () => {
-  for (const c of clients.values()) c.close();
-  await Promise.all([...nodes.values()].map((n) => n.stop()));
-  await redis?.stop();
-});
-
-const url = (id: string) => nodes.get(id)!.url;
+const url = nodeUrl;
 const ownerOf = async (via: string) =>
   (await api<{ rooms: { id: string; node: string }[] }>(url(via), 'GET', '/api/rooms')).json.rooms.find(
     (r) => r.id === ROOM,
   )?.node;
 
-async function connect(user: string, node: string): Promise<Responses['joinRoom']> {
-  const c = await connectRaw(url(node), { token: tokens.get(user) });
-  clients.set(user, c);
-  return joinRaw(c);
-}
+const connect = connectVia;
 
-/** Reconnects `user` through `node` (retrying while the room finds its new owner). */
-async function reconnect(user: string, node: string): Promise<Responses['joinRoom']> {
-  let last: unknown;
-  for (let i = 0; i < 50; i++) {
-    try {
-      return await connect(user, node);
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw last;
-}
+const reconnect = (user: string, node: string) => reconnectVia(user, node, 50);
 
 const dropped = (user: string) =>
   new Promise<string>((resolve) => {
