@@ -8,37 +8,14 @@
  * three layers (320, 640 and 1280 wide). Audio for the active speaker test is a WebAudio tone
  * (gain 1: speaking, gain 0: silent), switched between two speakers.
  */
-import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { types as ms } from 'mediasoup';
 import type { Room } from '../../server/room/Room.js';
-import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { inboundStats } from '../helpers/browser.js';
+import { newPage, newRoom, server, useMeetingPages } from '../helpers/meetingPages.js';
 
-let server: TestServer;
-let browser: BrowserHandle;
-let webRoot: string;
-const pages: Page[] = [];
-const rooms: Room[] = [];
-
-beforeAll(async () => {
-  webRoot = await buildClientWebRoot();
-  server = await startServer({ extra: { webRoot } });
-  browser = await launchBrowser();
-}, 120_000);
-
-afterEach(async () => {
-  for (const page of pages.splice(0)) await page.close().catch(() => undefined);
-  for (const room of rooms.splice(0)) if (!room.closed) room.close();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
-});
+useMeetingPages();
 
 interface Options {
   /** Viewers: the size their tile for each received video is reported at (before it is resumed). */
@@ -55,8 +32,7 @@ async function openMeeting(
   opts: Options = {},
 ): Promise<Page> {
   const token = await server.token(userId, preset, room.id);
-  const page = await browser.newPage(`${server.url}/index.html`);
-  pages.push(page);
+  const page = await newPage();
   await page.evaluate(`(async () => {
     const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
     const speaker = ${preset === 'speaker'};
@@ -133,8 +109,7 @@ async function framesDuring(page: Page, ms: number): Promise<number> {
 }
 
 it('a small tile decodes the low simulcast layer, a large tile the high one', async () => {
-  const room = await server.sg.rooms.create('simulcast-layers');
-  rooms.push(room);
+  const room = await newRoom('simulcast-layers');
   const small = await openMeeting('small', 'viewer', room, { tile: { width: 320, height: 180 } });
   const large = await openMeeting('large', 'viewer', room, { tile: { width: 1280, height: 720 } });
   await openMeeting('spk', 'speaker', room);
@@ -174,8 +149,7 @@ it('a small tile decodes the low simulcast layer, a large tile the high one', as
 });
 
 it('a viewer limited to 150 kbit/s keeps decoding a lower layer while another gets the high one', async () => {
-  const room = await server.sg.rooms.create('simulcast-bwe');
-  rooms.push(room);
+  const room = await newRoom('simulcast-bwe');
   const slow = await openMeeting('slow', 'viewer', room, { tile: { width: 1280, height: 720 } });
   const fast = await openMeeting('fast', 'viewer', room, { tile: { width: 1280, height: 720 } });
   const p = room.participants.get('slow')!;
@@ -204,8 +178,7 @@ it('a viewer limited to 150 kbit/s keeps decoding a lower layer while another ge
 });
 
 it("a hidden tile's consumer is paused on the server (no bytes) and resumes when shown", async () => {
-  const room = await server.sg.rooms.create('simulcast-hidden');
-  rooms.push(room);
+  const room = await newRoom('simulcast-hidden');
   // hidden from the start: the consumer is never started
   const viewer = await openMeeting('viewer', 'viewer', room, { tile: { width: 640, height: 360, visible: false } });
   const other = await openMeeting('other', 'viewer', room, { tile: { width: 640, height: 360 } });
@@ -242,8 +215,7 @@ it("a hidden tile's consumer is paused on the server (no bytes) and resumes when
 });
 
 it('the active speaker follows who speaks', async () => {
-  const room = await server.sg.rooms.create('active-speaker');
-  rooms.push(room);
+  const room = await newRoom('active-speaker');
   const viewer = await openMeeting('viewer', 'viewer', room);
   const alice = await openMeeting('alice', 'speaker', room, { tone: 1 });
   const bob = await openMeeting('bob', 'speaker', room, { tone: 0 });
@@ -266,8 +238,7 @@ it('a viewer who arrives while the speaker is live gets a key frame at once, not
   // Chromium's VP8 encoder sends key frames only when asked (or when it reconfigures): none in
   // 15 s of a live camera with no viewer (measured), so a late viewer's first frame depends on
   // the key frame request that its consumer's resume makes (mediasoup's and Room's).
-  const room = await server.sg.rooms.create('simulcast-late-viewer');
-  rooms.push(room);
+  const room = await newRoom('simulcast-late-viewer');
   await openMeeting('spk', 'speaker', room);
   await expect.poll(() => room.participants.get('spk')?.producers.size, { timeout: 20_000 }).toBe(2);
   const producer = [...room.participants.get('spk')!.producers.values()].find((s) => s.source === 'video')!.producer;

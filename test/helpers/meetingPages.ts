@@ -46,6 +46,13 @@ export async function newRoom(id: string, mode?: StageMode, settings?: Partial<R
   return room;
 }
 
+/** A page of the server's test bundle (`/index.html`), closed after the test. */
+export async function newPage(): Promise<Page> {
+  const page = await browser.newPage(`${server.url}/index.html`);
+  pages.push(page);
+  return page;
+}
+
 export interface MeetingPageOptions {
   /** Script run before `joinMeeting` (it may set `tracks`, passed to joinMeeting). */
   before?: string;
@@ -72,8 +79,7 @@ export async function openMeeting(
   opts: MeetingPageOptions = {},
 ): Promise<Page> {
   const token = await server.token(userId, preset, room.id);
-  const page = await browser.newPage(`${server.url}/index.html`);
-  pages.push(page);
+  const page = await newPage();
   await page.evaluate(`(async () => {
     const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
     let tracks;
