@@ -16,14 +16,16 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-async function post(path: string, body: unknown) {
-  const res = await fetch(`${t.url}${path}`, {
+/** A JSON POST to `base` (a test's own server, or the file's). */
+async function postTo(base: string, path: string, body: unknown) {
+  const res = await fetch(`${base}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { error?: { code: string } } };
 }
+const post = (path: string, body: unknown) => postTo(t.url, path, body);
 
 describe('demo rooms', () => {
   it('POST /demo/rooms: 3 per minute from one address, then 429 RATE_LIMITED; the rooms made still work', async () => {
@@ -45,12 +47,8 @@ describe('demo rooms', () => {
     try {
       const rooms: Room[] = [];
       for (let i = 0; i < 3; i++) {
-        const res = await fetch(`${s.url}/demo/rooms`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: '{}',
-        });
-        rooms.push(s.sg.rooms.get(((await res.json()) as { roomId: string }).roomId)!);
+        const made = await postTo(s.url, '/demo/rooms', {});
+        rooms.push(s.sg.rooms.get(made.body.roomId as string)!);
       }
       const occupied = rooms[0]!;
       const ada = await connectRaw(s.url, { token: await s.token('ada', 'viewer', occupied.id) });
@@ -81,17 +79,7 @@ describe('POST /demo/rooms/ID/end', () => {
   it('the host key ends the room for everyone; no key or a wrong one (a viewer) is refused and changes nothing', async () => {
     const s = await startServer({ demo: true });
     try {
-      const post = async (path: string, body: unknown) => {
-        const res = await fetch(`${s.url}${path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-        return {
-          status: res.status,
-          body: (await res.json()) as { error?: { code: string } } & Record<string, unknown>,
-        };
-      };
+      const post = (path: string, body: unknown) => postTo(s.url, path, body);
       const room = (await post('/demo/rooms', {})).body as unknown as { roomId: string; hostKey: string };
       const { token } = (await post('/demo/tokens', { roomId: room.roomId, name: 'Vi', role: 'viewer' })).body as {
         token: string;
@@ -124,17 +112,7 @@ describe('demo rooms: speaker links and the host console’s backend routes', ()
   it('a speaker link mints a speaker token; audit, moderation and unban need the host key', async () => {
     const s = await startServer({ demo: true });
     try {
-      const post = async (path: string, body: unknown) => {
-        const res = await fetch(`${s.url}${path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-        return {
-          status: res.status,
-          body: (await res.json()) as Record<string, unknown> & { error?: { code: string } },
-        };
-      };
+      const post = (path: string, body: unknown) => postTo(s.url, path, body);
       const room = (await post('/demo/rooms', {})).body as unknown as {
         roomId: string;
         hostKey: string;
