@@ -7,6 +7,20 @@ import { z } from 'zod';
 
 const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 
+/** A list of `item`s, given as an array or (from the environment) a comma-separated string. */
+const commaList = <T extends z.ZodType<string, string>>(item: T) =>
+  z
+    .union([
+      z.array(z.string()),
+      z.string().transform((v) =>
+        v
+          .split(',')
+          .map((o) => o.trim())
+          .filter(Boolean),
+      ),
+    ])
+    .pipe(z.array(item))
+    .default([]);
 export const configSchema = z.object({
   /** HTTP + socket.io listen address. */
   host: z.string().default('127.0.0.1'),
@@ -48,46 +62,20 @@ export const configSchema = z.object({
    * Browser origins (scheme://host[:port]) other than the server's own that may open sockets and
    * call the HTTP routes; the server's own origin is always allowed. Env: comma-separated.
    */
-  allowedOrigins: z
-    .union([
-      z.array(z.string()),
-      z.string().transform((v) =>
-        v
-          .split(',')
-          .map((o) => o.trim())
-          .filter(Boolean),
-      ),
-    ])
-    .pipe(
-      z.array(
-        z.string().refine((o) => URL.canParse(o) && new URL(o).origin === o, {
-          message: 'each origin must be scheme://host[:port], without path or trailing slash',
-        }),
-      ),
-    )
-    .default([]),
+  allowedOrigins: commaList(
+    z.string().refine((o) => URL.canParse(o) && new URL(o).origin === o, {
+      message: 'each origin must be scheme://host[:port], without path or trailing slash',
+    }),
+  ),
   /**
    * Webhook receivers: every audit record is POSTed to each (signed with `webhookSecret`).
    * Env: comma-separated. Needs `webhookSecret`.
    */
-  webhookUrls: z
-    .union([
-      z.array(z.string()),
-      z.string().transform((v) =>
-        v
-          .split(',')
-          .map((o) => o.trim())
-          .filter(Boolean),
-      ),
-    ])
-    .pipe(
-      z.array(
-        z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
-          message: 'each webhook URL must be http(s)://...',
-        }),
-      ),
-    )
-    .default([]),
+  webhookUrls: commaList(
+    z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
+      message: 'each webhook URL must be http(s)://...',
+    }),
+  ),
   /** The HMAC-SHA256 key webhooks are signed with (at least 16 characters). */
   webhookSecret: z.string().min(16).optional(),
   /** Demo mode: the landing page mints tokens itself. On by default for local webinars. */
