@@ -4,51 +4,23 @@
  * more"), and the viewer page shows the stage and "N watching", never an audience name. The
  * audience is raw socket.io participants (cheap); host and viewer are the real pages.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import { launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createRoom, enter, open, sg, SHOTS, url, useDemoPages } from '../helpers/demoPages.js';
 import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'test-results');
 const AUDIENCE = 300;
-
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
 const raws: RawClient[] = [];
 
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-
-afterAll(async () => {
+useDemoPages();
+afterAll(() => {
   for (const c of raws) c.close();
-  await browser?.close();
-  await sg?.close();
 });
 
 const pad = (i: number) => String(i).padStart(3, '0');
 
-async function enter(pathAndQuery: string, name: string): Promise<Page> {
-  const page = await browser.newPage(`${url}${pathAndQuery}`);
-  await page.getByTestId('name-input').fill(name);
-  await page.bringToFront();
-  await page.getByTestId('join-button').click();
-  await page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-  return page;
-}
+/** Opens `pathAndQuery` and enters as `name`. */
+const enterAt = async (pathAndQuery: string, name: string) => (await enter(await open(pathAndQuery), name)).page;
 
 describe('hidden audience in the pages', () => {
   it('the demo route creates hidden rooms unless asked for a visible one', async () => {
@@ -68,15 +40,10 @@ describe('hidden audience in the pages', () => {
   });
 
   it('the host lists and searches the audience; a viewer sees the stage and a count, no names', async () => {
-    const res = await fetch(`${url}/demo/rooms`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ mode: 'REQUEST' }),
-    });
-    const room = (await res.json()) as { roomId: string; hostPath: string; viewerPath: string };
+    const room = await createRoom('REQUEST');
     expect(sg.rooms.get(room.roomId)!.settings.audience).toBe('hidden');
 
-    const host = await enter(room.hostPath, 'Grace Host');
+    const host = await enterAt(room.hostPath, 'Grace Host');
     // the audience: raw participants named "Watcher 000".."Watcher 299", 10 at a time
     for (let i = 0; i < AUDIENCE; i += 10) {
       await Promise.all(
@@ -117,7 +84,7 @@ describe('hidden audience in the pages', () => {
     await host.screenshot({ path: path.join(SHOTS, 'host-audience-hidden.png') });
 
     // viewer: the stage (the host) and a count; no audience member's name anywhere in the page
-    const viewer = await enter(room.viewerPath, 'Vera Viewer');
+    const viewer = await enterAt(room.viewerPath, 'Vera Viewer');
     await expect
       .poll(() => viewer.getByTestId('audience-count').textContent(), { timeout: 10_000 })
       .toMatch(new RegExp(`^${AUDIENCE + 1} watching`));

@@ -3,56 +3,18 @@
  * viewer's consumer accordingly), the active speaker is highlighted, a speaker view toggle, and
  * quality indicators fed by the server's scores. Real Chromium, real server, pages from client/dist.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import { launchBrowser, type BrowserHandle } from '../helpers/browser.js';
+import { expect, it } from 'vitest';
+import { createRoom, enter, open, sg, useDemoPages } from '../helpers/demoPages.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
-let pages: Page[] = [];
+useDemoPages();
 
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  pages = [];
-});
-afterAll(async () => {
-  await browser?.close();
-  await sg?.close();
-});
-
-async function enter(pathAndQuery: string, name: string): Promise<{ page: Page; id: string }> {
-  const page = await browser.newPage(`${url}${pathAndQuery}`);
-  pages.push(page);
-  await page.getByTestId('name-input').fill(name);
-  await page.getByTestId('join-button').click();
-  await page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-  const id = (await page.evaluate('window.__meeting.self.id')) as string;
-  return { page, id };
-}
+/** Opens `pathAndQuery` and enters as `name`. */
+const enterAt = async (pathAndQuery: string, name: string) => enter(await open(pathAndQuery), name);
 
 it('tiles set the viewer layer and pause hidden videos; speaker highlight, speaker view and quality show', async () => {
-  const res = await fetch(`${url}/demo/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode: 'REQUEST' }),
-  });
-  const room = (await res.json()) as { roomId: string; hostPath: string; viewerPath: string };
-  const host = await enter(room.hostPath, 'Grace Host');
-  const viewer = await enter(room.viewerPath, 'Vera Viewer');
+  const room = await createRoom('REQUEST');
+  const host = await enterAt(room.hostPath, 'Grace Host');
+  const viewer = await enterAt(room.viewerPath, 'Vera Viewer');
   await host.page.bringToFront();
   await host.page.getByTestId('host-join-stage').click();
   await host.page.getByTestId('host-go-live').click(); // the host's own preview first
