@@ -6,25 +6,24 @@
  * The pages are served from client/dist (built by `npm test`'s pretest; built here if missing).
  * Screenshots land in test-results/.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Locator, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
-import { createStagegate, type Stagegate } from '../../server/index.js';
-import type { StageMode } from '../../shared/stage.js';
+import { a11yViolations, inboundStats, type InboundStats } from '../helpers/browser.js';
 import {
-  a11yViolations,
-  inboundStats,
-  launchBrowser,
-  type BrowserHandle,
-  type InboundStats,
-} from '../helpers/browser.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'test-results');
+  click,
+  createRoom,
+  enter,
+  expectStatus,
+  newPage,
+  sg,
+  SHOTS,
+  sleep,
+  url,
+  useDemoPages,
+  type DemoRoom,
+} from '../helpers/demoPages.js';
 
 /** What the tests read in a page (set by the pages and by the init script below). */
 type TestWindow = Window & {
@@ -35,53 +34,13 @@ type TestWindow = Window & {
   __sockets: WebSocket[];
 };
 
-let sg: Stagegate;
-let url: string;
-let browser: BrowserHandle;
-let pages: Page[] = [];
-
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'client/dist/viewer.html'))) {
-    execFileSync('npx', ['vite', 'build', '--config', 'client/web/vite.config.ts'], { cwd: ROOT, stdio: 'inherit' });
-  }
-  fs.mkdirSync(SHOTS, { recursive: true });
-  sg = await createStagegate({ config: { port: 0, numWorkers: 1, logLevel: 'silent', demo: true }, useEnv: false });
-  ({ url } = await sg.listen());
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  pages = [];
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await sg?.close();
-});
+useDemoPages();
 
 // ------------------------------------------------------------------ helpers
-interface DemoRoom {
-  roomId: string;
-  hostKey: string;
-  hostPath: string;
-  viewerPath: string;
-}
-
-async function createRoom(mode: StageMode): Promise<DemoRoom> {
-  const res = await fetch(`${url}/demo/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()) as DemoRoom;
-}
 
 /** A page that records getUserMedia tracks and WebSockets, then opens `path`. */
 async function open(pathAndQuery: string): Promise<Page> {
-  const page = await browser.newPage();
-  pages.push(page);
+  const page = await newPage();
   await page.addInitScript(() => {
     const w = window as unknown as TestWindow;
     w.__gumTracks = [];
@@ -105,32 +64,8 @@ async function open(pathAndQuery: string): Promise<Page> {
   return page;
 }
 
-/** Fills the lobby's name, enters, waits until joined; returns the page and its user id. */
-async function enter(page: Page, name: string): Promise<{ page: Page; id: string }> {
-  await page.getByTestId('name-input').fill(name);
-  await click(page.getByTestId('join-button'));
-  await page.locator('body[data-state="joined"]').waitFor({ timeout: 15_000 });
-  const id = await page.evaluate(() => (window as unknown as TestWindow).__meeting.self.id);
-  return { page, id };
-}
-
 const openHost = async (room: DemoRoom, name = 'Grace Host') => enter(await open(room.hostPath), name);
 const openViewer = async (room: DemoRoom, name: string) => enter(await open(room.viewerPath), name);
-
-/**
- * Clicks like a user, in the foreground tab: Chromium throttles requestAnimationFrame in
- * background tabs, which makes Playwright's actionability checks take seconds there.
- */
-async function click(locator: Locator): Promise<void> {
-  await locator.page().bringToFront();
-  await locator.click();
-}
-
-const statusOf = (page: Page) => page.getByTestId('stage-status').getAttribute('data-status');
-
-async function expectStatus(page: Page, status: string): Promise<void> {
-  await expect.poll(() => statusOf(page), { timeout: 10_000 }).toBe(status);
-}
 
 /** Decoded video and received audio, as the receivers' getStats() count them. */
 async function expectReceiving(page: Page): Promise<InboundStats> {
@@ -150,7 +85,6 @@ async function mediaCounters(page: Page): Promise<number[]> {
   const s = await inboundStats(page);
   return [s.video.framesDecoded, s.video.bytesReceived, s.audio.bytesReceived];
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Media to these pages stopped: within 5 s the counters stop growing (a 500 ms window shows no

@@ -70,10 +70,16 @@ export async function createRoom(mode: StageMode = 'REQUEST'): Promise<DemoRoom>
   return (await res.json()) as DemoRoom;
 }
 
-/** A new page at `pathAndQuery` of the server, closed after the test. */
-export async function open(pathAndQuery: string): Promise<Page> {
+/** A blank page, closed after the test. */
+export async function newPage(): Promise<Page> {
   const page = await browser.newPage();
   pages.push(page);
+  return page;
+}
+
+/** A new page at `pathAndQuery` of the server, closed after the test. */
+export async function open(pathAndQuery: string): Promise<Page> {
+  const page = await newPage();
   await page.goto(`${url}${pathAndQuery}`);
   return page;
 }
