@@ -311,8 +311,17 @@ async function waitRecords(
     const recs = (await Promise.all(producerIds.map((id) => bb.call('record', id)))) as (RecvRecord | undefined)[];
     if (recs.every((r) => r && done(r))) return recs as RecvRecord[];
     if (Date.now() > end) {
+      const missing = await Promise.all(
+        producerIds
+          .filter((_, i) => !(recs[i] && done(recs[i])))
+          .map(async (id) => {
+            const r = recs[producerIds.indexOf(id)];
+            const frames = r ? `, ${r.kind}: ${r.frames} frames painted` : '';
+            return `${id.slice(0, 8)} (${String(await bb.call('consumeStep', id))}${frames})`;
+          }),
+      );
       throw new Error(
-        `viewer: ${recs.filter((r) => r && done(r)).length}/${producerIds.length} tracks ready after ${timeoutMs} ms`,
+        `viewer: ${recs.filter((r) => r && done(r)).length}/${producerIds.length} tracks ready after ${timeoutMs} ms; not ready: ${missing.join('; ')}`,
       );
     }
     await sleep(15);

@@ -86,6 +86,8 @@ export interface RecvRecord {
 }
 
 const records = new Map<string, RecvRecord>();
+/** How far each consume got, and why it stopped: named in a bench failure. */
+const consumeSteps = new Map<string, string>();
 const watchers = new Map<string, () => void>();
 
 function receiverOf(track: MediaStreamTrack): RTCRtpReceiver | undefined {
@@ -275,6 +277,7 @@ const bench = {
     return r ? { ...r, lastFrames: [...r.lastFrames] } : undefined;
   },
   records: () => [...records.values()].map((r) => ({ ...r, lastFrames: [...r.lastFrames] })),
+  consumeStep: (producerId: string) => consumeSteps.get(producerId) ?? 'never announced',
   /** Forget finished records and remove their video elements. */
   forget(producerIds: string[]): void {
     for (const id of producerIds) {
@@ -352,23 +355,38 @@ class RawPeer {
       this.request('connectTransport', { transportId: t.id, dtlsParameters }).then(() => cb(), eb),
     );
     this.recv = t;
-    this.socket.on(
-      'newProducer',
-      ({ producer }: { producer: { id: string; kind: 'audio' | 'video' } }) =>
-        void this.consume(producer.id).catch(() => undefined),
-    );
-    const closed = ({ producerId }: { producerId: string }) => {
+    const closed = (data: unknown) => {
+      const { producerId } = data as { producerId: string };
       const c = this.consumers.get(producerId);
       this.consumers.delete(producerId);
       c?.close();
       trackRemoved(producerId);
     };
-    this.socket.on('producerClosed', closed);
-    this.socket.on('consumerClosed', closed);
-    for (const p of this.snapshotProducers) void this.consume(p.id).catch(() => undefined);
+    const handlers: Record<string, (data: unknown) => void> = {
+      newProducer: (data) => void this.consume((data as { producer: { id: string } }).producer.id),
+      producerClosed: closed,
+      consumerClosed: closed,
+    };
+    for (const [name, fn] of Object.entries(handlers)) this.socket.on(name, fn);
+    // Stagegate coalesces a turn's room notifications into one 'batch' frame (the audio and video
+    // newProducer of one join often leave together); the items excluded for us are our own.
+    this.socket.on('batch', ({ items }: { items: [string, unknown, string?][] }) => {
+      for (const [name, data] of items) handlers[name]?.(data);
+    });
+    for (const p of this.snapshotProducers) void this.consume(p.id);
   }
 
   async consume(producerId: string): Promise<void> {
+    const step = (what: string) => consumeSteps.set(producerId, what);
+    step('consume requested');
+    try {
+      await this.#consume(producerId, step);
+    } catch (err) {
+      step(`${consumeSteps.get(producerId)}: failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`);
+    }
+  }
+
+  async #consume(producerId: string, step: (what: string) => void): Promise<void> {
     const o = (await this.request('consume', { producerId })) as {
       id: string;
       producerId: string;
@@ -381,8 +399,10 @@ class RawPeer {
       kind: o.kind,
       rtpParameters: o.rtpParameters,
     });
+    step(`${o.kind} consumer created`);
     this.consumers.set(producerId, consumer);
     await this.request('resumeConsumer', { consumerId: consumer.id });
+    step(`${o.kind} consumer resumed`);
     watchTrack(producerId, o.kind, consumer.track, consumer.rtpReceiver);
   }
 
