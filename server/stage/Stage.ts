@@ -502,7 +502,9 @@ export class Stage {
    * switched on start a turn (from now) for every non-host on stage, switched off end them
    * (`slotChanged` null); a new `slotSeconds` applies to turns that start later; a new
    * `acceptTimeoutSeconds` applies to waiting `@auto` acceptances too (one already past it lapses at
-   * once, after settingsChanged); a raised cap or auto-fill switched on grants at once. Emits those, then settingsChanged. Returns the settings.
+   * once, after settingsChanged); a raised cap or auto-fill switched on grants at once. A new
+   * `requestCooldownSeconds` applies to cool-downs that start later, 0 frees everyone. Emits
+   * those, then settingsChanged. Returns the settings.
    */
   setSettings(actorId: string, partial: Partial<StageSettings>): StageSettings {
     this.actor(actorId, 'acceptStageRequests');
@@ -510,6 +512,7 @@ export class Stage {
     const changed = SETTING_KEYS.filter((k) => next[k] !== this.#settings[k]);
     if (changed.length === 0) return this.settings;
     this.#settings = next;
+    if (next.requestCooldownSeconds === 0) this.cooldowns.clear();
     if (next.slotSeconds === null) {
       for (const userId of this.timetable.slotUsers()) {
         this.timetable.endSlot(userId);
@@ -549,7 +552,7 @@ export class Stage {
 
   /** Milliseconds before `userId` may `requestAccess` again; 0 when not cooling down. */
   cooldownLeftMs(userId: string): number {
-    return this.cooldowns.leftMs(userId, this.now, this.#settings.requestCooldownSeconds);
+    return this.cooldowns.leftMs(userId, this.now);
   }
 
   /**
@@ -835,7 +838,7 @@ export class Stage {
       members: [...this.byId.values()].map((m) => ({ ...m })),
       holds: this.holds.toJSON(),
       bans: [...this.bans],
-      cooldowns: this.cooldowns.toJSON(this.now, this.#settings.requestCooldownSeconds),
+      cooldowns: this.cooldowns.toJSON(this.now),
       ...this.timetable.toJSON(),
       lastQueueLength: this.lastQueueLength,
     };
@@ -885,7 +888,7 @@ export interface StageState extends Partial<TimetableState> {
   holds?: HoldsState;
   /** Banned user ids, in ban order. */
   bans?: string[];
-  /** Running request cool-downs: `[userId, startedAt]` (their length is the current setting). */
+  /** Running request cool-downs: `[userId, endsAt]` (a settings change applies to later ones). */
   cooldowns?: [string, number][];
   /** The pending-list length last told (`requestPositionsChanged`). */
   lastQueueLength?: number;

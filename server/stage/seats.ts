@@ -49,7 +49,8 @@ export function extendedSlot(slot: Slot, seconds: number, now: number): Slot {
  * `requestCooldownSeconds`, so lowering the setting (to 0) frees everyone at once.
  */
 export class Cooldowns {
-  private readonly since = new Map<string, number>();
+  /** `userId` → when its cool-down ends (fixed when it starts: a later settings change applies to later ones). */
+  private readonly until = new Map<string, number>();
 
   /**
    * Start a cool-down for `userId` (nothing when the setting is 0). Expired entries are dropped.
@@ -58,30 +59,34 @@ export class Cooldowns {
   start(userId: string, clock: () => number, seconds: number): void {
     if (seconds <= 0) return;
     const now = clock();
-    for (const [id, at] of this.since) if (at + seconds * 1000 <= now) this.since.delete(id);
-    this.since.delete(userId); // re-insert: keeps the map ordered by start time
-    this.since.set(userId, now);
+    for (const [id, end] of this.until) if (end <= now) this.until.delete(id);
+    this.until.set(userId, now + seconds * 1000);
   }
 
-  /** The running cool-downs as `[userId, startedAt]` (`Stage.toState`); expired ones are left out. */
-  toJSON(clock: () => number, seconds: number): [string, number][] {
-    if (this.since.size === 0) return [];
+  /** The running cool-downs as `[userId, endsAt]` (`Stage.toState`); expired ones are left out. */
+  toJSON(clock: () => number): [string, number][] {
+    if (this.until.size === 0) return [];
     const now = clock();
-    return [...this.since].filter(([, at]) => at + seconds * 1000 > now);
+    return [...this.until].filter(([, end]) => end > now);
   }
 
-  /** Adds the cool-downs of `toJSON()` (a takeover), in start order. */
+  /** Adds the cool-downs of `toJSON()` (a takeover). */
   load(entries: readonly (readonly [string, number])[]): void {
-    for (const [userId, at] of [...entries].sort((a, b) => a[1] - b[1])) this.since.set(userId, at);
+    for (const [userId, end] of entries) this.until.set(userId, end);
+  }
+
+  /** Ends every cool-down (the setting switched to 0). */
+  clear(): void {
+    this.until.clear();
   }
 
   /** Milliseconds left before `userId` may request again; 0 when free (the clock is read only for a cooling user). */
-  leftMs(userId: string, clock: () => number, seconds: number): number {
-    const at = this.since.get(userId);
-    if (at === undefined) return 0;
-    const left = at + seconds * 1000 - clock();
+  leftMs(userId: string, clock: () => number): number {
+    const end = this.until.get(userId);
+    if (end === undefined) return 0;
+    const left = end - clock();
     if (left > 0) return left;
-    this.since.delete(userId);
+    this.until.delete(userId);
     return 0;
   }
 }

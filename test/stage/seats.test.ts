@@ -483,6 +483,29 @@ describe('requestCooldownSeconds', () => {
     expect(ctx.stage.requestAccess('v1')).toBe(REQ);
   });
 
+  it('a running cool-down keeps its length when the setting changes, whether or not anyone read it', () => {
+    // found by the property test: reading a cool-down that had just passed dropped it, so a raised
+    // setting then extended the cool-downs nobody had read and not the others
+    for (const readFirst of [false, true]) {
+      const ctx = setup({ settings: { requestCooldownSeconds: 1 } });
+      for (const id of ['v1', 'v2']) ctx.stage.requestAccess(id);
+      ctx.stage.denyAccess('h', ['v1']);
+      ctx.clock.advance(500);
+      ctx.stage.denyAccess('h', ['v2']);
+      ctx.clock.advance(500); // v1's second has passed, v2 has 500 ms left
+      if (readFirst) expect(['v1', 'v2'].map((id) => ctx.stage.cooldownLeftMs(id))).toEqual([0, 500]);
+      ctx.stage.setSettings('h', { requestCooldownSeconds: 10 });
+      expect(ctx.stage.cooldownLeftMs('v2')).toBe(500);
+      expect(ctx.stage.requestAccess('v1')).toBe(REQ);
+      expect(expectRefused(ctx, () => ctx.stage.requestAccess('v2'), 'COOLING_DOWN').details).toStrictEqual({
+        retryAfterMs: 500,
+      });
+      // the new length applies to the next cool-down
+      ctx.stage.denyAccess('h', ['v1']);
+      expect(ctx.stage.cooldownLeftMs('v1')).toBe(10_000);
+    }
+  });
+
   it('other refusals come first: INVITE mode still STAGE_DISABLED', () => {
     const ctx = setup({ settings: { requestCooldownSeconds: 30 } });
     ctx.stage.requestAccess('v1');

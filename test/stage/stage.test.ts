@@ -1500,7 +1500,8 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
           const queue: string[] = [];
           const told = new Map<string, number>();
           const granted = new Set<string>();
-          const cooledAt = new Map<string, number>();
+          // when each cool-down ends: fixed at its start (a later setting applies to later ones)
+          const cooledUntil = new Map<string, number>();
           let queueLength = 0;
           const forget = (userId: string): void => {
             replay.delete(userId);
@@ -1525,10 +1526,9 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
             if (e.to === REQ) {
               queue.push(e.userId);
               // (cool-down) a request after a deny, kick or slot end only once the cool-down has passed
-              const since = cooledAt.get(e.userId);
-              const wait = stage.settings.requestCooldownSeconds * 1000;
-              if (e.reason === 'request' && since !== undefined && clock.t - since < wait)
-                problems.push(`${e.userId}: requested ${clock.t - since} ms after a cool-down start`);
+              const until = cooledUntil.get(e.userId);
+              if (e.reason === 'request' && until !== undefined && clock.t < until)
+                problems.push(`${e.userId}: requested ${until - clock.t} ms before its cool-down ended`);
             }
             if (e.from === REQ) {
               queue.splice(queue.indexOf(e.userId), 1);
@@ -1536,7 +1536,7 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
             }
             if (e.to === OFF || e.from === ON) granted.delete(e.userId);
             if (['deny', 'kick', 'slot-ended'].includes(e.reason) && stage.settings.requestCooldownSeconds > 0)
-              cooledAt.set(e.userId, clock.t);
+              cooledUntil.set(e.userId, clock.t + stage.settings.requestCooldownSeconds * 1000);
           });
           stage.on('requestApproved', (e) => granted.add(e.userId));
           stage.on('mutedByHost', (e) => {
@@ -1557,6 +1557,9 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
             if (e.banned) banned.add(e.userId);
           });
           stage.on('unbanned', (e) => banned.delete(e.userId));
+          stage.on('settingsChanged', (e) => {
+            if (e.settings.requestCooldownSeconds === 0) cooledUntil.clear();
+          });
           stage.on('requestPositionsChanged', (e) => {
             queueLength = e.queueLength;
             for (const { userId, position } of e.changed) told.set(userId, position);
@@ -1578,7 +1581,11 @@ describe('property: Part 2 invariants hold after any sequence of actions and clo
               expect(error).toBeInstanceOf(StagegateError);
               expect(dump2(stage)).toStrictEqual(before);
               const e = error as StagegateError;
-              if (e.code === 'COOLING_DOWN') expect(e.details?.retryAfterMs).toBeGreaterThan(0);
+              if (e.code === 'COOLING_DOWN' && action.kind === 'request') {
+                // refused exactly while the model's cool-down runs, with the time it has left
+                expect(e.details?.retryAfterMs).toBe((cooledUntil.get(action.user) ?? clock.t) - clock.t);
+                expect(e.details?.retryAfterMs).toBeGreaterThan(0);
+              }
             }
             expect(problems).toEqual([]);
 

@@ -73,7 +73,7 @@ describe('Stage state round trip (toState → JSON → fromState)', () => {
       settings: { ...SETTINGS, autoFill: true },
       holds: [{ userId: 's', held: ['audio', 'video'], asked: ['audio'] }],
       bans: ['v4', 'ghost'],
-      cooldowns: [['v3', 1_000_000]],
+      cooldowns: [['v3', 1_120_000]],
       slots: [{ userId: 's', endsAt: 1_060_000, warned: false }],
       autoAccepted: [['v1', 1_005_000]],
       lastQueueLength: 1,
