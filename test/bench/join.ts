@@ -1,5 +1,8 @@
 /**
- * Benchmark 1: stage join latency, real Chromium on both ends (one page: speaker and viewer).
+ * Benchmark 1: stage join latency, real Chromium on both ends: the speaker and the viewers in two
+ * pages of one browser, each page its own renderer process (its own WebRTC threads), as two
+ * participants on two machines would be. `BENCH_JOIN_ONE_PAGE=1` puts them in one page, as this
+ * benchmark did before: the viewer's SDP work then queues behind the speaker's.
  *
  * From the speaker's action to the viewer's first decoded video frame (first of: getStats
  * framesDecoded > 0 polled every 5 ms, or the first requestVideoFrameCallback) and first audio
@@ -76,6 +79,8 @@ export interface JoinVariantResult {
 }
 
 export interface JoinResult {
+  /** BENCH_JOIN_ONE_PAGE=1: speaker and viewers in one page (one renderer). */
+  onePage: boolean;
   cold: Record<string, JoinVariantResult>;
   warm: Record<string, JoinVariantResult>;
   openDevicesMs: number;
@@ -84,7 +89,10 @@ export interface JoinResult {
 
 interface Ctx {
   sys: Systems;
-  bb: BenchBrowser;
+  /** The speaker's page. */
+  spk: BenchBrowser;
+  /** The viewers' page (the speaker's too with BENCH_JOIN_ONE_PAGE=1). */
+  viewer: BenchBrowser;
   roomTc: string;
   roomRaw: string;
 }
@@ -99,13 +107,16 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
       if (to === 'ON_STAGE') sys.sgTimeline.push('on-stage', userId);
     });
   }
-  const ctx: Ctx = { sys, bb, roomTc, roomRaw };
+  const onePage = process.env.BENCH_JOIN_ONE_PAGE === '1';
+  const viewer = onePage ? bb : await bb.openPage();
+  const ctx: Ctx = { sys, spk: bb, viewer, roomTc, roomRaw };
   const openDevicesMs = await bb.call('openDevices');
   const clock = await bb.calibrate();
+  await viewer.calibrate();
 
   // One viewer per variant, alive for the whole benchmark.
-  await bb.call('tcJoin', 'viewer-tc', sys.sg.url, await sys.sg.token('viewer-tc', 'viewer', roomTc), false);
-  await bb.call(
+  await viewer.call('tcJoin', 'viewer-tc', sys.sg.url, await sys.sg.token('viewer-tc', 'viewer', roomTc), false);
+  await viewer.call(
     'rawConnect',
     'viewer-sg',
     sys.sg.url,
@@ -116,7 +127,7 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
       send: false,
     },
   );
-  await bb.call(
+  await viewer.call(
     'rawConnect',
     'viewer-bl',
     sys.baseline.url,
@@ -130,10 +141,12 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
   const cold = await runRounds(ctx, only(VARIANTS), opts.samples, 'cold', opts.log);
   const warm = await runRounds(ctx, only(WARM_VARIANTS), opts.warmSamples, 'warm', opts.log);
 
-  await bb.call('tcLeave', 'viewer-tc');
-  await bb.call('rawClose', 'viewer-sg');
-  await bb.call('rawClose', 'viewer-bl');
+  await viewer.call('tcLeave', 'viewer-tc');
+  await viewer.call('rawClose', 'viewer-sg');
+  await viewer.call('rawClose', 'viewer-bl');
+  if (viewer !== bb) await viewer.close();
   return {
+    onePage,
     cold,
     warm,
     openDevicesMs: round(openDevicesMs),
@@ -153,7 +166,7 @@ async function runRounds(
   const warmSpeakers = new Set<Variant>();
   const deadline = Date.now() + Math.max(30_000, samples * variants.length * 4000);
   for (let i = 0; i < samples && Date.now() < deadline; i++) {
-    if (i % 10 === 0) await ctx.bb.calibrate();
+    if (i % 10 === 0) for (const page of new Set([ctx.spk, ctx.viewer])) await page.calibrate();
     for (const v of variants) {
       try {
         if (mode === 'warm' && !warmSpeakers.has(v)) {
@@ -165,7 +178,7 @@ async function runRounds(
       } catch (err) {
         raw[v]!.failures.push(String((err as Error).message ?? err));
         log(`  join ${mode} ${v} #${i} failed: ${(err as Error).message}`);
-        await ctx.bb.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+        await ctx.spk.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
         warmSpeakers.delete(v);
       }
     }
@@ -176,7 +189,7 @@ async function runRounds(
       log(`  join ${mode} ${i + 1}/${samples}: ${line}`);
     }
   }
-  for (const v of warmSpeakers) await ctx.bb.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
+  for (const v of warmSpeakers) await ctx.spk.call(isThin(v) ? 'tcLeave' : 'rawClose', 'spk').catch(() => undefined);
 
   const out: Record<string, JoinVariantResult> = {};
   for (const v of variants) {
@@ -197,7 +210,7 @@ async function runRounds(
 }
 
 async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<void> {
-  const { sys, bb } = ctx;
+  const { sys, spk: bb } = ctx;
   if (isThin(v)) {
     const token = await sys.sg.token(userId, 'speaker', ctx.roomTc);
     const r = await bb.call('tcJoin', 'spk', sys.sg.url, token, true, v === 'stagegate/thin-client-720p');
@@ -220,24 +233,26 @@ async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<voi
 }
 
 async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number): Promise<JoinSample> {
-  const { bb } = ctx;
+  const { spk, viewer } = ctx;
   const thin = isThin(v);
   const userId = mode === 'cold' ? `spk-${v.replace(/\W/g, '')}-${i}` : `spk-warm-${v.replace(/\W/g, '')}`;
   if (mode === 'cold') await connectSpeaker(ctx, v, userId);
   await sleep(50); // let the prepared transport and the previous sample's tear-down settle
 
-  const j = await bb.call(thin ? 'tcStageJoin' : 'rawStageJoin', 'spk');
+  const j = await spk.call(thin ? 'tcStageJoin' : 'rawStageJoin', 'spk');
   if (j.producerIds.length !== 2) throw new Error(`published ${j.producerIds.length} producers, not 2`);
-  const recs = await waitRecords(bb, j.producerIds, (r) => r.tFirstStats !== undefined, 8000);
+  const recs = await waitRecords(viewer, j.producerIds, (r) => r.tFirstStats !== undefined, 8000);
   // Give the tracer / rVFC a moment to report the first frame if getStats won.
   await sleep(30);
-  const final = await Promise.all(j.producerIds.map((id) => bb.call('record', id)));
+  const final = await Promise.all(j.producerIds.map((id) => viewer.call('record', id)));
   const video = final.find((r) => r?.kind === 'video') ?? recs.find((r) => r.kind === 'video');
   const audio = final.find((r) => r?.kind === 'audio') ?? recs.find((r) => r.kind === 'audio');
   if (!video || !audio) throw new Error('missing a received track');
 
-  const t0 = bb.toWall(j.t0);
-  const since = (pageT: number | undefined) => (pageT === undefined ? NaN : round(bb.toWall(pageT) - t0));
+  const t0 = spk.toWall(j.t0);
+  // the viewer's page times, and the speaker's own (join resolved)
+  const since = (pageT: number | undefined) => (pageT === undefined ? NaN : round(viewer.toWall(pageT) - t0));
+  const spkSince = (pageT: number | undefined) => (pageT === undefined ? NaN : round(spk.toWall(pageT) - t0));
   const frameT = Math.min(video.tFirstStats ?? Infinity, video.tFirstFrame ?? Infinity);
   const tl = v.startsWith('baseline') ? ctx.sys.baselineTimeline : ctx.sys.sgTimeline;
   const pv = j.producerIds.find((id) => final.find((r) => r?.producerId === id)?.kind === 'video')!;
@@ -263,7 +278,7 @@ async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number)
     'viewer: first frame decoded (getStats)': since(video.tFirstStats),
     'viewer: first frame painted (rVFC)': since(video.tFirstFrame),
     'viewer: first audio bytes': since(audio.tFirstStats),
-    'speaker: join() resolved': since(j.tResolved),
+    'speaker: join() resolved': spkSince(j.tResolved),
   };
 
   // The first key frame of the layer the consumer starts on (the lowest; a plain stream has no layer).
@@ -273,21 +288,35 @@ async function oneSample(ctx: Ctx, v: Variant, mode: 'cold' | 'warm', i: number)
   const keyOut = tl.first('consumer-keyframe', pv, since0);
   const lateResume = firstKey !== undefined && resumed !== undefined && resumed > firstKey;
   const keyFrameWait = lateResume && keyOut !== undefined ? round(keyOut - resumed) : NaN;
-  const pageEvents = (await bb.call('pcEvents', j.t0 - 1)) as { t: number; pc: number; what: string }[];
+  // each page's SDP steps, from t0 on (a page's own clock: t0 mapped into it)
+  const pages =
+    viewer === spk
+      ? [['page', spk] as const]
+      : ([
+          ['spk', spk],
+          ['viewer', viewer],
+        ] as const);
+  const pageEvents = (
+    await Promise.all(
+      pages.map(async ([name, page]) =>
+        ((await page.call('pcEvents', t0 - page.toWall(0) - 1)) as { t: number; pc: number; what: string }[])
+          .filter((e) => /^(create|set)/.test(e.what))
+          .map((e) => ({ t: page.toWall(e.t) - t0, what: `${name} pc${e.pc} ${e.what}` })),
+      ),
+    )
+  ).flat();
   const events = [
     ...log.map((e) => ({ t: e.t - t0, what: `${e.what}${e.layer === undefined ? '' : ` L${e.layer}`}` })),
-    ...pageEvents
-      .filter((e) => /^(create|set)/.test(e.what))
-      .map((e) => ({ t: bb.toWall(e.t) - t0, what: `page pc${e.pc} ${e.what}` })),
+    ...pageEvents,
   ]
     .sort((a, b) => a.t - b.t)
     .map((e) => `${round(e.t)} ${e.what}`);
 
   // Tear down: cold closes the connection, warm leaves the stage; the viewer must see the tracks go.
-  if (mode === 'cold') await bb.call(thin ? 'tcLeave' : 'rawClose', 'spk');
-  else await bb.call(thin ? 'tcStageLeave' : 'rawStageLeave', 'spk');
-  await waitRecords(bb, j.producerIds, (r) => r.tRemoved !== undefined, 5000).catch(() => undefined);
-  await bb.call('forget', j.producerIds);
+  if (mode === 'cold') await spk.call(thin ? 'tcLeave' : 'rawClose', 'spk');
+  else await spk.call(thin ? 'tcStageLeave' : 'rawStageLeave', 'spk');
+  await waitRecords(viewer, j.producerIds, (r) => r.tRemoved !== undefined, 5000).catch(() => undefined);
+  await viewer.call('forget', j.producerIds);
 
   return {
     firstFrame: since(Number.isFinite(frameT) ? frameT : undefined),

@@ -42,6 +42,12 @@ export interface BenchBrowser {
   toWall(pageNow: number): number;
   /** Re-estimates the page ↔ process clock offset (NTP-style, best of several round trips). */
   calibrate(): Promise<{ offsetMs: number; rttMs: number }>;
+  /**
+   * Another page of the same browser, with its own renderer process (each tab the browser opens
+   * is a browsing instance of its own) and its own clock mapping: a second participant whose
+   * WebRTC threads do not queue behind the first one's, as on two machines.
+   */
+  openPage(): Promise<BenchBrowser>;
   close(): Promise<void>;
 }
 
@@ -56,11 +62,27 @@ export async function openBenchBrowser(): Promise<BenchBrowser> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   const browser = await launchBrowser();
+  const version = browser.context.browser()?.version() ?? 'unknown';
+  const origin = `http://127.0.0.1:${port}`;
+  const closeAll = async () => {
+    await browser.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  return openHandle(browser, version, origin, closeAll);
+}
+
+async function openHandle(
+  browser: BrowserHandle,
+  version: string,
+  origin: string,
+  /** Closes the browser and its page server; a page opened by `openPage` closes only itself. */
+  closeAll?: () => Promise<void>,
+): Promise<BenchBrowser> {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.error('[bench page]', e.message));
-  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.goto(`${origin}/`);
   await page.waitForFunction(() => 'bench' in window, undefined, { timeout: 10_000 });
-  const version = browser.context.browser()?.version() ?? 'unknown';
   // page timeOrigin + now ≈ wall() + offset
   let offset = 0;
   let timeOrigin = 0;
@@ -68,7 +90,7 @@ export async function openBenchBrowser(): Promise<BenchBrowser> {
     page,
     browser,
     version,
-    origin: `http://127.0.0.1:${port}`,
+    origin,
     call: (fn, ...args) =>
       page.evaluate(
         ([f, a]) =>
@@ -90,11 +112,8 @@ export async function openBenchBrowser(): Promise<BenchBrowser> {
       offset = best.offsetMs;
       return best;
     },
-    async close() {
-      await browser.close();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
+    openPage: () => openHandle(browser, version, origin),
+    close: closeAll ?? (() => page.close()),
   };
   await handle.calibrate();
   return handle;
