@@ -32,6 +32,7 @@ import { StagegateError } from '../../shared/errors.js';
 import type { Logger } from '../logger.js';
 import { RoomMedia, type RemoteMediaPort, type RtcOptions, type TransportAppData } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
+import { producerOptions } from '../media/rtp.js';
 
 /** Media RPC bodies (owner → media node, producer's node → destination), and events (media node → owner). */
 export type MediaRpc =
@@ -415,6 +416,7 @@ export class RemoteMedia {
           kind: body.kind,
           rtpParameters: body.rtpParameters,
           appData: body.appData,
+          ...producerOptions(body.kind),
         });
         this.#hostProducers.set(producer.id, { producer, site });
         const tell = (event: string, data?: unknown) =>

@@ -22,6 +22,20 @@ export const MEDIA_CODECS: ms.RouterRtpCodecCapability[] = [
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /**
+ * Producer options by kind. Video: `keyFrameRequestDelay`, so that key frame requests reach the
+ * sender at most once per 350 ms. Chromium honours one request per 300 ms (WebRTC's
+ * EncoderRtcpFeedback) and drops the others, and mediasoup asks again only after 1 s: a viewer
+ * whose request came right after another one's key frame (the first viewer on an edge router or
+ * another node, after the pipe's own request; a layer switch) waited more than a second for its
+ * first frame. Held back instead, the request goes out once the window has passed.
+ */
+export const KEY_FRAME_REQUEST_DELAY_MS = 350;
+
+export function producerOptions(kind: MediaKind): Pick<ms.ProducerOptions, 'keyFrameRequestDelay'> {
+  return kind === 'video' ? { keyFrameRequestDelay: KEY_FRAME_REQUEST_DELAY_MS } : {};
+}
+
+/**
  * An error from a worker call that carried client-supplied parameters (DTLS, RTP): mediasoup
  * validates them in the worker and answers a plain Error (duplicate SSRC or MID, bad
  * fingerprint...). That is the client's fault, so INVALID_REQUEST, not INTERNAL.

@@ -45,7 +45,7 @@ import type { AuditEntry } from '../audit/AuditTrail.js';
 import { auditStage } from '../audit/stageAudit.js';
 import { samePreset } from '../stage/stageRules.js';
 import { layerForSize, layersOf, Throttle } from '../media/layers.js';
-import { kindOfRtp, workerRefusal } from '../media/rtp.js';
+import { kindOfRtp, producerOptions, workerRefusal } from '../media/rtp.js';
 import { RoomMedia, type RtcOptions, type TransportFactory } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import { Audience, type GroupChannel } from './Audience.js';
@@ -505,7 +505,7 @@ export class Room {
     const epoch = p.stageEpoch;
     p.producingSources.set(source, transport);
     const producer = await transport
-      .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source } })
+      .produce({ kind, rtpParameters: req.rtpParameters, appData: { userId: p.id, source }, ...producerOptions(kind) })
       .catch((err: unknown) => Promise.reject(workerRefusal(err)))
       .finally(() => {
         if (p.producingSources.get(source) === transport) p.producingSources.delete(source);

@@ -89,6 +89,7 @@ async function firstFrame(page: Page, url: string, token: string): Promise<numbe
     const t0 = performance.now();
     const meeting = await joinMeeting({ url: ${JSON.stringify(url)}, token: ${JSON.stringify(token)} });
     window.meeting = meeting;
+    window.tJoined = performance.now() - t0;
     for (;;) {
       for (const pc of window.__pcs) {
         if (pc.connectionState === 'closed') continue;
@@ -196,6 +197,13 @@ try {
       try {
         const t = await withTimeout(firstFrame(page, node.url, token), 30_000, `first frame on ${node.nodeId}`);
         (node === a ? same : other).push(t);
+        if (t > 1000) {
+          // joinMeeting() or the first frame after it (a key frame request Chromium dropped: +1 s)
+          const joined = (await page.evaluate('window.tJoined')) as number;
+          console.log(
+            `  slow sample: viewer v${i} on ${node.nodeId}: joined after ${ms(joined)} ms, first frame ${ms(t)} ms`,
+          );
+        }
       } catch (err) {
         // reported (a failed sample is not a fast one), and the run goes on
         failures.push(`viewer v${i} on ${node.nodeId}: ${(err as Error).message.split('\n')[0]}`);
