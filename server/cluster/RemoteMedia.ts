@@ -286,12 +286,17 @@ export class RemoteMedia {
 
   /**
    * Owner side: `node` dropped its part of `roomId` (it judged this owner gone: a heartbeat it
-   * missed while this node was starved of CPU, say). Its transports and producers there are
-   * gone, and the pipes from and to it: the next consumer there gets a new pipe, not the dead one.
+   * missed while this node was starved of CPU, say; or the part's worker died). Its transports
+   * and producers there are gone, and the pipes from and to it: the next consumer there gets a
+   * new pipe, not the dead one; their participants are told to set their media up again.
    */
   #partDropped(roomId: string, node: string): void {
     if (this.#sites.get(roomId)?.owner !== this.#self) return;
-    for (const t of [...this.#transports.values()]) if (t.roomId === roomId && t.node === node) t.gone();
+    const lost = [...this.#transports.values()].filter((t) => t.roomId === roomId && t.node === node);
+    for (const t of lost) t.gone();
+    // their participants set their media up again (after a missed heartbeat the node also
+    // dropped the sockets it relayed: those reconnect and set it up anyway)
+    this.#transportsLost(roomId, lost);
     for (const [producerId, perNode] of [...this.#pipes]) {
       for (const [to, pipe] of [...perNode]) {
         if (pipe.roomId !== roomId || (to !== node && pipe.from !== node)) continue;
@@ -301,6 +306,21 @@ export class RemoteMedia {
     }
     this.#nodesOf.get(roomId)?.delete(node);
     this.#log.warn({ roomId, node }, 'a node dropped its part of a room of this node');
+  }
+
+  /** @internal (proxies): a transport closed on its node without this owner asking (its worker died). */
+  transportLost(t: RemoteTransport): void {
+    this.#transportsLost(t.roomId, [t]);
+  }
+
+  /** Transports of a room of this node went away on their node by themselves: the room resets their participants. */
+  #transportsLost(roomId: string, transports: RemoteTransport[]): void {
+    const site = this.#sites.get(roomId);
+    if (site?.owner !== this.#self || transports.length === 0) return;
+    site.media.then(
+      (media) => media.transportsLost(new Set(transports.map((t) => t.id))),
+      () => undefined,
+    );
   }
 
   /** Owner side: `node` died. Its transports and producers are gone, and the pipes from and to it. */
@@ -637,7 +657,15 @@ export class RemoteMedia {
     this.#sites.set(roomId, site);
     media.then(
       (m) => {
-        if (this.#sites.get(roomId) !== site) m.close();
+        if (this.#sites.get(roomId) !== site) return m.close();
+        // Its worker died: the part, its transports and pipes are gone. Once a worker is live
+        // again, the part is dropped and the owner told (media.dropped): it resets its
+        // participants here, whose new transports make a new part on that worker. Their
+        // transports' closes are not told before (#tellOwner: a reset then would find no worker).
+        m.router.on('workerclose', () => {
+          log.warn({ roomId, owner, workerPid: worker.pid }, "the worker of this node's part of a room died");
+          void pool.live().then(() => this.#sites.get(roomId) === site && this.dropRoom(roomId));
+        });
       },
       () => this.#sites.get(roomId) === site && this.dropRoom(roomId),
     );
@@ -653,7 +681,8 @@ export class RemoteMedia {
   }
 
   #tellOwner(site: Site, body: MediaRpc): void {
-    if (this.#sites.get(site.roomId) === site) this.#opts.bus.send(site.owner, body);
+    // A part whose worker died tells nothing (its transports' closes) until it is dropped (#host).
+    if (this.#sites.get(site.roomId) === site && !site.hosted?.worker.died) this.#opts.bus.send(site.owner, body);
   }
 
   #listenInfo(): ms.TransportListenInfo {
@@ -796,7 +825,10 @@ class RemoteTransport {
   }
 
   event(event: string): void {
-    if (event === 'close') this.gone();
+    if (event !== 'close' || this.#closed) return;
+    // closed there by itself (its worker died): the room resets its participant's media
+    this.gone();
+    this.remote.transportLost(this);
   }
 }
 

@@ -18,7 +18,9 @@
  *   transports with the last pipe (MediaRouter). A pipe finished after its producer closed is
  *   closed at once.
  * - **Worker death**: a dead edge takes its transports; `onEdgeLost` tells the room whose they
- *   were. A dead origin is the registry's business (`moveOrigin`).
+ *   were (so does `transportsLost` for transports on another node that went away). A dead origin
+ *   is the registry's business (`moveOrigin`), or in cluster mode, for a room's part on another
+ *   node, that node's (it drops the part).
  */
 import type { types as ms } from 'mediasoup';
 import { StagegateError } from '../../shared/errors.js';
@@ -93,7 +95,7 @@ export class RoomMedia {
   /** Producer id → edge → its pipe there (being created, or live). */
   readonly #pipes = new Map<string, Map<MediaRouter, Pipe>>();
   readonly #routerOf = new WeakMap<ms.Transport, MediaRouter>();
-  readonly #lostListeners: ((transportIds: Set<string>, worker: ms.Worker) => void)[] = [];
+  readonly #lostListeners: ((transportIds: Set<string>) => void)[] = [];
   readonly #speakerListeners: ((producer: ms.Producer) => void)[] = [];
   #closed = false;
   /** Cluster mode: receive transports of participants connected to other nodes go there. */
@@ -132,9 +134,18 @@ export class RoomMedia {
     return this.#routerOf.get(transport);
   }
 
-  /** Called with the transports an edge took when its worker died (their owners need a reset). */
-  onEdgeLost(listener: (transportIds: Set<string>, worker: ms.Worker) => void): void {
+  /**
+   * Called with transports that went away by themselves (their owners need a reset): those an
+   * edge took when its worker died, and (cluster mode) those another node lost.
+   */
+  onEdgeLost(listener: (transportIds: Set<string>) => void): void {
     this.#lostListeners.push(listener);
+  }
+
+  /** Transports on another node went away by themselves (its worker died, it dropped its part). */
+  transportsLost(transportIds: Set<string>): void {
+    if (transportIds.size === 0) return;
+    for (const listener of this.#lostListeners) listener(transportIds);
   }
 
   // ------------------------------------------------------------------ active speaker
@@ -331,7 +342,7 @@ export class RoomMedia {
     this.#edges.delete(edge.worker);
     const lost = new Set(edge.transports().map((t) => t.id));
     this.opts.log.warn({ workerPid: edge.worker.pid, transports: lost.size }, 'an edge worker of the room died');
-    for (const listener of this.#lostListeners) listener(lost, edge.worker);
+    this.transportsLost(lost);
   }
 
   // ------------------------------------------------------------------ lifecycle

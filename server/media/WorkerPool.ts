@@ -6,6 +6,7 @@
  */
 import * as mediasoup from 'mediasoup';
 import type { types as ms } from 'mediasoup';
+import { StagegateError } from '../../shared/errors.js';
 import type { Logger } from '../logger.js';
 
 export interface WorkerPoolOptions {
@@ -25,6 +26,8 @@ export class WorkerPool {
   readonly #load = new Map<ms.Worker, number>();
   /** Live consumers per worker, every router and transport included. */
   readonly #consumers = new Map<ms.Worker, number>();
+  /** Waiting for a live worker (`live()`): resolved when one is adopted, or the replacement failed. */
+  readonly #waiting: (() => void)[] = [];
   #closed = false;
 
   private constructor(opts: WorkerPoolOptions) {
@@ -62,10 +65,16 @@ export class WorkerPool {
     return this.#workers;
   }
 
+  /** Resolves when a worker is live (at once, but while the only one is being replaced). */
+  live(): Promise<void> {
+    if (this.#closed || this.#workers.some((w) => !w.closed && !w.died)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
   /** The live worker with the fewest rooms; counts the new room on it. */
   acquire(): ms.Worker {
     const live = this.#workers.filter((w) => !w.closed && !w.died);
-    if (live.length === 0) throw new Error('no live mediasoup worker');
+    if (live.length === 0) throw new StagegateError('INVALID_STATE', 'the media server is recovering; try again');
     const worker = live.reduce((a, b) => ((this.#load.get(a) ?? 0) <= (this.#load.get(b) ?? 0) ? a : b));
     this.#load.set(worker, (this.#load.get(worker) ?? 0) + 1);
     return worker;
@@ -123,6 +132,7 @@ export class WorkerPool {
     this.#workers.push(worker);
     this.#load.set(worker, 0);
     this.#countConsumers(worker);
+    for (const resolve of this.#waiting.splice(0)) resolve();
     logger.info({ pid: worker.pid }, 'mediasoup worker started');
     worker.on('died', (error) => {
       logger.error({ pid: worker.pid, err: error }, 'mediasoup worker died');
@@ -141,6 +151,7 @@ export class WorkerPool {
         },
         (err: unknown) => {
           logger.error({ err }, 'could not replace the dead mediasoup worker');
+          for (const resolve of this.#waiting.splice(0)) resolve();
           this.#opts.onWorkerDied?.(worker, undefined);
         },
       );

@@ -375,6 +375,65 @@ it('node media: a viewer on node C decodes a speaker on node A (the room on B) t
   }
 });
 
+it("the worker of a node's part of a room dies: its participants there are told to set their media up again, the others are not", async () => {
+  const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'wd', mode: 'OPEN' })).status).toBe(201);
+  const clients: RawClient[] = [];
+  const join = async (url: string, userId: string, preset: string) => {
+    const client = await connectRaw(url, { token: await mint(a.url, 'wd', userId, preset) });
+    clients.push(client);
+    await joinRaw(client);
+    return client;
+  };
+  const consume = async (viewer: RawClient, producerId: string) => {
+    const recv = await viewer.request('createTransport', { direction: 'recv' });
+    await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
+    return viewer.request('consume', { producerId });
+  };
+  try {
+    // the room on A, the speaker on B, viewers on C (the one that loses its worker) and on A
+    const spk = await join(b.url, 'spk', 'speaker');
+    await spk.request('stage.join');
+    const send = await spk.request('createTransport', { direction: 'send' });
+    const { id: producerId } = await spk.request('produce', {
+      transportId: send.id,
+      kind: 'video',
+      rtpParameters: rtpParameters('video', 4000),
+    });
+    const onC = await join(c.url, 'c1', 'viewer');
+    const onA = await join(a.url, 'a1', 'viewer');
+    await consume(onC, producerId);
+    await consume(onA, producerId);
+    const part = await mediaOn(c.url, 'wd');
+    expect(part?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:b']);
+    const workerPid = (part!.routers[0] as RouterPart & { workerPid: number }).workerPid;
+    expect(workerPid).toBeGreaterThan(0);
+
+    const spkRouter = (await mediaOn(b.url, 'wd'))?.participants.spk?.send;
+    expect(spkRouter).toBeDefined();
+    const reset = onC.next('mediaReset');
+    process.kill(workerPid, 'SIGKILL');
+    expect(await reset).toEqual({ reason: 'worker-died' });
+    // The viewer on C sets its media up again at once, as the client does (no retry): the reset
+    // came once C had a live worker again (its only one, replaced), with a new part there
+    const made = await onC.ack('createTransport', { direction: 'recv' });
+    expect(made, JSON.stringify(made)).toMatchObject({ ok: true });
+    // the owner forgot the old pipe and transport there
+    expect((await mediaOn(b.url, 'wd'))?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['out:a']);
+    // the speaker on B and the viewer on A were not touched
+    for (const other of [spk, onA]) expect(other.received.map((r) => r.name)).not.toContain('mediaReset');
+    expect((await mediaOn(b.url, 'wd'))?.participants.spk?.send).toBe(spkRouter);
+    const again = await onC.ack('consume', { producerId });
+    expect(again.ok).toBe(true);
+    const newPart = await mediaOn(c.url, 'wd');
+    expect(newPart?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:b']);
+    expect((newPart!.routers[0] as RouterPart & { workerPid: number }).workerPid).not.toBe(workerPid);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  expect((await api(a.url, 'DELETE', '/api/rooms/wd')).status).toBe(204);
+});
+
 it('a viewer on node C decodes a speaker on node A, and again after A dies', async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   await peersKnown();
