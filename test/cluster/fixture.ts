@@ -3,8 +3,8 @@
  */
 import { afterAll, beforeAll } from 'vitest';
 import type { Responses } from '../../shared/protocol.js';
-import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
-import { startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
+import { connectRaw, DTLS, joinRaw, type RawClient } from '../helpers/server.js';
+import { mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 /**
  * A file's cluster: one Redis and nodes a, b and c with a `leaseMs` lease, started before all
@@ -55,4 +55,29 @@ export async function reconnectVia(user: string, node: string, tries = 50): Prom
     }
   }
   throw last;
+}
+
+/**
+ * Raw clients in room `roomId` of one test: `join` connects `userId` through the node at `url`
+ * (a token minted there) and joins; `consume` gives a viewer a connected receive transport and
+ * consumes (the ack); `close` closes every client it made.
+ */
+export function roomClients(roomId: string) {
+  const made: RawClient[] = [];
+  return {
+    async join(url: string, userId: string, preset: string): Promise<RawClient> {
+      const client = await connectRaw(url, { token: await mint(url, roomId, userId, preset) });
+      made.push(client);
+      await joinRaw(client);
+      return client;
+    },
+    async consume(viewer: RawClient, producerId: string) {
+      const recv = await viewer.request('createTransport', { direction: 'recv' });
+      await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
+      return viewer.ack('consume', { producerId });
+    },
+    close(): void {
+      for (const client of made) client.close();
+    },
+  };
 }

@@ -11,7 +11,8 @@ import { Redis } from 'ioredis';
 import type { Page } from 'playwright-core';
 import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
 import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
+import { DTLS, rtpParameters } from '../helpers/server.js';
+import { roomClients } from './fixture.js';
 import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 const LEASE_MS = 1500;
@@ -121,13 +122,8 @@ const sum = (part: MediaPart | undefined, key: 'pipeTransports' | 'pipeProducers
 it("node media (signaling only): producers on the speaker's node, one pipe per producer and node shared by its viewers there, closed with the producer", async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'raw', mode: 'OPEN' })).status).toBe(201);
-  const clients: RawClient[] = [];
-  const join = async (url: string, userId: string, preset: string) => {
-    const client = await connectRaw(url, { token: await mint(url, 'raw', userId, preset) });
-    clients.push(client);
-    await joinRaw(client);
-    return client;
-  };
+  const room = roomClients('raw');
+  const join = room.join;
   try {
     const spk = await join(b.url, 'spk', 'speaker');
     await spk.request('stage.join');
@@ -229,7 +225,7 @@ it("node media (signaling only): producers on the speaker's node, one pipe per p
     viewers[0]!.close();
     await expect.poll(async () => Object.keys((await mediaOn(c.url, 'raw'))?.participants ?? {})).toEqual(['c2']);
   } finally {
-    for (const client of clients) client.close();
+    room.close();
   }
   // the room closes: each node drops its part
   expect((await api(a.url, 'DELETE', '/api/rooms/raw')).status).toBe(204);
@@ -241,18 +237,7 @@ it("node media (signaling only): producers on the speaker's node, one pipe per p
 it('a node that dropped its part of a room (it judged the owner gone) tells the owner: the next viewer there gets a new pipe', async () => {
   const [a, , c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'heal', mode: 'OPEN' })).status).toBe(201);
-  const clients: RawClient[] = [];
-  const join = async (url: string, userId: string, preset: string) => {
-    const client = await connectRaw(url, { token: await mint(a.url, 'heal', userId, preset) });
-    clients.push(client);
-    await joinRaw(client);
-    return client;
-  };
-  const consume = async (viewer: RawClient, producerId: string) => {
-    const recv = await viewer.request('createTransport', { direction: 'recv' });
-    await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
-    return viewer.ack('consume', { producerId });
-  };
+  const { join, consume, close } = roomClients('heal');
   const redisClient = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await redisClient.connect();
   try {
@@ -288,7 +273,7 @@ it('a node that dropped its part of a room (it judged the owner gone) tells the 
     expect((await mediaOn(c.url, 'heal'))?.pipes.map((p) => p.node)).toEqual(['a']);
     await expect.poll(async () => sum(await mediaOn(a.url, 'heal'), 'pipeTransports')).toBe(1);
   } finally {
-    for (const client of clients) client.close();
+    close();
     redisClient.disconnect();
   }
   expect((await api(a.url, 'DELETE', '/api/rooms/heal')).status).toBe(204);
@@ -378,18 +363,7 @@ it('node media: a viewer on node C decodes a speaker on node A (the room on B) t
 it("the worker of a node's part of a room dies: its participants there are told to set their media up again, the others are not", async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'wd', mode: 'OPEN' })).status).toBe(201);
-  const clients: RawClient[] = [];
-  const join = async (url: string, userId: string, preset: string) => {
-    const client = await connectRaw(url, { token: await mint(a.url, 'wd', userId, preset) });
-    clients.push(client);
-    await joinRaw(client);
-    return client;
-  };
-  const consume = async (viewer: RawClient, producerId: string) => {
-    const recv = await viewer.request('createTransport', { direction: 'recv' });
-    await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
-    return viewer.request('consume', { producerId });
-  };
+  const { join, consume, close } = roomClients('wd');
   try {
     // the room on A, the speaker on B, viewers on C (the one that loses its worker) and on A
     const spk = await join(b.url, 'spk', 'speaker');
@@ -402,8 +376,7 @@ it("the worker of a node's part of a room dies: its participants there are told 
     });
     const onC = await join(c.url, 'c1', 'viewer');
     const onA = await join(a.url, 'a1', 'viewer');
-    await consume(onC, producerId);
-    await consume(onA, producerId);
+    for (const viewer of [onC, onA]) expect((await consume(viewer, producerId)).ok).toBe(true);
     const part = await mediaOn(c.url, 'wd');
     expect(part?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:b']);
     const workerPid = (part!.routers[0] as RouterPart & { workerPid: number }).workerPid;
@@ -429,7 +402,7 @@ it("the worker of a node's part of a room dies: its participants there are told 
     expect(newPart?.pipes.map((p) => `${p.direction}:${p.node}`)).toEqual(['in:b']);
     expect((newPart!.routers[0] as RouterPart & { workerPid: number }).workerPid).not.toBe(workerPid);
   } finally {
-    for (const client of clients) client.close();
+    close();
   }
   expect((await api(a.url, 'DELETE', '/api/rooms/wd')).status).toBe(204);
 });

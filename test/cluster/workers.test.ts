@@ -4,13 +4,14 @@
  * whose transports were on it. Real Redis, two node processes, raw signaling clients.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
-import { api, mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
+import { rtpParameters } from '../helpers/server.js';
+import { roomClients } from './fixture.js';
+import { api, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 let redis: TestRedis;
 let a: TestNode;
 let c: TestNode;
-const clients: RawClient[] = [];
+const room = roomClients('edge');
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -22,7 +23,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const client of clients) client.close();
+  room.close();
   await Promise.all([a?.stop(), c?.stop()]);
   await redis?.stop();
 });
@@ -39,17 +40,7 @@ const partOn = async (url: string, roomId: string) =>
 
 it("an edge worker of a node's part of a room dies: only the participants whose transports were on it are reset", async () => {
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'edge', mode: 'OPEN' })).status).toBe(201);
-  const join = async (url: string, userId: string, preset: string) => {
-    const client = await connectRaw(url, { token: await mint(a.url, 'edge', userId, preset) });
-    clients.push(client);
-    await joinRaw(client);
-    return client;
-  };
-  const consume = async (viewer: RawClient, producerId: string) => {
-    const recv = await viewer.request('createTransport', { direction: 'recv' });
-    await viewer.request('connectTransport', { transportId: recv.id, dtlsParameters: DTLS });
-    return viewer.request('consume', { producerId });
-  };
+  const { join, consume } = room;
   const spk = await join(a.url, 'spk', 'speaker');
   await spk.request('stage.join');
   const send = await spk.request('createTransport', { direction: 'send' });
@@ -59,14 +50,12 @@ it("an edge worker of a node's part of a room dies: only the participants whose 
     rtpParameters: rtpParameters('audio', 5000),
   });
   const [v1, v2] = [await join(c.url, 'v1', 'viewer'), await join(c.url, 'v2', 'viewer')];
-  await consume(v1, producerId);
-  await consume(v2, producerId);
+  for (const viewer of [v1, v2]) expect((await consume(viewer, producerId)).ok).toBe(true);
   const part = await partOn(c.url, 'edge');
   const [origin, edge] = part!.routers;
   expect([origin?.role, edge?.role]).toEqual(['origin', 'edge']);
   expect(part!.participants).toEqual({ v1: { recv: origin!.id }, v2: { recv: edge!.id } });
   expect(edge!.workerPid).not.toBe(origin!.workerPid);
-
   const reset = v2.next('mediaReset');
   process.kill(edge!.workerPid, 'SIGKILL');
   expect(await reset).toEqual({ reason: 'worker-died' });
