@@ -193,7 +193,7 @@ export async function createStagegate(options: StagegateOptions = {}): Promise<S
     onRequest: (method: RequestMethod, outcome: string) => metrics.countRequest(method, outcome),
   };
   attachSignaling({ ...signalingDeps, router: cluster });
-  const metrics = createMetrics(rooms, pool);
+  const metrics = createMetrics(rooms, pool, () => cluster?.hostedMedia() ?? []);
 
   const api = createApi({ rooms, tokens, apiSecret, log, audit });
   const demo = config.demo

@@ -48,6 +48,7 @@ import {
 } from '../signaling/signaling.js';
 import { sendError, sendJson, readJson } from '../http/api.js';
 import { roomKey } from '../signaling/outbox.js';
+import type { RoomMedia } from '../media/RoomMedia.js';
 import { connectRedis, keys, type Connections } from './redis.js';
 import { RemoteMedia, type MediaRpc } from './RemoteMedia.js';
 
@@ -186,6 +187,11 @@ export class Cluster implements SignalingRouter {
       log: this.#log,
     });
     deps.io.adapter(createAdapter(this.#redis.pub, this.#redis.sub, { requestsTimeout: 3000 }));
+  }
+
+  /** The media of this node's parts of other nodes' rooms (their routers are on this node's workers). */
+  hostedMedia(): RoomMedia[] {
+    return this.#media?.hostedMedia() ?? [];
   }
 
   get healthy(): boolean {

@@ -135,6 +135,8 @@ interface Site {
   media: Promise<RoomMedia>;
   /** Made here for another owner (this node acquired its worker). */
   hosted?: { worker: ms.Worker };
+  /** `media`, once made. */
+  ready?: RoomMedia;
 }
 
 type Side = ms.Producer | RemoteProducer;
@@ -339,6 +341,11 @@ export class RemoteMedia {
   /** Owner side: the nodes with a part of a room of this node (checked for life by the cluster). */
   nodes(): Set<string> {
     return new Set([...this.#nodesOf.values()].flatMap((n) => [...n]));
+  }
+
+  /** Media node side: the media of this node's parts of other owners' rooms (`/metrics`). */
+  hostedMedia(): RoomMedia[] {
+    return [...this.#sites.values()].flatMap((s) => (s.hosted && s.ready ? [s.ready] : []));
   }
 
   /** Media node side: the rooms this node has a part of for another owner. */
@@ -658,6 +665,7 @@ export class RemoteMedia {
     media.then(
       (m) => {
         if (this.#sites.get(roomId) !== site) return m.close();
+        site.ready = m;
         // Its worker died: the part, its transports and pipes are gone. Once a worker is live
         // again, the part is dropped and the owner told (media.dropped): it resets its
         // participants here, whose new transports make a new part on that worker. Their

@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { STAGE_STATUSES } from '../../shared/stage.js';
+import type { RoomMedia } from '../media/RoomMedia.js';
 import type { WorkerPool } from '../media/WorkerPool.js';
 import type { RoomRegistry } from '../room/RoomRegistry.js';
 
@@ -13,7 +14,8 @@ export interface Metrics {
   countRequest(method: string, outcome: string): void;
 }
 
-export function createMetrics(rooms: RoomRegistry, pool: WorkerPool): Metrics {
+/** `hosted`: cluster mode, this node's parts of other nodes' rooms (routers on this node's workers). */
+export function createMetrics(rooms: RoomRegistry, pool: WorkerPool, hosted: () => RoomMedia[] = () => []): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'stagegate_process_' });
 
@@ -71,15 +73,15 @@ export function createMetrics(rooms: RoomRegistry, pool: WorkerPool): Metrics {
   });
   new Gauge({
     name: 'stagegate_worker_routers',
-    help: 'Routers of rooms on each mediasoup worker, by role (origin: producers; edge: viewers fed by pipes)',
+    help: "Routers of rooms on each mediasoup worker, by role (origin: producers; edge: viewers fed by pipes), a cluster node's parts of other nodes' rooms included",
     labelNames: ['pid', 'role'],
     registers: [registry],
     collect() {
       this.reset();
       for (const w of pool.workers)
         if (!w.closed && !w.died) for (const role of ['origin', 'edge']) this.set({ pid: String(w.pid), role }, 0);
-      for (const room of rooms.list())
-        for (const r of room.media.routers()) if (!r.closed) this.inc({ pid: String(r.worker.pid), role: r.role });
+      for (const media of [...rooms.list().map((room) => room.media), ...hosted()])
+        for (const r of media.routers()) if (!r.closed) this.inc({ pid: String(r.worker.pid), role: r.role });
     },
   });
   new Gauge({

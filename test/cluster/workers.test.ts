@@ -56,6 +56,12 @@ it("an edge worker of a node's part of a room dies: only the participants whose 
   expect([origin?.role, edge?.role]).toEqual(['origin', 'edge']);
   expect(part!.participants).toEqual({ v1: { recv: origin!.id }, v2: { recv: edge!.id } });
   expect(edge!.workerPid).not.toBe(origin!.workerPid);
+  // C's /metrics counts the part's routers on its workers, though the room is A's
+  const metrics = await (await fetch(`${c.url}/metrics`)).text();
+  expect(metrics).toMatch(/^stagegate_rooms 0$/m);
+  expect(metrics).toContain(`stagegate_worker_routers{pid="${origin!.workerPid}",role="origin"} 1`);
+  expect(metrics).toContain(`stagegate_worker_routers{pid="${edge!.workerPid}",role="edge"} 1`);
+
   const reset = v2.next('mediaReset');
   process.kill(edge!.workerPid, 'SIGKILL');
   expect(await reset).toEqual({ reason: 'worker-died' });
