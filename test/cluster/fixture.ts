@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll } from 'vitest';
 import type { Responses } from '../../shared/protocol.js';
-import { connectRaw, DTLS, joinRaw, type RawClient } from '../helpers/server.js';
+import { connectRaw, DTLS, joinRaw, rtpParameters, type RawClient } from '../helpers/server.js';
 import { mint, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
 /**
@@ -59,17 +59,30 @@ export async function reconnectVia(user: string, node: string, tries = 50): Prom
 
 /**
  * Raw clients in room `roomId` of one test: `join` connects `userId` through the node at `url`
- * (a token minted there) and joins; `consume` gives a viewer a connected receive transport and
+ * (a token minted there) and joins; `speak` joins a speaker, takes the stage and produces one
+ * track (RTP parameters only); `consume` gives a viewer a connected receive transport and
  * consumes (the ack); `close` closes every client it made.
  */
 export function roomClients(roomId: string) {
   const made: RawClient[] = [];
+  const join = async (url: string, userId: string, preset: string): Promise<RawClient> => {
+    const client = await connectRaw(url, { token: await mint(url, roomId, userId, preset) });
+    made.push(client);
+    await joinRaw(client);
+    return client;
+  };
   return {
-    async join(url: string, userId: string, preset: string): Promise<RawClient> {
-      const client = await connectRaw(url, { token: await mint(url, roomId, userId, preset) });
-      made.push(client);
-      await joinRaw(client);
-      return client;
+    join,
+    async speak(url: string, userId: string, kind: 'audio' | 'video', ssrc: number) {
+      const client = await join(url, userId, 'speaker');
+      await client.request('stage.join');
+      const send = await client.request('createTransport', { direction: 'send' });
+      const { id: producerId } = await client.request('produce', {
+        transportId: send.id,
+        kind,
+        rtpParameters: rtpParameters(kind, ssrc),
+      });
+      return { client, producerId };
     },
     async consume(viewer: RawClient, producerId: string) {
       const recv = await viewer.request('createTransport', { direction: 'recv' });

@@ -237,19 +237,12 @@ it("node media (signaling only): producers on the speaker's node, one pipe per p
 it('a node that dropped its part of a room (it judged the owner gone) tells the owner: the next viewer there gets a new pipe', async () => {
   const [a, , c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'heal', mode: 'OPEN' })).status).toBe(201);
-  const { join, consume, close } = roomClients('heal');
+  const { join, speak, consume, close } = roomClients('heal');
   const redisClient = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await redisClient.connect();
   try {
     // the speaker on A (the room's node), a viewer on C: a pipe from A to C
-    const spk = await join(a.url, 'spk', 'speaker');
-    await spk.request('stage.join');
-    const send = await spk.request('createTransport', { direction: 'send' });
-    const { id: producerId } = await spk.request('produce', {
-      transportId: send.id,
-      kind: 'audio',
-      rtpParameters: rtpParameters('audio', 3000),
-    });
+    const { producerId } = await speak(a.url, 'spk', 'audio', 3000);
     expect((await consume(await join(c.url, 'c1', 'viewer'), producerId)).ok).toBe(true);
     expect((await mediaOn(c.url, 'heal'))?.pipes.map((p) => p.node)).toEqual(['a']);
 
@@ -363,17 +356,10 @@ it('node media: a viewer on node C decodes a speaker on node A (the room on B) t
 it("the worker of a node's part of a room dies: its participants there are told to set their media up again, the others are not", async () => {
   const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'wd', mode: 'OPEN' })).status).toBe(201);
-  const { join, consume, close } = roomClients('wd');
+  const { join, speak, consume, close } = roomClients('wd');
   try {
     // the room on A, the speaker on B, viewers on C (the one that loses its worker) and on A
-    const spk = await join(b.url, 'spk', 'speaker');
-    await spk.request('stage.join');
-    const send = await spk.request('createTransport', { direction: 'send' });
-    const { id: producerId } = await spk.request('produce', {
-      transportId: send.id,
-      kind: 'video',
-      rtpParameters: rtpParameters('video', 4000),
-    });
+    const { client: spk, producerId } = await speak(b.url, 'spk', 'video', 4000);
     const onC = await join(c.url, 'c1', 'viewer');
     const onA = await join(a.url, 'a1', 'viewer');
     for (const viewer of [onC, onA]) expect((await consume(viewer, producerId)).ok).toBe(true);

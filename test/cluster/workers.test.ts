@@ -4,7 +4,6 @@
  * whose transports were on it. Real Redis, two node processes, raw signaling clients.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { rtpParameters } from '../helpers/server.js';
 import { roomClients } from './fixture.js';
 import { api, startNode, startRedis, type TestNode, type TestRedis } from './helpers.js';
 
@@ -40,15 +39,8 @@ const partOn = async (url: string, roomId: string) =>
 
 it("an edge worker of a node's part of a room dies: only the participants whose transports were on it are reset", async () => {
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'edge', mode: 'OPEN' })).status).toBe(201);
-  const { join, consume } = room;
-  const spk = await join(a.url, 'spk', 'speaker');
-  await spk.request('stage.join');
-  const send = await spk.request('createTransport', { direction: 'send' });
-  const { id: producerId } = await spk.request('produce', {
-    transportId: send.id,
-    kind: 'audio',
-    rtpParameters: rtpParameters('audio', 5000),
-  });
+  const { join, speak, consume } = room;
+  const { client: spk, producerId } = await speak(a.url, 'spk', 'audio', 5000);
   const [v1, v2] = [await join(c.url, 'v1', 'viewer'), await join(c.url, 'v2', 'viewer')];
   for (const viewer of [v1, v2]) expect((await consume(viewer, producerId)).ok).toBe(true);
   const part = await partOn(c.url, 'edge');
