@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRoom, enter, open, sg, SHOTS, url, useDemoPages } from '../helpers/demoPages.js';
-import { connectRaw, joinRaw, type RawClient } from '../helpers/server.js';
+import { connectWatchers, createRoom, enter, open, sg, SHOTS, url, useDemoPages } from '../helpers/demoPages.js';
+import type { RawClient } from '../helpers/server.js';
 
 const AUDIENCE = 300;
 const raws: RawClient[] = [];
@@ -16,8 +16,6 @@ useDemoPages();
 afterAll(() => {
   for (const c of raws) c.close();
 });
-
-const pad = (i: number) => String(i).padStart(3, '0');
 
 /** Opens `pathAndQuery` and enters as `name`. */
 const enterAt = async (pathAndQuery: string, name: string) => (await enter(await open(pathAndQuery), name)).page;
@@ -45,21 +43,7 @@ describe('hidden audience in the pages', () => {
 
     const host = await enterAt(room.hostPath, 'Grace Host');
     // the audience: raw participants named "Watcher 000".."Watcher 299", 10 at a time
-    for (let i = 0; i < AUDIENCE; i += 10) {
-      await Promise.all(
-        Array.from({ length: 10 }, async (_, k) => {
-          const token = await sg.tokens.mint({
-            userId: `watcher-${pad(i + k)}`,
-            name: `Watcher ${pad(i + k)}`,
-            roomId: room.roomId,
-            preset: 'viewer',
-          });
-          const c = await connectRaw(url, { token });
-          raws[i + k] = c; // by index: connections finish in any order
-          await joinRaw(c);
-        }),
-      );
-    }
+    raws.push(...(await connectWatchers(room.roomId, AUDIENCE)));
     await raws[7]!.request('stage.requestAccess');
 
     // host: everyone counted, the first rows rendered, the rest summed up

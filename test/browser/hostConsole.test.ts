@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Meeting } from '../../client/index.js';
 import { a11yViolations } from '../helpers/browser.js';
 import {
+  connectWatchers,
   click,
   createRoom,
   enter,
@@ -357,22 +358,7 @@ describe('host console: moderation', () => {
     const AUDIENCE = 400;
     const room = await createRoom();
     const a = await enterAt(room.hostPath, 'Grace Host');
-    const pad = (i: number) => String(i).padStart(3, '0');
-    for (let i = 0; i < AUDIENCE; i += 20) {
-      await Promise.all(
-        Array.from({ length: 20 }, async (_, k) => {
-          const token = await sg.tokens.mint({
-            userId: `watcher-${pad(i + k)}`,
-            name: `Watcher ${pad(i + k)}`,
-            roomId: room.roomId,
-            preset: 'viewer',
-          });
-          const c = await connectRaw(url, { token });
-          raws.push(c);
-          await joinRaw(c);
-        }),
-      );
-    }
+    raws.push(...(await connectWatchers(room.roomId, AUDIENCE, 20)));
     await raw(room, 'sam', 'Sam Speaker', 'speaker');
     await expect
       .poll(() => a.getByTestId('people-count').textContent(), { timeout: 15_000 })

@@ -16,6 +16,7 @@ import { createStagegate, type Stagegate } from '../../server/index.js';
 import type { ConfigInput } from '../../server/config.js';
 import type { StageMode } from '../../shared/stage.js';
 import { launchBrowser, type BrowserHandle } from './browser.js';
+import { connectRaw, joinRaw, type RawClient } from './server.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Where the tests' screenshots go. */
@@ -107,3 +108,28 @@ export async function expectStatus(page: Page, status: string): Promise<void> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A raw audience for a demo room: viewers "Watcher 000", "Watcher 001"... (user ids
+ * `watcher-000`...) joined `batch` at a time; in index order. The caller closes them.
+ */
+export async function connectWatchers(roomId: string, count: number, batch = 10): Promise<RawClient[]> {
+  const pad = (i: number) => String(i).padStart(3, '0');
+  const clients: RawClient[] = [];
+  for (let i = 0; i < count; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, count - i) }, async (_, k) => {
+        const token = await sg.tokens.mint({
+          userId: `watcher-${pad(i + k)}`,
+          name: `Watcher ${pad(i + k)}`,
+          roomId,
+          preset: 'viewer',
+        });
+        const c = await connectRaw(url, { token });
+        clients[i + k] = c; // by index: connections finish in any order
+        await joinRaw(c);
+      }),
+    );
+  }
+  return clients;
+}
