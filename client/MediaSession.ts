@@ -14,6 +14,29 @@ import type { Signaling } from './Signaling.js';
 
 export type HandlerFactory = types.HandlerFactory;
 
+/** The `produce` request of a sender negotiated ahead (`prepareProduce`), held until it is sent. */
+interface HeldProduce {
+  readonly transport: types.Transport;
+  readonly source: MediaSource;
+  /** The track it was negotiated for. */
+  readonly track: MediaStreamTrack;
+  /** Its encodings' shape (JSON): another track publishes through it only with the same shape. */
+  readonly layout: string;
+  readonly sender: RTCRtpSender | undefined;
+  readonly request: { kind: MediaKind; rtpParameters: types.RtpParameters; source: MediaSource };
+  readonly callback: (data: { id: string }) => void;
+  readonly errback: (error: Error) => void;
+  /** mediasoup-client's `transport.produce()`: resolves once `callback` is called. */
+  readonly producer: Promise<types.Producer>;
+}
+
+/** What `prepared` tells of a held sender. */
+export interface PreparedSender {
+  readonly source: MediaSource;
+  readonly track: MediaStreamTrack;
+  readonly layout: string;
+}
+
 export class MediaSession {
   #device: Device;
   /** The router's RTP capabilities the Device was loaded with (JSON), to detect a new router. */
@@ -25,6 +48,12 @@ export class MediaSession {
   #sendCreating: Promise<types.Transport> | undefined;
   /** Bumped by `closeSendTransport()`: a creation started before it must not survive. */
   #sendEpoch = 0;
+  /** A sender negotiated ahead, sending nothing, its `produce` request held (`prepareProduce`). */
+  #held: HeldProduce | undefined;
+  /** The next `produce` event of this transport is held, not sent: `prepareProduce` waits for it. */
+  #holding:
+    | { transport: types.Transport; hold: (h: Pick<HeldProduce, 'request' | 'callback' | 'errback'>) => void }
+    | undefined;
   #closed = false;
   /** Publish a camera as simulcast layers (JoinMeetingOptions.simulcast). */
   simulcast = true;
@@ -115,12 +144,19 @@ export class MediaSession {
       const transport = this.#device.createSendTransport(transportOptions(options));
       this.#wireConnect(transport);
       transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+        const source = appData.source as MediaSource;
+        if (this.#holding?.transport === transport) {
+          const { hold } = this.#holding;
+          this.#holding = undefined;
+          hold({ request: { kind, rtpParameters, source }, callback, errback });
+          return;
+        }
         this.signaling
           .request('produce', {
             transportId: transport.id,
             kind,
             rtpParameters: rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
-            source: appData.source as MediaSource,
+            source,
           })
           .then(({ id }) => callback({ id }), errback);
       });
@@ -135,8 +171,112 @@ export class MediaSession {
     return creating;
   }
 
+  /**
+   * Negotiates a sender for `track` now, before the participant may publish (ACCEPTED): the
+   * transceiver is added with no track (`replaceTrack(null)` before the offer), so nothing is
+   * encoded or sent, and the transport's DTLS is connected. The server request is held: no
+   * producer exists until `producePrepared()` sends it once ON_STAGE. What that saves at
+   * `join()`: the local SDP round (offer, answer) and the first produce's DTLS handshake.
+   * At most one is held (mediasoup-client runs a transport's produces one at a time, so a held
+   * one blocks the next until it is sent or cancelled). Rejects as `produce` would.
+   */
+  async prepareProduce(track: MediaStreamTrack, source: MediaSource): Promise<void> {
+    if (this.#held) return;
+    const transport = await this.ensureSendTransport();
+    if (this.#held || this.#holding) return;
+    let sender: RTCRtpSender | undefined;
+    const options = videoOptions(track, source, this.simulcast);
+    const layout = layoutOf(options);
+    const requested = new Promise<Pick<HeldProduce, 'request' | 'callback' | 'errback'>>((resolve) => {
+      this.#holding = { transport, hold: resolve };
+    });
+    const producer = transport.produce({
+      track,
+      stopTracks: false,
+      appData: { source },
+      ...options,
+      onRtpSender: (s) => {
+        sender = s;
+        void s.replaceTrack(null).catch(() => undefined);
+      },
+    });
+    producer.catch(() => undefined); // a cancel rejects it: handled by whoever cancels
+    let held: Pick<HeldProduce, 'request' | 'callback' | 'errback'>;
+    try {
+      held = await Promise.race([
+        requested,
+        producer.then(() => {
+          throw stagegateError('INTERNAL', 'the prepared produce went out unheld');
+        }),
+      ]);
+    } catch (err) {
+      this.#stopHolding(transport);
+      throw toStagegateError(err, `cannot prepare ${source}`);
+    }
+    this.#held = { ...held, transport, source, track, layout, sender, producer };
+    // Closed meanwhile: give it up at once.
+    if (transport.closed || this.#send !== transport) this.cancelPrepared();
+  }
+
+  #stopHolding(transport: types.Transport): void {
+    if (this.#holding?.transport === transport) this.#holding = undefined;
+  }
+
+  /** The sender prepared ahead (`prepareProduce`), if one is held. */
+  get prepared(): PreparedSender | undefined {
+    const h = this.#held;
+    return h && !h.transport.closed ? { source: h.source, track: h.track, layout: h.layout } : undefined;
+  }
+
+  /** The encodings' shape `track` would be published with as `source` (compare with `prepared.layout`). */
+  layoutFor(track: MediaStreamTrack, source: MediaSource): string {
+    return layoutOf(videoOptions(track, source, this.simulcast));
+  }
+
+  /**
+   * Publishes through the prepared sender: sends the held request, and once the server's producer
+   * exists gives the sender `track` (the encoder starts on its next frame). Rejects with the
+   * server's refusal; the prepared sender is gone either way.
+   */
+  async producePrepared(track: MediaStreamTrack): Promise<types.Producer> {
+    const h = this.#held;
+    if (!h || h.transport.closed) throw stagegateError('INVALID_STATE', 'no prepared sender');
+    this.#held = undefined;
+    let id: string;
+    try {
+      ({ id } = await this.signaling.request('produce', {
+        transportId: h.transport.id,
+        kind: h.request.kind,
+        rtpParameters: h.request.rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
+        source: h.request.source,
+      }));
+    } catch (err) {
+      h.errback(err instanceof Error ? err : new Error(String(err)));
+      throw toStagegateError(err, `cannot publish ${h.source}`);
+    }
+    void h.sender?.replaceTrack(track).catch(() => undefined);
+    h.callback({ id });
+    let producer: types.Producer;
+    try {
+      producer = await h.producer;
+    } catch (err) {
+      throw toStagegateError(err, `cannot publish ${h.source}`);
+    }
+    if (track !== h.track) await producer.replaceTrack({ track });
+    return producer;
+  }
+
+  /** Gives up the prepared sender (its transceiver is stopped; nothing was sent). */
+  cancelPrepared(): void {
+    const h = this.#held;
+    this.#held = undefined;
+    h?.errback(stagegateError('INVALID_STATE', 'the prepared sender was not published'));
+  }
+
   /** Closes the local send transport (and its producers). The server closes its own side. */
   closeSendTransport(): void {
+    this.cancelPrepared();
+    this.#holding = undefined;
     this.#sendEpoch++;
     this.#sendCreating = undefined;
     this.#send?.close();
@@ -282,6 +422,10 @@ export function videoOptions(
     encodings.push({ scaleResolutionDownBy: scale, maxBitrate: layerBitrate(height / scale), scalabilityMode: 'L1T3' });
   }
   return { encodings };
+}
+
+function layoutOf(options: Partial<types.ProducerOptions>): string {
+  return JSON.stringify(options.encodings ?? []);
 }
 
 async function loadDevice(device: Device, routerRtpCapabilities: unknown): Promise<void> {

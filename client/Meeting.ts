@@ -121,6 +121,7 @@ export class Meeting {
       preset: () => this.#self.preset,
       status: () => this.#self.stageStatus,
       tracks: options.tracks,
+      previewTracks: options.previewTracks,
       prepareSendTransport: options.prepareSendTransport ?? true,
       onError: (error) => this.#mediaError(error, 'publish'),
     });

@@ -1,7 +1,10 @@
 /**
  * Follows the local participant's stage status (the server decides; this only mirrors):
  *
- * - ACCEPTED_TO_JOIN_STAGE: prepare the send transport (unless disabled), so `join()` only produces.
+ * - ACCEPTED_TO_JOIN_STAGE: prepare the send transport (unless disabled), so `join()` only produces;
+ *   with a camera track already open (`previewTracks`, or a `tracks` object), also negotiate its
+ *   sender ahead, sending nothing (`MediaSession.prepareProduce`): `join()` then only asks the
+ *   server for the producer and hands the sender its track.
  * - ON_STAGE: get the tracks (the app's, or getUserMedia for the kinds the preset allows) and
  *   produce each, with source 'audio' / 'video'.
  * - leaving ON_STAGE: close the local producers at once (the server has closed its own) and stop
@@ -32,6 +35,8 @@ export interface PublisherDeps {
   preset: () => Preset;
   status: () => StageStatus;
   tracks?: TracksOption | undefined;
+  /** The tracks open before going on stage (JoinMeetingOptions.previewTracks). */
+  previewTracks?: (() => LocalTracks | undefined) | undefined;
   prepareSendTransport: boolean;
   onError: (error: StagegateError) => void;
 }
@@ -222,12 +227,34 @@ export class Publisher {
     const epoch = this.#epoch;
     try {
       if (status === 'ON_STAGE') await this.#publish(epoch);
-      else if (this.#deps.prepareSendTransport) await this.#deps.media.ensureSendTransport();
+      else if (this.#deps.prepareSendTransport) {
+        await this.#deps.media.ensureSendTransport();
+        await this.#prepare(epoch);
+      }
     } catch (err) {
       // The status moved on meanwhile: the server refused for that reason, nothing to report.
       if (this.#closed || epoch !== this.#epoch || this.#deps.status() !== status) return;
       throw err;
     }
+  }
+
+  /**
+   * ACCEPTED: negotiate the camera's sender ahead when its track is already open. Best effort: if
+   * it fails, `join()` publishes the usual way (and reports what fails then).
+   */
+  async #prepare(epoch: number): Promise<void> {
+    const { media } = this.#deps;
+    if (media.prepared || this.#deps.preset().media.video !== 'ALLOWED' || !media.canProduce('video')) return;
+    const option = this.#deps.tracks;
+    const track = (this.#deps.previewTracks ?? (() => (typeof option === 'object' ? option : undefined)))()?.video;
+    if (!track || track.kind !== 'video' || track.readyState !== 'live') return;
+    try {
+      await media.prepareProduce(track, 'video');
+    } catch {
+      return;
+    }
+    if (epoch !== this.#epoch || this.#closed || this.#deps.status() !== 'ACCEPTED_TO_JOIN_STAGE')
+      media.cancelPrepared();
   }
 
   async #publish(epoch: number): Promise<void> {
@@ -248,13 +275,25 @@ export class Publisher {
       throw transport.reason;
     }
     const fresh = KINDS.map((kind) => tracks[kind]).filter((t): t is MediaStreamTrack => !!t);
+    // The sender prepared at ACCEPTED publishes the camera if it fits this track; else it goes
+    // first (a held one would block every other produce of the transport).
+    const prepared = media.prepared;
+    const video = tracks.video;
+    const usePrepared =
+      !!prepared &&
+      wanted.video &&
+      video?.kind === 'video' &&
+      prepared.source === 'video' &&
+      prepared.layout === media.layoutFor(video, 'video');
+    if (prepared && !usePrepared) media.cancelPrepared();
     try {
       for (const kind of KINDS) {
         const track = tracks[kind];
         if (!track || !wanted[kind]) continue;
         if (track.kind !== kind) throw stagegateError('INVALID_REQUEST', `the ${kind} track is a ${track.kind} track`);
         if (epoch !== this.#epoch || this.#closed) break;
-        const producer = await media.produce(track, kind);
+        const producer =
+          kind === 'video' && usePrepared ? await media.producePrepared(track) : await media.produce(track, kind);
         if (epoch !== this.#epoch || this.#closed) {
           producer.close(); // the server dropped it (or will refuse it): do not keep a ghost
           break;

@@ -43,6 +43,15 @@ export interface JoinMeetingOptions {
    */
   tracks?: TracksOption | undefined;
   /**
+   * The tracks already open before going on stage (a preview's), or undefined when none is.
+   * Called at ACCEPTED_TO_JOIN_STAGE (with `prepareSendTransport`): the client then negotiates the
+   * camera's sender ahead, with no track on it (nothing is encoded or sent, no producer exists),
+   * so `stage.join()` only asks for the producer and hands the sender its track: the first frame
+   * reaches viewers sooner. The track published is still the one `tracks` gives at ON_STAGE.
+   * Default: the `tracks` object, when `tracks` is one.
+   */
+  previewTracks?: (() => LocalTracks | undefined) | undefined;
+  /**
    * Publish the camera as simulcast: three layers from a 1280x720 track (320, 640, 1280 wide),
    * two from 640x480, each with three temporal layers (L1T3), so every viewer gets the layer
    * that fits its tile and downlink. Default true; false sends one stream.

@@ -45,6 +45,7 @@ describe('benchmarks (smoke sizes)', () => {
       expect(Object.keys(join.cold)).toEqual([
         'stagegate/thin-client',
         'stagegate/thin-client-720p',
+        'stagegate/thin-client-720p-unprepared',
         'stagegate/raw',
         'baseline/raw',
       ]);

@@ -340,6 +340,16 @@ export function rows(rep: BenchReport): Row[] {
         yes(hd.firstFrame.p50 <= 80 && hd.firstFrame.p95 <= 110),
       );
     }
+    const un = j.cold['stagegate/thin-client-720p-unprepared'];
+    if (hd && un) {
+      add(
+        '1 join (cold)',
+        'camera sender prepared at ACCEPTED vs not (3 layers): → first frame',
+        trio(hd.firstFrame),
+        trio(un.firstFrame),
+        r2(hd.firstFrame.p50, un.firstFrame.p50),
+      );
+    }
     if (sr && bl) {
       add(
         '1 join (cold)',

@@ -35,11 +35,24 @@ export interface JoinOptions {
 
 /**
  * `stagegate/thin-client` publishes the 640x480 camera as two simulcast layers (320x240 and
- * 640x480), `stagegate/thin-client-720p` a 1280x720 camera as three; the raw drivers send one
+ * 640x480), `stagegate/thin-client-720p` a 1280x720 camera as three; the thin client negotiates
+ * the camera's sender at ACCEPTED (its tracks are open: `previewTracks`), and
+ * `stagegate/thin-client-720p-unprepared` does not (the A/B of that); the raw drivers send one
  * 640x480 stream (as before simulcast).
  */
-type Variant = 'stagegate/thin-client' | 'stagegate/thin-client-720p' | 'stagegate/raw' | 'baseline/raw';
-const VARIANTS: Variant[] = ['stagegate/thin-client', 'stagegate/thin-client-720p', 'stagegate/raw', 'baseline/raw'];
+type Variant =
+  | 'stagegate/thin-client'
+  | 'stagegate/thin-client-720p'
+  | 'stagegate/thin-client-720p-unprepared'
+  | 'stagegate/raw'
+  | 'baseline/raw';
+const VARIANTS: Variant[] = [
+  'stagegate/thin-client',
+  'stagegate/thin-client-720p',
+  'stagegate/thin-client-720p-unprepared',
+  'stagegate/raw',
+  'baseline/raw',
+];
 const isThin = (v: Variant) => v.startsWith('stagegate/thin-client');
 const WARM_VARIANTS: Variant[] = ['stagegate/thin-client', 'baseline/raw'];
 
@@ -213,7 +226,16 @@ async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<voi
   const { sys, spk: bb } = ctx;
   if (isThin(v)) {
     const token = await sys.sg.token(userId, 'speaker', ctx.roomTc);
-    const r = await bb.call('tcJoin', 'spk', sys.sg.url, token, true, v === 'stagegate/thin-client-720p');
+    const hd = v.startsWith('stagegate/thin-client-720p');
+    const r = await bb.call(
+      'tcJoin',
+      'spk',
+      sys.sg.url,
+      token,
+      true,
+      hd,
+      v !== 'stagegate/thin-client-720p-unprepared',
+    );
     if (r.status !== 'ACCEPTED_TO_JOIN_STAGE') throw new Error(`speaker arrived ${r.status}`);
   } else if (v === 'stagegate/raw') {
     await bb.call(

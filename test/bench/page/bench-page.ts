@@ -27,6 +27,8 @@ interface PcEvent {
 }
 const pcEvents: PcEvent[] = [];
 let pcCount = 0;
+/** Every peer connection, in order of creation. */
+const allPcs: RTCPeerConnection[] = [];
 {
   const numbers = new WeakMap<RTCPeerConnection, number>();
   const Native = window.RTCPeerConnection;
@@ -35,6 +37,7 @@ let pcCount = 0;
       super(config);
       const pc = ++pcCount;
       numbers.set(this, pc);
+      allPcs.push(this);
       pcEvents.push({ t: now(), pc, what: 'created' });
       this.addEventListener('iceconnectionstatechange', () =>
         pcEvents.push({ t: now(), pc, what: `ice:${this.iceConnectionState}` }),
@@ -200,17 +203,31 @@ const bench = {
     token: string,
     publish: boolean,
     hd = false,
+    prepare = true,
   ): Promise<{ ms: number; status: string }> {
     const t = now();
     const pcsBefore = pcCount;
-    const meeting = await joinMeeting({ url, token, ...(publish ? { tracks: await tracks(hd) } : {}) });
+    const meeting = await joinMeeting({
+      url,
+      token,
+      ...(publish ? { tracks: await tracks(hd) } : {}),
+      // unprepared: no track open ahead, so the camera's sender is negotiated at join()
+      ...(prepare ? {} : { previewTracks: () => undefined }),
+    });
     meetings.set(name, meeting);
     meeting.on('trackAdded', (e) => watchTrack(e.producerId, e.kind, e.track));
     meeting.on('trackRemoved', (e) => trackRemoved(e.producerId));
     if (publish && meeting.stage.status === 'ACCEPTED_TO_JOIN_STAGE') {
-      // The client prepares the send transport at ACCEPTED: wait for its peer connection.
+      // The client prepares the send transport (and the camera's sender) at ACCEPTED: wait for them.
       const end = now() + 5000;
       while (pcCount < pcsBefore + 2 && now() < end) await new Promise((r) => setTimeout(r, 2));
+      if (prepare) {
+        const prepared = () =>
+          allPcs
+            .slice(pcsBefore)
+            .some((pc) => /a=sendonly/.test(pc.currentLocalDescription?.sdp ?? '') && !!pc.currentRemoteDescription);
+        while (!prepared() && now() < end) await new Promise((r) => setTimeout(r, 2));
+      }
     }
     return { ms: now() - t, status: meeting.stage.status };
   },
