@@ -181,9 +181,10 @@ export class MediaSession {
    * one blocks the next until it is sent or cancelled). Rejects as `produce` would.
    */
   async prepareProduce(track: MediaStreamTrack, source: MediaSource): Promise<void> {
-    if (this.#held) return;
+    if (this.prepared) return;
     const transport = await this.ensureSendTransport();
-    if (this.#held || this.#holding) return;
+    if (this.prepared || this.#holding) return;
+    this.cancelPrepared(); // one held on a transport closed since
     let sender: RTCRtpSender | undefined;
     const options = videoOptions(track, source, this.simulcast);
     const layout = layoutOf(options);
