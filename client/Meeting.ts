@@ -247,6 +247,15 @@ export class Meeting {
     this.#subscriber.setDefaultPreferences(out);
   }
 
+  /**
+   * Tell the meeting that the tracks `previewTracks` answers changed (the preview opened, or
+   * another camera was picked): while ACCEPTED_TO_JOIN_STAGE it negotiates the camera's sender
+   * for them ahead, so `stage.join()` only asks the server for the producer. Nothing otherwise.
+   */
+  previewChanged(): void {
+    this.#publisher.previewChanged();
+  }
+
   /** False once left or disconnected for good; still true while reconnecting (see `connectionState`). */
   get connected(): boolean {
     return this.#state !== 'disconnected';

@@ -169,6 +169,12 @@ export class Publisher {
     this.#schedule();
   }
 
+  /** The app's preview tracks changed (`Meeting.previewChanged`): prepare the camera's sender for them. */
+  previewChanged(): void {
+    if (this.#closed || this.#deps.status() !== 'ACCEPTED_TO_JOIN_STAGE') return;
+    this.#schedule();
+  }
+
   /** Resolves when the latest follow-up has run; rejects with its error (used by `stage.join()`). */
   settled(): Promise<void> {
     return this.#last;
@@ -244,10 +250,13 @@ export class Publisher {
    */
   async #prepare(epoch: number): Promise<void> {
     const { media } = this.#deps;
-    if (media.prepared || this.#deps.preset().media.video !== 'ALLOWED' || !media.canProduce('video')) return;
+    if (this.#deps.preset().media.video !== 'ALLOWED' || !media.canProduce('video')) return;
     const option = this.#deps.tracks;
     const track = (this.#deps.previewTracks ?? (() => (typeof option === 'object' ? option : undefined)))()?.video;
     if (!track || track.kind !== 'video' || track.readyState !== 'live') return;
+    const prepared = media.prepared;
+    if (prepared?.layout === media.layoutFor(track, 'video')) return;
+    if (prepared) media.cancelPrepared(); // another camera, other layers: negotiate anew
     try {
       await media.prepareProduce(track, 'video');
     } catch {

@@ -125,7 +125,14 @@ runLobby({
   identityKey: `host:${roomId}`,
   async join(name, stored) {
     const token = stored ?? (await demoToken({ roomId, name, role: 'host', hostKey })).token;
-    const m = await joinMeeting({ url: location.origin, token, roomId, tracks: (allowed) => local.tracksFor(allowed) });
+    const m = await joinMeeting({
+      url: location.origin,
+      token,
+      roomId,
+      tracks: (allowed) => local.tracksFor(allowed),
+      // the open preview's camera: its sender is negotiated before Go live, so going live is quick
+      previewTracks: () => ({ video: local.track('video') }),
+    });
     try {
       requests = await m.stage.getAccessRequests();
     } catch (err) {
@@ -530,6 +537,7 @@ async function openPreview(): Promise<void> {
   renderAll();
   try {
     await local.open();
+    meeting?.previewChanged();
   } catch (err) {
     previewError = err instanceof DeviceProblem ? err : errorText(err);
   }

@@ -770,6 +770,7 @@ export class MediaControls {
       const { track, old } = await local.switchDevice(kind, id);
       const m = this.#meeting;
       if (m && [...m.producers.values()].some((p) => p.source === kind)) await m.stage.replaceTrack(kind, track);
+      else m?.previewChanged(); // not live yet: the camera's sender is prepared for the new one
       old?.stop();
     });
   }

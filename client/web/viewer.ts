@@ -90,6 +90,8 @@ runLobby({
       token,
       roomId,
       tracks: (allowed) => local.tracksFor(allowed),
+      // the open preview's camera: its sender is negotiated while accepted, so going live is quick
+      previewTracks: () => ({ video: local.track('video') }),
     }));
   },
   failure: (err) =>
@@ -307,6 +309,7 @@ async function startPreview(): Promise<void> {
   try {
     const { media } = meeting.self.preset;
     await local.open({ audio: media.audio === 'ALLOWED', video: media.video === 'ALLOWED' });
+    meeting?.previewChanged();
   } catch (err) {
     previewError = err instanceof DeviceProblem ? err : errorText(err);
   }

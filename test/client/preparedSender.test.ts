@@ -11,6 +11,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { FakeHandler, type types } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
+import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
 import type { Room } from '../../server/room/Room.js';
 import { fakeTrack, fakeTracks, serverProducers, startHarness, waitFor, type Harness } from './helpers.js';
 
@@ -170,4 +171,57 @@ test('without a track open ahead (previewTracks answers none) nothing is prepare
   await speaker.stage.join();
   expect(serverProducers(room, 'spk')).toBe(2);
   expect(calls.connect).toBe(1);
+});
+
+function camera(height: number): MediaStreamTrack {
+  return new FakeMediaStreamTrack({
+    kind: 'video',
+    settings: { width: (height * 16) / 9, height },
+  }) as unknown as MediaStreamTrack;
+}
+
+test('a preview opened after ACCEPTED: previewChanged() prepares its camera, and join() publishes through it', async () => {
+  const room = await h.room('REQUEST');
+  const { handlerFactory, counts } = countingHandler();
+  let preview: MediaStreamTrack | undefined;
+  const speaker = await h.join(room, 'spk', 'speaker', {
+    handlerFactory,
+    previewTracks: () => ({ video: preview }),
+    tracks: async () => ({ audio: fakeTrack('audio'), video: preview }),
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  expect(counts.send).toBe(0); // no preview yet: nothing to prepare
+  preview = camera(720);
+  speaker.previewChanged();
+  await expect.poll(() => counts.send, { timeout: 5000 }).toBe(1);
+  speaker.previewChanged(); // the same camera: nothing new
+  await new Promise((r) => setTimeout(r, 200));
+  expect(counts).toEqual({ send: 1, stopSending: 0 });
+  await speaker.stage.join();
+  expect(serverProducers(room, 'spk')).toBe(2);
+  expect(counts).toEqual({ send: 2, stopSending: 0 });
+});
+
+test('another camera with other simulcast layers (720p → 480p): prepared anew before join; a join with a third one negotiates as usual', async () => {
+  const room = await h.room('REQUEST');
+  const calls = spy(room);
+  const { handlerFactory, counts } = countingHandler();
+  let preview = camera(720);
+  let live = preview;
+  const speaker = await h.join(room, 'spk', 'speaker', {
+    handlerFactory,
+    previewTracks: () => ({ video: preview }),
+    tracks: async () => ({ audio: fakeTrack('audio'), video: live }),
+  });
+  await expect.poll(() => counts.send, { timeout: 5000 }).toBe(1);
+  preview = camera(480); // three layers → two
+  speaker.previewChanged();
+  await expect.poll(() => counts, { timeout: 5000 }).toEqual({ send: 2, stopSending: 1 });
+  live = camera(180); // one layer: does not fit the prepared two
+  await speaker.stage.join();
+  expect(serverProducers(room, 'spk')).toBe(2);
+  expect(counts).toEqual({ send: 4, stopSending: 2 });
+  const video = [...room.participants.get('spk')!.producers.values()].find((p) => p.source === 'video')!;
+  expect(video.producer.rtpParameters.encodings).toHaveLength(1);
+  expect(calls.produce).toBe(2);
 });
