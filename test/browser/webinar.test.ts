@@ -9,6 +9,7 @@
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+import type { types as ms } from 'mediasoup';
 import type { Meeting } from '../../client/index.js';
 import { a11yViolations, inboundStats, type InboundStats } from '../helpers/browser.js';
 import {
@@ -244,6 +245,21 @@ describe('webinar pages (real Chromium, real mediasoup)', () => {
       fullPage: true,
       animations: 'disabled',
     });
+    // The preview's camera is prepared while accepted (its sender negotiated, DTLS up), and not
+    // one RTP byte reaches the server before the stage: no producer exists.
+    const accepted = serverParticipant(room.roomId, speaker.id);
+    await expect
+      .poll(
+        () => (accepted.transports.get(accepted.sendTransportId ?? '') as ms.WebRtcTransport | undefined)?.dtlsState,
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBe('connected');
+    const send = accepted.transports.get(accepted.sendTransportId!) as ms.WebRtcTransport;
+    await sleep(1000);
+    expect((await send.getStats())[0]!.rtpBytesReceived).toBe(0);
+    expect(accepted.producers.size).toBe(0);
 
     await click(speaker.page.getByTestId('join-stage-button'));
     await expectStatus(speaker.page, 'ON_STAGE');
