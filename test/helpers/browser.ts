@@ -30,13 +30,16 @@ export interface BrowserHandle {
   close(): Promise<void>;
 }
 
-/** One persistent context (fresh profile) that pages share; closed with its profile dir. */
-export async function launchBrowser(): Promise<BrowserHandle> {
+/**
+ * One persistent context (fresh profile) that pages share; closed with its profile dir.
+ * `extraArgs` go after the usual flags (the benchmark's `--js-flags=--expose-gc`).
+ */
+export async function launchBrowser(extraArgs: string[] = []): Promise<BrowserHandle> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'stagegate-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ARGS,
+    args: [...ARGS, ...extraArgs],
     viewport: { width: 1280, height: 800 },
   });
   // Record every RTCPeerConnection the page creates, so tests read getStats() without any

@@ -27,8 +27,11 @@ interface PcEvent {
 }
 const pcEvents: PcEvent[] = [];
 let pcCount = 0;
-/** Every peer connection, in order of creation. */
-const allPcs: RTCPeerConnection[] = [];
+/**
+ * The last few peer connections with their number: only a few (a reference keeps a closed one
+ * from being collected, and Chromium refuses new ones past 500 uncollected).
+ */
+const recentPcs: { n: number; pc: RTCPeerConnection }[] = [];
 {
   const numbers = new WeakMap<RTCPeerConnection, number>();
   const Native = window.RTCPeerConnection;
@@ -37,7 +40,8 @@ const allPcs: RTCPeerConnection[] = [];
       super(config);
       const pc = ++pcCount;
       numbers.set(this, pc);
-      allPcs.push(this);
+      recentPcs.push({ n: pc, pc: this });
+      if (recentPcs.length > 8) recentPcs.shift();
       pcEvents.push({ t: now(), pc, what: 'created' });
       this.addEventListener('iceconnectionstatechange', () =>
         pcEvents.push({ t: now(), pc, what: `ice:${this.iceConnectionState}` }),
@@ -180,6 +184,17 @@ async function tracks(hd = false) {
   return localTracks;
 }
 
+/**
+ * Drops closed peer connections from the test helper's `window.__pcs` record and collects them
+ * (the bench browser exposes gc()): Chromium refuses new ones past 500 uncollected, and a
+ * 5-variant join run makes ~600.
+ */
+function prunePcs(): void {
+  const pcs = (window as unknown as { __pcs?: RTCPeerConnection[] }).__pcs;
+  if (pcs) pcs.splice(0, pcs.length, ...pcs.filter((pc) => pc.connectionState !== 'closed'));
+  (window as unknown as { gc?: () => void }).gc?.();
+}
+
 const bench = {
   now,
   clock: () => performance.timeOrigin + performance.now(),
@@ -205,6 +220,7 @@ const bench = {
     hd = false,
     prepare = true,
   ): Promise<{ ms: number; status: string }> {
+    prunePcs();
     const t = now();
     const pcsBefore = pcCount;
     const meeting = await joinMeeting({
@@ -223,9 +239,12 @@ const bench = {
       while (pcCount < pcsBefore + 2 && now() < end) await new Promise((r) => setTimeout(r, 2));
       if (prepare) {
         const prepared = () =>
-          allPcs
-            .slice(pcsBefore)
-            .some((pc) => /a=sendonly/.test(pc.currentLocalDescription?.sdp ?? '') && !!pc.currentRemoteDescription);
+          recentPcs.some(
+            ({ n, pc }) =>
+              n > pcsBefore &&
+              /a=sendonly/.test(pc.currentLocalDescription?.sdp ?? '') &&
+              !!pc.currentRemoteDescription,
+          );
         while (!prepared() && now() < end) await new Promise((r) => setTimeout(r, 2));
       }
     }
@@ -263,6 +282,7 @@ const bench = {
     auth: Record<string, string>,
     opts: { stagegate: boolean; recv: boolean; send: boolean },
   ) {
+    prunePcs();
     const t = now();
     const peer = await RawPeer.connect(url, auth, opts.stagegate);
     raws.set(name, peer);
