@@ -22,6 +22,10 @@ it('tiles set the viewer layer and pause hidden videos; speaker highlight, speak
   const videoConsumer = () =>
     [...(server.participants.get(viewer.id)?.consumers.values() ?? [])].find((c) => c.kind === 'video');
   await expect.poll(() => videoConsumer()?.paused, { timeout: 15_000 }).toBe(false);
+  // The viewer's page in front from here: Chromium does not run a background page's rendering
+  // steps, where ResizeObserver callbacks are delivered, so a tile's resize there went unreported
+  // (the test failed about 1 run in 4 when the width was restored).
+  await viewer.page.bringToFront();
 
   // one tile fills the viewer's 1280-wide stage: the top layer is preferred
   await expect.poll(() => videoConsumer()?.preferredLayers?.spatialLayer, { timeout: 10_000 }).toBe(2);
