@@ -28,6 +28,8 @@ interface HeldProduce {
   readonly errback: (error: Error) => void;
   /** mediasoup-client's `transport.produce()`: resolves once `callback` is called. */
   readonly producer: Promise<types.Producer>;
+  /** The held request, sent ahead of ON_STAGE right behind `stage.join` (`sendPrepared`). */
+  sent?: Promise<{ id: string }> | undefined;
 }
 
 /** What `prepared` tells of a held sender. */
@@ -184,7 +186,7 @@ export class MediaSession {
     if (this.prepared) return;
     const transport = await this.ensureSendTransport();
     if (this.prepared || this.#holding) return;
-    this.cancelPrepared(); // one held on a transport closed since
+    void this.cancelPrepared(); // one held on a transport closed since
     let sender: RTCRtpSender | undefined;
     const options = videoOptions(track, source, this.simulcast);
     const layout = layoutOf(options);
@@ -216,7 +218,7 @@ export class MediaSession {
     }
     this.#held = { ...held, transport, source, track, layout, sender, producer };
     // Closed meanwhile: give it up at once.
-    if (transport.closed || this.#send !== transport) this.cancelPrepared();
+    if (transport.closed || this.#send !== transport) void this.cancelPrepared();
   }
 
   #stopHolding(transport: types.Transport): void {
@@ -245,12 +247,9 @@ export class MediaSession {
     this.#held = undefined;
     let id: string;
     try {
-      ({ id } = await this.signaling.request('produce', {
-        transportId: h.transport.id,
-        kind: h.request.kind,
-        rtpParameters: h.request.rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
-        source: h.request.source,
-      }));
+      // Sent ahead and refused (the stage.join before it was): ask again, ON_STAGE now.
+      const early = h.sent;
+      ({ id } = early ? await early.catch(() => this.#requestHeld(h)) : await this.#requestHeld(h));
     } catch (err) {
       h.errback(err instanceof Error ? err : new Error(String(err)));
       throw toStagegateError(err, `cannot publish ${h.source}`);
@@ -267,16 +266,58 @@ export class MediaSession {
     return producer;
   }
 
-  /** Gives up the prepared sender (its transceiver is stopped; nothing was sent). */
-  cancelPrepared(): void {
+  /**
+   * Sends the held request now, before the participant is ON_STAGE: the caller has just sent
+   * `stage.join` on the same socket, and the server handles a socket's requests in order (a
+   * `stage.join` is decided before the next request runs), so the producer is created right
+   * after it, one round trip sooner; if the join is refused, so is this (no producer), and
+   * `producePrepared` asks again. The sender gets its track only in `producePrepared`.
+   */
+  sendPrepared(): void {
+    const h = this.#held;
+    if (!h || h.sent || h.transport.closed) return;
+    const sent = this.#requestHeld(h);
+    h.sent = sent;
+    // refused (the join before it was): the next join sends it again
+    sent.catch(() => {
+      if (h.sent === sent) h.sent = undefined;
+    });
+  }
+
+  /**
+   * The status left ON_STAGE: a producer the early request made is gone with it (the server closes
+   * them all), so the held request is to be sent again next time.
+   */
+  forgetPreparedRequest(): void {
+    if (this.#held) this.#held.sent = undefined;
+  }
+
+  #requestHeld(h: HeldProduce): Promise<{ id: string }> {
+    return this.signaling.request('produce', {
+      transportId: h.transport.id,
+      kind: h.request.kind,
+      rtpParameters: h.request.rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
+      source: h.request.source,
+    });
+  }
+
+  /**
+   * Gives up the prepared sender (its transceiver is stopped; nothing was sent). If its request
+   * went ahead and made a producer, that producer is closed on the server (resolves once the
+   * server answered, so a produce of the same source after it is not refused as a second one).
+   */
+  async cancelPrepared(): Promise<void> {
     const h = this.#held;
     this.#held = undefined;
-    h?.errback(stagegateError('INVALID_STATE', 'the prepared sender was not published'));
+    if (!h) return;
+    h.errback(stagegateError('INVALID_STATE', 'the prepared sender was not published'));
+    const made = await h.sent?.catch(() => undefined);
+    if (made && !h.transport.closed) await this.closeProducer(made.id).catch(() => undefined);
   }
 
   /** Closes the local send transport (and its producers). The server closes its own side. */
   closeSendTransport(): void {
-    this.cancelPrepared();
+    void this.cancelPrepared();
     this.#holding = undefined;
     this.#sendEpoch++;
     this.#sendCreating = undefined;

@@ -168,7 +168,9 @@ export class MeetingStage {
   async join(): Promise<void> {
     this.#assertConnected('stage.join');
     try {
-      await this.signaling.request('stage.join');
+      const joined = this.signaling.request('stage.join');
+      this.publisher.joining(); // the prepared camera's produce, right behind it on the socket
+      await joined;
     } catch (err) {
       if (!(await this.#onStageAfterDrop(err))) throw err;
     }

@@ -162,11 +162,21 @@ export class Publisher {
   follow(status: StageStatus): void {
     if (this.#closed) return;
     if (status !== 'ON_STAGE') {
+      this.#deps.media.forgetPreparedRequest(); // a producer it made is gone with the stage
       this.#unpublish();
       this.#wantPaused.clear(); // a new turn on stage starts unmuted
     }
     if (status === 'OFF_STAGE' || status === 'REQUESTED_TO_JOIN_STAGE') this.#deps.media.closeSendTransport();
     this.#schedule();
+  }
+
+  /**
+   * `stage.join` was just sent: send the prepared camera's request right behind it (see
+   * `MediaSession.sendPrepared`), so its producer exists one round trip sooner.
+   */
+  joining(): void {
+    if (this.#closed || this.#deps.status() !== 'ACCEPTED_TO_JOIN_STAGE') return;
+    this.#deps.media.sendPrepared();
   }
 
   /** The app's preview tracks changed (`Meeting.previewChanged`): prepare the camera's sender for them. */
@@ -256,14 +266,15 @@ export class Publisher {
     if (!track || track.kind !== 'video' || track.readyState !== 'live') return;
     const prepared = media.prepared;
     if (prepared?.layout === media.layoutFor(track, 'video')) return;
-    if (prepared) media.cancelPrepared(); // another camera, other layers: negotiate anew
+    if (prepared) await media.cancelPrepared(); // another camera, other layers: negotiate anew
     try {
       await media.prepareProduce(track, 'video');
     } catch {
       return;
     }
-    if (epoch !== this.#epoch || this.#closed || this.#deps.status() !== 'ACCEPTED_TO_JOIN_STAGE')
-      media.cancelPrepared();
+    if (epoch !== this.#epoch || this.#closed || this.#deps.status() !== 'ACCEPTED_TO_JOIN_STAGE') {
+      void media.cancelPrepared();
+    }
   }
 
   async #publish(epoch: number): Promise<void> {
@@ -277,7 +288,11 @@ export class Publisher {
     if (!wanted.audio && !wanted.video) return;
     // The transport and the tracks in parallel: both are needed, neither needs the other.
     const [transport, acquired] = await Promise.allSettled([media.ensureSendTransport(), this.#acquire(wanted)]);
-    if (acquired.status === 'rejected') throw acquired.reason;
+    if (acquired.status === 'rejected') {
+      // no camera after all: a producer its request made ahead (right behind stage.join) goes too
+      if (media.prepared) await media.cancelPrepared();
+      throw acquired.reason;
+    }
     const tracks = acquired.value;
     if (transport.status === 'rejected') {
       for (const kind of KINDS) if (tracks[kind]) this.#release(tracks[kind]);
@@ -294,7 +309,7 @@ export class Publisher {
       video?.kind === 'video' &&
       prepared.source === 'video' &&
       prepared.layout === media.layoutFor(video, 'video');
-    if (prepared && !usePrepared) media.cancelPrepared();
+    if (prepared && !usePrepared) await media.cancelPrepared();
     try {
       for (const kind of KINDS) {
         const track = tracks[kind];

@@ -13,6 +13,8 @@ import { FakeHandler, type types } from 'mediasoup-client';
 import * as fakeParameters from 'mediasoup-client/fakeParameters';
 import { FakeMediaStreamTrack } from 'fake-mediastreamtrack';
 import type { Room } from '../../server/room/Room.js';
+import { Signaling } from '../../client/Signaling.js';
+import { BACKEND_ACTOR } from '../../server/stage/Stage.js';
 import { fakeTrack, fakeTracks, serverProducers, startHarness, waitFor, type Harness } from './helpers.js';
 
 let h: Harness;
@@ -183,7 +185,7 @@ function camera(height: number): MediaStreamTrack {
 test('a preview opened after ACCEPTED: previewChanged() prepares its camera, and join() publishes through it', async () => {
   const room = await h.room('REQUEST');
   const { handlerFactory, counts } = countingHandler();
-  let preview: MediaStreamTrack | undefined;
+  let preview: MediaStreamTrack | undefined = undefined; // opened later
   const speaker = await h.join(room, 'spk', 'speaker', {
     handlerFactory,
     previewTracks: () => ({ video: preview }),
@@ -223,5 +225,120 @@ test('another camera with other simulcast layers (720p → 480p): prepared anew 
   expect(counts).toEqual({ send: 4, stopSending: 2 });
   const video = [...room.participants.get('spk')!.producers.values()].find((p) => p.source === 'video')!;
   expect(video.producer.rtpParameters.encodings).toHaveLength(1);
-  expect(calls.produce).toBe(2);
+  // the prepared camera's request went right behind stage.join and made a producer, closed on
+  // the server when the live track turned out to need another sender: 3 produce calls, 2 kept
+  expect(calls.produce).toBe(3);
+});
+
+/** The order in which the client sent requests and got their answers (every Signaling). */
+function requestLog() {
+  const log: string[] = [];
+  const original = Signaling.prototype.request;
+  Signaling.prototype.request = function (this: Signaling, method: string, ...args: unknown[]) {
+    log.push(`send ${method}`);
+    const answer = (original as (m: string, ...a: unknown[]) => Promise<unknown>).call(this, method, ...args);
+    void answer.then(
+      () => log.push(`ack ${method}`),
+      () => log.push(`refused ${method}`),
+    );
+    return answer;
+  } as typeof original;
+  return { log, restore: () => (Signaling.prototype.request = original) };
+}
+
+test("join(): the prepared camera's produce goes right behind stage.join, before its answer (one round trip less)", async () => {
+  const room = await h.room('REQUEST');
+  const { handlerFactory, counts } = countingHandler();
+  const speaker = await h.join(room, 'spk', 'speaker', { handlerFactory });
+  await expect.poll(() => counts.send, { timeout: 5000 }).toBe(1);
+  const { log, restore } = requestLog();
+  try {
+    await speaker.stage.join();
+  } finally {
+    restore();
+  }
+  const at = (entry: string) => log.indexOf(entry);
+  expect(at('send produce')).toBe(at('send stage.join') + 1);
+  expect(at('send produce')).toBeLessThan(at('ack stage.join'));
+  expect(serverProducers(room, 'spk')).toBe(2);
+  expect(counts).toEqual({ send: 2, stopSending: 0 });
+
+  // without a prepared sender the produce waits for the answer, as before
+  await speaker.stage.leave();
+  const other = await h.join(room, 'spk2', 'speaker', { previewTracks: () => undefined });
+  const second = requestLog();
+  try {
+    await other.stage.join();
+  } finally {
+    second.restore();
+  }
+  expect(second.log.indexOf('ack stage.join')).toBeLessThan(second.log.indexOf('send produce'));
+});
+
+test('a refused join (full stage): the produce sent behind it is refused too, no producer; once there is room the same prepared sender publishes', async () => {
+  const room = await h.room('REQUEST', { stageCap: 1 });
+  const calls = spy(room);
+  const first = await h.join(room, 'first', 'speaker', { previewTracks: () => undefined });
+  await first.stage.join();
+  const { handlerFactory, counts } = countingHandler();
+  const speaker = await h.join(room, 'spk', 'speaker', { handlerFactory });
+  await expect.poll(() => counts.send, { timeout: 5000 }).toBe(1);
+  await expect(speaker.stage.join()).rejects.toMatchObject({ code: 'STAGE_FULL' });
+  await new Promise((r) => setTimeout(r, 200)); // the produce behind it has been answered
+  expect(serverProducers(room, 'spk')).toBe(0);
+  expect(calls.produce).toBe(3); // first's two, and the refused one
+  expect(speaker.stage.status).toBe('ACCEPTED_TO_JOIN_STAGE');
+
+  await first.stage.leave();
+  await speaker.stage.join();
+  expect(serverProducers(room, 'spk')).toBe(2);
+  expect(counts).toEqual({ send: 2, stopSending: 0 }); // the same prepared sender
+});
+
+test('the producer made behind stage.join is closed on the server when the camera cannot be had at ON_STAGE', async () => {
+  const room = await h.room('REQUEST');
+  const speaker = await h.join(room, 'spk', 'speaker', {
+    previewTracks: () => ({ video: fakeTrack('video') }),
+    tracks: () => Promise.reject(new Error('the camera is gone')),
+  });
+  await new Promise((r) => setTimeout(r, 200)); // prepared
+  await expect(speaker.stage.join()).rejects.toThrow();
+  await expect.poll(() => serverProducers(room, 'spk'), { timeout: 5000 }).toBe(0);
+  expect(room.statusOf('spk')).toBe('ON_STAGE');
+});
+
+test('a kick right after the producer made behind stage.join: that producer is gone, and the next join makes a new one', async () => {
+  const room = await h.room('REQUEST');
+  const { handlerFactory, counts } = countingHandler();
+  // the app's tracks take a while at ON_STAGE (a permission prompt): the kick lands meanwhile,
+  // before the client publishes through the prepared sender
+  const speaker = await h.join(room, 'spk', 'speaker', {
+    handlerFactory,
+    previewTracks: () => ({ video: fakeTrack('video') }),
+    tracks: async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      return fakeTracks();
+    },
+  });
+  await expect.poll(() => counts.send, { timeout: 5000 }).toBe(1);
+  const real = room.produce.bind(room);
+  const made: string[] = [];
+  room.produce = async (p, req) => {
+    const created = await real(p, req);
+    made.push(created.id);
+    if (made.length === 1) room.stage.kick(BACKEND_ACTOR, [p.id]); // before its ack leaves
+    return created;
+  };
+  const kicked = waitFor(speaker.stage, 'stageStatusUpdate', (e) => e.old === 'ON_STAGE');
+  await speaker.stage.join().catch(() => undefined); // either outcome: the kick won
+  await kicked;
+  await new Promise((r) => setTimeout(r, 200));
+  expect(serverProducers(room, 'spk')).toBe(0);
+  expect(speaker.stage.status).toBe('ACCEPTED_TO_JOIN_STAGE');
+
+  await speaker.stage.join();
+  const onServer = [...room.participants.get('spk')!.producers.keys()].sort();
+  expect(onServer).toHaveLength(2);
+  expect(onServer).not.toContain(made[0]);
+  expect([...speaker.producers.keys()].sort()).toEqual(onServer);
 });
