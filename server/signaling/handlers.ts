@@ -145,6 +145,8 @@ export const handlers: HandlerTable = {
   },
   'stage.join': {
     needs: 'joined',
+    // Synchronous on purpose: decided before the socket's next request runs, since the client
+    // sends its prepared camera's `produce` right behind it (test/cluster/media.test.ts).
     run: ({ room, participant }) => ({ status: room.stage.join(participant.id) }),
   },
   'stage.leave': {

@@ -234,6 +234,32 @@ it("node media (signaling only): producers on the speaker's node, one pipe per p
     .toEqual([undefined, undefined, undefined]);
 });
 
+it("a produce sent right behind stage.join through an edge node runs after it (the thin client's prepared camera): made; behind a refused join: refused, nothing made", async () => {
+  const [a, , c] = nodes as [TestNode, TestNode, TestNode];
+  expect((await api(a.url, 'POST', '/api/rooms', { id: 'pipelined', mode: 'REQUEST' })).status).toBe(201);
+  const room = roomClients('pipelined');
+  try {
+    // the room is A's; both clients are on C, their requests relayed over Redis
+    const spk = await room.join(c.url, 'spk', 'speaker'); // ACCEPTED on arrival
+    const viewer = await room.join(c.url, 'v', 'viewer'); // must ask first: its join is refused
+    const send = await spk.request('createTransport', { direction: 'send' });
+    const produce = (ssrc: number) => ({
+      transportId: send.id,
+      kind: 'video' as const,
+      rtpParameters: rtpParameters('video', ssrc),
+    });
+    // not awaited in between: both leave on the socket back to back
+    const accepted = await Promise.all([spk.ack('stage.join'), spk.ack('produce', produce(5000))]);
+    expect(accepted.map((x) => x.ok)).toEqual([true, true]);
+    const refused = await Promise.all([viewer.ack('stage.join'), viewer.ack('produce', produce(6000))]);
+    expect(refused.map((x) => (x.ok ? 'ok' : x.error.code))).toEqual(['INVALID_STATE', 'INVALID_STATE']);
+    const part = await mediaOn(c.url, 'pipelined');
+    expect(sum(part, 'producers')).toBe(1); // the speaker's, on its node; none of the viewer's
+  } finally {
+    room.close();
+  }
+});
+
 it('a node that dropped its part of a room (it judged the owner gone) tells the owner: the next viewer there gets a new pipe', async () => {
   const [a, , c] = nodes as [TestNode, TestNode, TestNode];
   expect((await api(a.url, 'POST', '/api/rooms', { id: 'heal', mode: 'OPEN' })).status).toBe(201);
