@@ -8,53 +8,20 @@
  * producer (router dump). `stage.join()` publishes through that sender: a viewer decodes frames.
  * Leaving the stage prepares it again, silent again; a second join sends again.
  */
-import fs from 'node:fs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { types as ms } from 'mediasoup';
-import { inboundStats, launchBrowser, type BrowserHandle } from '../helpers/browser.js';
-import { buildClientWebRoot } from '../helpers/clientBundle.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { inboundStats } from '../helpers/browser.js';
+import { newRoom, openMeeting, useMeetingPages } from '../helpers/meetingPages.js';
 
-let server: TestServer;
-let browser: BrowserHandle;
-let webRoot: string;
+useMeetingPages();
 
-beforeAll(async () => {
-  webRoot = await buildClientWebRoot();
-  server = await startServer({ extra: { webRoot } });
-  browser = await launchBrowser();
-}, 120_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  if (webRoot) fs.rmSync(webRoot, { recursive: true, force: true });
-});
-
-/** A page with a thin-client meeting on `window.meeting`; a publisher opens its camera first. */
-async function openMeeting(token: string, roomId: string, publish: boolean): Promise<Page> {
-  const page = await browser.newPage(`${server.url}/index.html`);
-  await page.evaluate(`(async () => {
-    const { joinMeeting } = await import(location.origin + '/stagegate-client.js');
-    let tracks;
-    if (${publish}) {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
-      tracks = { audio: stream.getAudioTracks()[0], video: stream.getVideoTracks()[0] };
-      window.cameraTrack = tracks.video;
-    }
-    const meeting = await joinMeeting({ url: location.origin, token: ${JSON.stringify(token)}, roomId: ${JSON.stringify(roomId)}, tracks });
-    meeting.on('trackAdded', ({ track }) => {
-      const el = document.createElement(track.kind === 'video' ? 'video' : 'audio');
-      el.autoplay = true;
-      el.muted = true;
-      el.srcObject = new MediaStream([track]);
-      document.body.append(el);
-    });
-    window.meeting = meeting;
-  })()`);
-  return page;
-}
+/** The fake camera and microphone opened first and handed to the client (as the pages do their preview's). */
+const CAMERA = `
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
+  tracks = { audio: stream.getAudioTracks()[0], video: stream.getVideoTracks()[0] };
+  window.cameraTrack = tracks.video;
+`;
 
 /** The page's send side: RTP bytes its `outbound-rtp` sent, and its senders' tracks (ids or null). */
 async function sendSide(page: Page): Promise<{ bytesSent: number; senderTracks: (string | null)[] }> {
@@ -83,9 +50,9 @@ async function serverRtpIn(transport: ms.Transport): Promise<number> {
 }
 
 it('prepared at ACCEPTED: DTLS up, not one RTP byte and no producer until ON_STAGE; join sends through it; leaving prepares it again', async () => {
-  const room = await server.sg.rooms.create('prepared');
-  const viewer = await openMeeting(await server.token('viewer', 'viewer', room.id), room.id, false);
-  const speaker = await openMeeting(await server.token('spk', 'speaker', room.id), room.id, true);
+  const room = await newRoom('prepared');
+  const viewer = await openMeeting('viewer', 'viewer', room);
+  const speaker = await openMeeting('spk', 'speaker', room, { before: CAMERA });
   const p = room.participants.get('spk')!;
   expect(room.statusOf('spk')).toBe('ACCEPTED_TO_JOIN_STAGE');
 
@@ -136,7 +103,4 @@ it('prepared at ACCEPTED: DTLS up, not one RTP byte and no producer until ON_STA
   await expect
     .poll(async () => (await inboundStats(viewer)).video.framesDecoded, { timeout: 15_000, interval: 250 })
     .toBeGreaterThan(decoded + 20);
-
-  await speaker.close();
-  await viewer.close();
 });
