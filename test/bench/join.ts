@@ -22,6 +22,7 @@
  * Samples run round-robin over the variants so machine noise hits them alike. The breakdown maps
  * the worker's own timestamps (MediaTimeline) and the page's onto the sample's t0.
  */
+import { startDelayProxy } from './delayProxy.js';
 import type { BenchBrowser } from './page/page.js';
 import type { RecvRecord } from './page/bench-page.js';
 import { median, round, roundAll, sleep, summarize, type Summary } from './stats.js';
@@ -45,7 +46,20 @@ type Variant =
   | 'stagegate/thin-client-720p'
   | 'stagegate/thin-client-720p-unprepared'
   | 'stagegate/raw'
-  | 'baseline/raw';
+  | 'baseline/raw'
+  | 'stagegate/thin-client-720p-rtt50'
+  | 'stagegate/thin-client-720p-unprepared-rtt50'
+  | 'baseline/raw-rtt50';
+/**
+ * On request only (`BENCH_JOIN_VARIANTS`): the speaker's signaling through a proxy that adds
+ * 25 ms each way (`delayProxy.ts`), a 50 ms round trip; the media goes directly.
+ */
+const RTT_VARIANTS: Variant[] = [
+  'stagegate/thin-client-720p-rtt50',
+  'stagegate/thin-client-720p-unprepared-rtt50',
+  'baseline/raw-rtt50',
+];
+const RTT_ONE_WAY_MS = 25;
 const VARIANTS: Variant[] = [
   'stagegate/thin-client',
   'stagegate/thin-client-720p',
@@ -102,6 +116,8 @@ export interface JoinResult {
 
 interface Ctx {
   sys: Systems;
+  /** The servers' URLs as the speaker reaches them: direct, and through the delay proxies. */
+  url: { sg: string; baseline: string; sgRtt?: string; baselineRtt?: string };
   /** The speaker's page. */
   spk: BenchBrowser;
   /** The viewers' page (the speaker's too with BENCH_JOIN_ONE_PAGE=1). */
@@ -122,7 +138,14 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
   }
   const onePage = process.env.BENCH_JOIN_ONE_PAGE === '1';
   const viewer = onePage ? bb : await bb.openPage();
-  const ctx: Ctx = { sys, spk: bb, viewer, roomTc, roomRaw };
+  // BENCH_JOIN_VARIANTS=stagegate/thin-client-720p,baseline/raw: a subset (a quick A/B look).
+  const pick = (process.env.BENCH_JOIN_VARIANTS ?? '').split(',').filter(Boolean);
+  const rtt = RTT_VARIANTS.filter((v) => pick.includes(v));
+  const proxies = rtt.length
+    ? await Promise.all([sys.sg.url, sys.baseline.url].map((u) => startDelayProxy(u, RTT_ONE_WAY_MS)))
+    : [];
+  const url = { sg: sys.sg.url, baseline: sys.baseline.url, sgRtt: proxies[0]?.url, baselineRtt: proxies[1]?.url };
+  const ctx: Ctx = { sys, url, spk: bb, viewer, roomTc, roomRaw };
   const openDevicesMs = await bb.call('openDevices');
   const clock = await bb.calibrate();
   await viewer.calibrate();
@@ -148,11 +171,10 @@ export async function benchJoin(sys: Systems, bb: BenchBrowser, opts: JoinOption
     { stagegate: false, recv: true, send: false },
   );
 
-  // BENCH_JOIN_VARIANTS=stagegate/thin-client-720p,baseline/raw: a subset (a quick A/B look).
-  const pick = (process.env.BENCH_JOIN_VARIANTS ?? '').split(',').filter(Boolean);
   const only = <T extends string>(vs: T[]) => (pick.length ? vs.filter((v) => pick.includes(v)) : vs);
-  const cold = await runRounds(ctx, only(VARIANTS), opts.samples, 'cold', opts.log);
+  const cold = await runRounds(ctx, [...only(VARIANTS), ...rtt], opts.samples, 'cold', opts.log);
   const warm = await runRounds(ctx, only(WARM_VARIANTS), opts.warmSamples, 'warm', opts.log);
+  for (const proxy of proxies) await proxy.close();
 
   await viewer.call('tcLeave', 'viewer-tc');
   await viewer.call('rawClose', 'viewer-sg');
@@ -224,18 +246,12 @@ async function runRounds(
 
 async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<void> {
   const { sys, spk: bb } = ctx;
+  const viaRtt = v.endsWith('-rtt50');
+  const sgUrl = viaRtt ? ctx.url.sgRtt! : ctx.url.sg;
   if (isThin(v)) {
     const token = await sys.sg.token(userId, 'speaker', ctx.roomTc);
     const hd = v.startsWith('stagegate/thin-client-720p');
-    const r = await bb.call(
-      'tcJoin',
-      'spk',
-      sys.sg.url,
-      token,
-      true,
-      hd,
-      v !== 'stagegate/thin-client-720p-unprepared',
-    );
+    const r = await bb.call('tcJoin', 'spk', sgUrl, token, true, hd, !v.includes('-unprepared'));
     if (r.status !== 'ACCEPTED_TO_JOIN_STAGE') throw new Error(`speaker arrived ${r.status}`);
   } else if (v === 'stagegate/raw') {
     await bb.call(
@@ -250,7 +266,8 @@ async function connectSpeaker(ctx: Ctx, v: Variant, userId: string): Promise<voi
       },
     );
   } else {
-    await bb.call('rawConnect', 'spk', sys.baseline.url, { userId }, { stagegate: false, recv: false, send: true });
+    const url = viaRtt ? ctx.url.baselineRtt! : ctx.url.baseline;
+    await bb.call('rawConnect', 'spk', url, { userId }, { stagegate: false, recv: false, send: true });
   }
 }
 

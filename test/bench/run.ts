@@ -9,6 +9,7 @@
  *   BENCH_SIGNALING_SIZES=1000  the signaling benchmark's room sizes (default 1000,5000)
  *   BENCH_JOIN_SAMPLES=10    join samples per variant (default 30; a quick look at one change)
  *   BENCH_JOIN_VARIANTS=stagegate/thin-client-720p,baseline/raw  only these join variants
+ *                            (…-rtt50 variants, on request only: the speaker's signaling 50 ms away)
  *   BENCH_JOIN_RTP=1         the join samples' events also list every video frame end (first 600 ms)
  *   BENCH_CPU_PROF=dir       --cpu-prof for the signaling server children (profiles land in dir)
  *   BENCH_RENDER=file.json   print the tables of an earlier run again (no benchmark runs)
