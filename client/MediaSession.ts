@@ -35,7 +35,6 @@ interface HeldProduce {
 /** What `prepared` tells of a held sender. */
 export interface PreparedSender {
   readonly source: MediaSource;
-  readonly track: MediaStreamTrack;
   readonly layout: string;
 }
 
@@ -153,14 +152,7 @@ export class MediaSession {
           hold({ request: { kind, rtpParameters, source }, callback, errback });
           return;
         }
-        this.signaling
-          .request('produce', {
-            transportId: transport.id,
-            kind,
-            rtpParameters: rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
-            source,
-          })
-          .then(({ id }) => callback({ id }), errback);
+        this.#requestProduce(transport, { kind, rtpParameters, source }).then(({ id }) => callback({ id }), errback);
       });
       this.#send = transport;
       return transport;
@@ -228,7 +220,7 @@ export class MediaSession {
   /** The sender prepared ahead (`prepareProduce`), if one is held. */
   get prepared(): PreparedSender | undefined {
     const h = this.#held;
-    return h && !h.transport.closed ? { source: h.source, track: h.track, layout: h.layout } : undefined;
+    return h && !h.transport.closed ? { source: h.source, layout: h.layout } : undefined;
   }
 
   /** The encodings' shape `track` would be published with as `source` (compare with `prepared.layout`). */
@@ -293,11 +285,16 @@ export class MediaSession {
   }
 
   #requestHeld(h: HeldProduce): Promise<{ id: string }> {
+    return this.#requestProduce(h.transport, h.request);
+  }
+
+  /** The server's `produce` for what mediasoup-client's `produce` event carries. */
+  #requestProduce(transport: types.Transport, r: HeldProduce['request']): Promise<{ id: string }> {
     return this.signaling.request('produce', {
-      transportId: h.transport.id,
-      kind: h.request.kind,
-      rtpParameters: h.request.rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
-      source: h.request.source,
+      transportId: transport.id,
+      kind: r.kind,
+      rtpParameters: r.rtpParameters as unknown as RequestData<'produce'>['rtpParameters'],
+      source: r.source,
     });
   }
 

@@ -82,7 +82,6 @@ async function openHandle(
 ): Promise<BenchBrowser> {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.error('[bench page]', e.message));
-  if (process.env.BENCH_CONSOLE) page.on('console', (m) => console.error('[bench console]', m.text()));
   await page.goto(`${origin}/`);
   await page.waitForFunction(() => 'bench' in window, undefined, { timeout: 10_000 });
   // page timeOrigin + now ≈ wall() + offset
